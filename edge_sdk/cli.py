@@ -1,0 +1,53 @@
+"""`edge-sdk` command line: a thin shell over the Python API.
+
+Every module in ``edge_sdk/commands/`` defines ``register(subparsers)``; it adds its subcommand(s) and
+sets ``func`` (called with the parsed args, returns an exit code). Commands import heavy dependencies
+inside ``func`` so that ``edge-sdk --help`` stays fast and works on a device without host extras.
+"""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from edge_sdk import __version__
+from edge_sdk.errors import EdgeSdkError
+
+
+def build_parser():
+    """The full argument parser, with every command module registered."""
+    parser = argparse.ArgumentParser(
+        prog="edge-sdk",
+        description="Train, build, flash and run real-time multi-person pose estimation on NVIDIA Jetson.",
+    )
+    parser.add_argument("--version", action="version", version="edge-sdk " + __version__)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import edge_sdk.commands as commands_pkg
+
+    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module("edge_sdk.commands." + info.name)
+        module.register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``edge-sdk`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except EdgeSdkError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `edge-sdk` subcommand (or group); each exposes ``register(subparsers)``."""

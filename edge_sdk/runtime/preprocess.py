@@ -1,0 +1,82 @@
+"""Frame -> model input: letterbox resize, colour order, normalisation and layout, into a reusable buffer.
+
+Calibration (``calibration/``) imports :func:`preprocess_frame` so INT8 ranges are measured on exactly
+what the runtime feeds the engine.
+"""
+
+import numpy as np
+
+try:  # OpenCV is on every Jetson image; tests and host tools have opencv-python-headless
+    import cv2
+except ImportError:  # pragma: no cover - the CLI reports this where a frame source is needed
+    cv2 = None
+
+
+class Letterbox(object):
+    """The transform from frame pixels to model-input pixels: ``input = frame * scale + (pad_x, pad_y)``."""
+
+    def __init__(self, scale, pad_x, pad_y, frame_width, frame_height):
+        self.scale = float(scale)
+        self.pad_x = float(pad_x)
+        self.pad_y = float(pad_y)
+        self.frame_width = int(frame_width)
+        self.frame_height = int(frame_height)
+
+    def input_to_frame(self, xy):
+        """[..., 2] input-image pixel coordinates -> frame pixel coordinates."""
+        xy = np.asarray(xy, dtype=np.float32)
+        out = np.empty_like(xy)
+        out[..., 0] = (xy[..., 0] - self.pad_x) / self.scale
+        out[..., 1] = (xy[..., 1] - self.pad_y) / self.scale
+        return out
+
+    def frame_to_input(self, xy):
+        """[..., 2] frame pixel coordinates -> input-image pixel coordinates."""
+        xy = np.asarray(xy, dtype=np.float32)
+        out = np.empty_like(xy)
+        out[..., 0] = xy[..., 0] * self.scale + self.pad_x
+        out[..., 1] = xy[..., 1] * self.scale + self.pad_y
+        return out
+
+
+def letterbox_params(frame_height, frame_width, input_height, input_width):
+    """The aspect-preserving scale and centred padding that fit a frame into the input size."""
+    scale = min(float(input_width) / frame_width, float(input_height) / frame_height)
+    new_w = int(round(frame_width * scale))
+    new_h = int(round(frame_height * scale))
+    pad_x = (input_width - new_w) // 2
+    pad_y = (input_height - new_h) // 2
+    return Letterbox(scale, pad_x, pad_y, frame_width, frame_height), (new_w, new_h)
+
+
+def preprocess_frame(frame_bgr, spec, out=None):
+    """A BGR uint8 frame [H, W, 3] -> one model input [C, H, W] or [H, W, C] per ``spec`` (InputSpec).
+
+    Writes into ``out`` (e.g. a slot of a pinned, GPU-mapped buffer) when given, so no new array is
+    allocated per frame. Returns (input, Letterbox).
+    """
+    if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError("expected a colour frame [H, W, 3], got shape {}".format(
+            None if frame_bgr is None else frame_bgr.shape))
+    fh, fw = frame_bgr.shape[:2]
+    box, (new_w, new_h) = letterbox_params(fh, fw, spec.height, spec.width)
+    canvas = np.zeros((spec.height, spec.width, 3), dtype=np.uint8)
+    resized = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR) \
+        if (new_w, new_h) != (fw, fh) else frame_bgr
+    y0, x0 = int(box.pad_y), int(box.pad_x)
+    canvas[y0:y0 + new_h, x0:x0 + new_w] = resized
+    if spec.color == "RGB":
+        canvas = canvas[:, :, ::-1]
+    if spec.dtype == "uint8":
+        data = canvas
+    else:
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        data = (canvas.astype(np.float32) * np.float32(spec.scale) - mean) / std
+        data = data.astype(spec.dtype, copy=False)
+    if spec.layout == "NCHW":
+        data = data.transpose(2, 0, 1)
+    if out is None:
+        return np.ascontiguousarray(data), box
+    out[...] = data
+    return out, box

@@ -1,0 +1,1 @@
+"""Training OpenPose-style models in TensorFlow and exporting them to ONNX."""
