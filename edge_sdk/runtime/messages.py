@@ -67,5 +67,5 @@ def decode_json(payload):
     try:
         msg = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("pose message is not valid JSON: {}".format(exc))
+        raise ValueError("pose message is not valid JSON: {}".format(exc)) from exc
     return validate_pose_message(msg)
