@@ -212,7 +212,7 @@ class LiveCaptureSource(Source):
                     break
             if self.capture is None:
                 raise SourceError("live source {} disappeared after {} frames and did not come back after {} "
-                                  "reconnect attempts ({:.0f} s apart)".format(
+                                  "reconnect attempts ({:g} s apart)".format(
                                       self.name, index, self.reconnect, self.reconnect_delay))
 
     def close(self):
