@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from edge_sdk.errors import SourceError
+from edge_sdk.errors import ModelError, SourceError
 from edge_sdk.runtime.backends.loader import load_backend
 from edge_sdk.runtime.messages import validate_pose_message
 from edge_sdk.runtime.model_meta import InputSpec
@@ -238,6 +238,15 @@ def test_health_file_says_running_while_running(oracle, tmp_path):
     assert json.loads(health.read_text())["status"] == "stopped"
 
 
+def test_health_file_reports_a_model_that_fails_to_load(tmp_path):
+    health = tmp_path / "health.json"
+    with pytest.raises(ModelError, match="not found"):
+        run_pipeline(model=str(tmp_path / "missing.onnx"), source="synthetic?frames=1", health_file=str(health),
+                     decoder=tiny_decode, handle_signals=False)
+    doc = json.loads(health.read_text())
+    assert doc["status"] == "error" and "missing.onnx" in doc["error"] and doc["frames"] == 0
+
+
 def test_drop_oldest_queue():
     queue = DropOldestQueue(2)
     assert queue.put(1, drop_oldest=True) is None
@@ -319,3 +328,25 @@ def test_cli_run_and_sigint(oracle, tmp_path):
     messages = read_jsonl(save)
     assert messages and all(m["device"] == "cam-07" for m in messages)
     assert json.loads(open(health).read())["status"] == "stopped"
+
+
+@pytest.mark.skipif(not _decoder_available(), reason="the PAF decoder (branch decode) is not merged yet")
+def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli):
+    case = make_oracle(tmp_path, num_frames=12, people=3, video="three.avi")
+    save = tmp_path / "poses.jsonl"
+    proc = edge_sdk_cli("run", "--model", case.model_path, "--source", case.video_path, "--save", save,
+                        "--workers", "3", "--device-id", "cam-02", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "12 frames" in proc.stdout and "latency p50 ms" in proc.stdout
+    messages = read_jsonl(save)
+    assert [m["seq"] for m in messages] == list(range(12))
+    for message in messages:
+        validate_pose_message(message)
+        got = np.array([p["keypoints"] for p in message["people"]], np.float32)
+        want = case.expected[message["seq"]]
+        assert len(got) == len(want)
+        for person in want:
+            present = person[:, 2] > 0
+            errors = [np.abs(g[present, :2] - person[present, :2]).max() for g in got]
+            best = got[int(np.argmin(errors))]
+            assert min(errors) <= TOLERANCE_PX and np.all(best[~present, 2] == 0)

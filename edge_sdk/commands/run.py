@@ -76,8 +76,8 @@ def run_command(args):
         if stats is not None and not args.quiet:
             print(stats.summary(), file=sys.stderr)
         raise
-    if not args.quiet:
-        print(stats.summary())
+    if not args.quiet:  # with --save - the messages own stdout
+        print(stats.summary(), file=sys.stderr if args.save == "-" else sys.stdout)
     import signal
 
     return 130 if stats.stop_signal == signal.SIGINT else 0  # SIGTERM (service stop) is a normal end

@@ -501,15 +501,26 @@ def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=N
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
-    are published, sinks are closed, and the EdgeSdkError is raised with the stats as ``.stats``.
+    are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
+    ``.stats``.
     ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``)."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
     own_backend = backend is None
     all_sinks = list(sinks or [])
-    health = None
     opened_source = None
+    current = {}  # the pipeline, once built, for the health snapshot
+    health = None
+    if health_file:
+        from edge_sdk.runtime.health import HealthFile
+
+        def snapshot():
+            stats = current["pipeline"].stats if "pipeline" in current else PipelineStats()
+            return {"frames": stats.frames, "fps": round(stats.current_fps(), 2), "drops": stats.drops}
+
+        # created first, so that a model or source that fails to open still leaves an "error" document
+        health = HealthFile(health_file, model or bundle or "model", snapshot)
     try:
         if own_backend:
             from edge_sdk.runtime.backends.loader import load_backend
@@ -521,14 +532,11 @@ def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=N
         pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
                             device_id=device_id, queue_size=queue_size, max_frames=max_frames,
                             sequential=sequential)
-        if health_file:
-            from edge_sdk.runtime.health import HealthFile
-
-            stats = pipeline.stats
-            health = HealthFile(health_file, backend.meta.model if backend.meta.model != "unknown" else
-                                (model or bundle or backend.describe()),
-                                lambda: {"frames": stats.frames, "fps": round(stats.current_fps(), 2),
-                                         "drops": stats.drops}).start()
+        current["pipeline"] = pipeline
+        if health is not None:
+            if backend.meta.model != "unknown":
+                health.model = backend.meta.model
+            health.start()
         if on_start is not None:
             on_start(pipeline)
         if handle_signals:
