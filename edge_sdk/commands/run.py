@@ -63,7 +63,11 @@ def run_command(args):
     if args.mqtt:
         from edge_sdk.runtime.mqtt import publisher_from_args  # only when MQTT is asked for
 
-        sinks.append(publisher_from_args(args))
+        publisher = publisher_from_args(args, status_info={"model": args.model or args.bundle,
+                                                           "source": args.source})
+        if hasattr(publisher, "connect"):
+            publisher.connect()  # an unreachable broker is a clear error now, not after the model loaded
+        sinks.append(publisher)
     if not args.save and not sinks:
         print("note: no --save or --mqtt given: poses are computed and counted only", file=sys.stderr)
     try:
