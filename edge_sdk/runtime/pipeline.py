@@ -318,9 +318,7 @@ class Pipeline(object):
                     break  # stopping while waiting for room
                 if not self._capture_allowed():
                     break
-        except EdgeSdkError as exc:  # e.g. truncated video: what was read is still processed
-            self._fail(exc, stop=False)
-        except Exception as exc:  # noqa: BLE001 - reported by run()
+        except Exception as exc:  # noqa: BLE001 - e.g. a truncated video: what was read is still processed
             self._fail(exc, stop=False)
         finally:
             q_frames.put_end()
