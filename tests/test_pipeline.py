@@ -105,9 +105,12 @@ def test_oracle_video_every_frame_in_order_with_right_keypoints(oracle, tmp_path
     assert doc["model"] == "oracle"
 
 
-def test_image_folder_and_batched_model(tmp_path):
-    case = make_oracle(tmp_path, num_frames=7, people=1, video=None, input_spec=InputSpec(height=128, width=192,
-                                                                                          batch=2))
+@pytest.mark.parametrize("spec", [
+    InputSpec(height=128, width=192, batch=2),
+    InputSpec(height=96, width=160, layout="NHWC", dtype="uint8", color="BGR"),
+], ids=["float-nchw-batch2", "uint8-nhwc-bgr"])
+def test_image_folder_batched_and_rewritten_inputs(tmp_path, spec):
+    case = make_oracle(tmp_path, num_frames=7, people=1, video=None, input_spec=spec)
     folder = write_oracle_images(tmp_path / "frames", 7, case.width, case.height)
     sink = MemorySink()
     stats = run_pipeline(model=case.model_path, source=str(folder), sinks=[sink], decoder=tiny_decode,

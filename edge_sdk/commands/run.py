@@ -42,8 +42,8 @@ def register(subparsers):
                         help="no pipelining: capture, preprocess, infer, decode, publish one after another")
     parser.add_argument("--health-file", metavar="F", help="rewrite this JSON health document every second")
     parser.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
-                        help="inference backend (auto: TensorRT when the bundle has an engine and TensorRT "
-                             "is installed, else ONNX Runtime)")
+                        help="inference backend (auto: TensorRT for a GPU-target bundle when TensorRT is "
+                             "installed, else ONNX Runtime)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--quiet", action="store_true", help="no summary at the end")
     parser.set_defaults(func=run_command)
@@ -57,11 +57,14 @@ def run_command(args):
         raise ConfigError("--workers must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
-    device_id = args.device_id or socket.gethostname()
+    device_id = args.device_id or socket.gethostname().split(".")[0]
     args.device_id = device_id
     sinks = []
     if args.mqtt:
-        from edge_sdk.runtime.mqtt import publisher_from_args  # only when MQTT is asked for
+        try:  # only when MQTT is asked for
+            from edge_sdk.runtime.mqtt import publisher_from_args
+        except ImportError as exc:
+            raise ConfigError("--mqtt needs MQTT support ({}): `pip install paho-mqtt`".format(exc)) from exc
 
         publisher = publisher_from_args(args, status_info={"model": args.model or args.bundle,
                                                            "source": args.source})

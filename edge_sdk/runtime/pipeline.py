@@ -207,7 +207,7 @@ class Pipeline(object):
         self.workers = max(1, int(workers))
         self.meta = backend.meta
         self.decoder = decoder or default_decoder(self.meta)
-        self.device_id = device_id or socket.gethostname()
+        self.device_id = device_id or socket.gethostname().split(".")[0]
         self.queue_size = max(1, int(queue_size))
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
