@@ -175,6 +175,16 @@ def connect_error(host, port, exc, use_tls):
 # --------------------------------------------------------------------------------------------------------------
 # command-line arguments (shared by `edge-sdk run` and anything else that publishes)
 
+def add_broker_arguments(group):
+    """TLS and credential options shared by the publisher and ``edge-sdk subscribe``."""
+    group.add_argument("--tls-ca", metavar="FILE", default=None, help="CA certificate that signed the broker's")
+    group.add_argument("--tls-cert", metavar="FILE", default=None, help="client certificate (PEM)")
+    group.add_argument("--tls-key", metavar="FILE", default=None, help="client private key (PEM)")
+    group.add_argument("--mqtt-username", default=None, help="broker user name")
+    group.add_argument("--mqtt-password-file", metavar="FILE", default=None,
+                       help="file whose first line is the broker password (or set $" + PASSWORD_ENV + ")")
+
+
 def add_mqtt_arguments(parser):
     """Add the MQTT publishing options to an argparse parser (or argument group)."""
     group = parser.add_argument_group("MQTT publishing") if hasattr(parser, "add_argument_group") else parser
@@ -186,13 +196,7 @@ def add_mqtt_arguments(parser):
                        help="topics are PREFIX/DEVICE/{poses,status,metrics} (default: %(default)s)")
     group.add_argument("--qos", type=int, choices=(0, 1), default=1,
                        help="1: at-least-once, queued while the broker is away (default); 0: fire and forget")
-    group.add_argument("--tls-ca", metavar="FILE", default=None, help="CA certificate that signed the broker's")
-    group.add_argument("--tls-cert", metavar="FILE", default=None, help="client certificate (PEM)")
-    group.add_argument("--tls-key", metavar="FILE", default=None, help="client private key (PEM)")
-    group.add_argument("--mqtt-username", default=None, help="broker user name (default: the device id if a "
-                                                             "password is given)")
-    group.add_argument("--mqtt-password-file", metavar="FILE", default=None,
-                       help="file whose first line is the broker password (or set $" + PASSWORD_ENV + ")")
+    add_broker_arguments(group)
     group.add_argument("--mqtt-queue", type=int, default=10000, metavar="N",
                        help="messages kept while the broker is unreachable (QoS 1); the oldest are dropped beyond "
                             "(default: %(default)s)")
@@ -208,7 +212,13 @@ def add_mqtt_arguments(parser):
 
 
 def publisher_from_args(args, status_info=None):
-    """An (unconnected) :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options."""
+    """An (unconnected) :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options; None without --mqtt.
+
+    ``status_info`` goes into the retained status message (e.g. ``{"target": ..., "model": ...}``). Call
+    ``connect()`` next (it uses ``--mqtt-connect-timeout``).
+    """
+    if not getattr(args, "mqtt", None):
+        return None
     device_id = args.device_id or socket.gethostname().split(".")[0]
     password = read_password(args.mqtt_password_file)
     return MqttPublisher(
@@ -217,7 +227,7 @@ def publisher_from_args(args, status_info=None):
         username=args.mqtt_username, password=password,
         queue_size=args.mqtt_queue, queue_memory=getattr(args, "mqtt_queue_memory", None),
         spill_dir=getattr(args, "mqtt_spill_dir", None), encoding=getattr(args, "mqtt_encoding", "json"),
-        status_info=status_info,
+        status_info=status_info, connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
     )
 
 
@@ -238,7 +248,7 @@ class MqttPublisher(object):
     def __init__(self, url, device_id, prefix=DEFAULT_PREFIX, qos=1, tls_ca=None, tls_cert=None, tls_key=None,
                  username=None, password=None, queue_size=10000, queue_memory=None, spill_dir=None,
                  encoding="json", status_info=None, inflight=20, keepalive=30, reconnect_min=0.5,
-                 reconnect_max=30.0, client_id=None, callback_api=None):
+                 reconnect_max=30.0, client_id=None, callback_api=None, connect_timeout=10.0):
         if qos not in (0, 1):
             raise ConfigError("--qos must be 0 or 1, got {!r}".format(qos))
         if encoding not in ("json", "compact"):
@@ -255,6 +265,7 @@ class MqttPublisher(object):
         self.topic_status = "{}/{}/status".format(self.prefix, self.device_id)
         self.topic_metrics = "{}/{}/metrics".format(self.prefix, self.device_id)
         self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.inflight_limit = max(1, int(inflight))
@@ -306,9 +317,12 @@ class MqttPublisher(object):
         return json.dumps(status, separators=(",", ":"))
 
     # ---------------------------------------------------------------------------------------------- lifecycle
-    def connect(self, timeout=10.0):
+    def connect(self, timeout=None):
         """Connect (blocking up to ``timeout`` s) and start the network thread; BrokerError if that fails."""
+        timeout = self.connect_timeout if timeout is None else timeout
         deadline = time.time() + timeout
+        if hasattr(type(self._client), "connect_timeout"):  # paho 2.x; 1.x has no per-client setting
+            self._client.connect_timeout = max(0.5, min(timeout, 30.0))
         try:
             self._client.connect(self.host, self.port, keepalive=self.keepalive)
         except (socket.error, OSError, ssl.SSLError) as exc:
