@@ -24,6 +24,11 @@ from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_LIMBS, NUM_PARTS, STRIDE
 CELL = STRIDE
 AMPLITUDE = 0.08
 """Pixel amplitude of a map value of 1.0 (in 0..1 pixel units); small so overlapping codes rarely clip."""
+TEXTURE = 0.08
+"""Standard deviation (0..1 pixel units) of the texture drawn in the patterns the model ignores."""
+DEAD_ZONE = 0.02
+"""Stage-1 ReLU threshold: pixel rounding noise in the matched filters stays exactly 0 (sparse activations,
+as in trained nets) instead of a cloud of tiny values that would dominate the activation histograms."""
 
 SYNTHETIC_SPEC = dict(height=128, width=192, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
 
@@ -63,8 +68,12 @@ def random_people(rng: np.random.Generator, height: int, width: int, max_people:
     return np.asarray(people, dtype=np.float32)
 
 
-def draw_frame(people18: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Encode the oracle maps of ``people18`` into a BGR uint8 frame the synthetic model decodes."""
+def draw_frame(people18: np.ndarray, height: int, width: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Encode the oracle maps of ``people18`` into a BGR uint8 frame the synthetic model decodes.
+
+    With ``rng``, the frame also gets texture in the patterns the model ignores (so pixel values spread
+    over the whole range, as in camera frames, while the FP32 outputs stay the same).
+    """
     heat, pafs = render_maps(people18, height, width)
     pats = hadamard_patterns()
     mh, mw = heat.shape[1:]
@@ -77,7 +86,13 @@ def draw_frame(people18: np.ndarray, height: int, width: int) -> np.ndarray:
     red = encode(heat, pats[1:NUM_HEATMAPS + 1])
     green = encode(pafs[0::2], limb_pats)
     blue = encode(pafs[1::2], limb_pats)
-    rgb = np.clip(0.5 + AMPLITUDE * np.stack([red, green, blue], axis=-1), 0.0, 1.0)
+    rgb = 0.5 + AMPLITUDE * np.stack([red, green, blue], axis=-1)
+    if rng is not None:
+        unused = pats[NUM_HEATMAPS + 1:]
+        coeffs = rng.normal(0.0, TEXTURE / np.sqrt(len(unused)), size=(3, len(unused), mh, mw)).astype(np.float32)
+        for c in range(3):
+            rgb[..., c] += encode(coeffs[c], unused)
+    rgb = np.clip(rgb, 0.0, 1.0)
     return np.round(rgb[:, :, ::-1] * 255.0).astype(np.uint8)
 
 
@@ -91,7 +106,7 @@ def write_frames(folder, count: int, seed: int = 0, spec: InputSpec | None = Non
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
-        frame = draw_frame(random_people(rng, spec.height, spec.width), spec.height, spec.width)
+        frame = draw_frame(random_people(rng, spec.height, spec.width), spec.height, spec.width, rng)
         path = folder / "frame_{:04d}.png".format(i)
         cv2.imwrite(str(path), frame)
         paths.append(path)
@@ -107,7 +122,7 @@ def build_model(path=None, outlier: bool = False, opset: int = 13):
     pats = hadamard_patterns() / (CELL * CELL * AMPLITUDE * spec.scale * 255.0)
     n_hidden = NUM_HEATMAPS + 4 * NUM_LIMBS + (1 if outlier else 0)
     w1 = np.zeros((n_hidden, 3, CELL, CELL), dtype=np.float32)
-    b1 = np.zeros((n_hidden,), dtype=np.float32)
+    b1 = np.full((n_hidden,), -DEAD_ZONE, dtype=np.float32)
     for c in range(NUM_HEATMAPS):
         w1[c, 0] = pats[c + 1]
     for limb in range(NUM_LIMBS):
