@@ -22,6 +22,7 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 
 from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
@@ -54,8 +55,11 @@ def new_client(client_id="", clean_session=True, callback_api=None):
     import paho.mqtt.client as paho
 
     if hasattr(paho, "CallbackAPIVersion"):
-        version = paho.CallbackAPIVersion.VERSION1 if callback_api == 1 else paho.CallbackAPIVersion.VERSION2
-        return paho.Client(version, client_id=client_id, clean_session=clean_session)
+        if callback_api == 1:
+            with warnings.catch_warnings():  # VERSION1 is deprecated in 2.x; we ask for it on purpose
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return paho.Client(paho.CallbackAPIVersion.VERSION1, client_id=client_id, clean_session=clean_session)
+        return paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
     return paho.Client(client_id=client_id, clean_session=clean_session)
 
 
