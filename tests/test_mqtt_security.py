@@ -158,3 +158,15 @@ def test_broker_config_errors(tmp_path):
         write_broker_config(fleet, tmp_path / "out")
     with pytest.raises(ConfigError, match="not found"):
         write_broker_config(tmp_path / "nope.toml", tmp_path / "out")
+
+
+def test_broker_config_cli(edge_sdk_cli, tmp_path):
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[[devices]]\nid = "cam-01"\n[[subscribers]]\nname = "ops"\n')
+    proc = edge_sdk_cli("broker-config", "--devices", fleet, "-o", tmp_path / "out", check=True)
+    assert "mosquitto -c" in proc.stdout and "cam-01" in proc.stdout
+    conf = (tmp_path / "out" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "listener 1883" in conf
+    assert (tmp_path / "out" / "passwd").read_text().startswith(("cam-01:$7$", "cam-01:$6$"))
+    bad = edge_sdk_cli("broker-config", "--devices", tmp_path / "missing.toml", "-o", tmp_path / "o2")
+    assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
