@@ -66,10 +66,11 @@ class DeviceStats:
 
     @property
     def drops(self) -> int:
-        """Frames the device dropped (its metrics) + messages the delivery dropped + gaps seen here."""
+        """Frames missing here: seq gaps seen, or what the device reported (frames it dropped + messages its
+        delivery queue dropped), whichever is larger (a gap here has one of those causes, or the network)."""
         m = self.metrics
         reported = sum(int(m.get(k, 0) or 0) for k in ("dropped_frames", "dropped_queue_full", "dropped_offline"))
-        return reported + self.gaps
+        return max(reported, self.gaps)
 
     def seen(self, key) -> bool:
         if key in self._seen:

@@ -326,3 +326,37 @@ def test_paho_1x_client_library(mosquitto, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0, 1, 2, 3, 4]"
+
+
+def test_publisher_from_args_connects_and_publishes_periodic_metrics(mosquitto, tmp_path, monkeypatch):
+    import argparse
+
+    from edge_sdk.runtime.mqtt import PASSWORD_ENV, add_mqtt_arguments, publisher_from_args, read_password
+
+    parser = add_mqtt_arguments(argparse.ArgumentParser())
+    parser.add_argument("--model")
+    assert publisher_from_args(parser.parse_args([])) is None
+    args = parser.parse_args(["--mqtt", mosquitto.url, "--device-id", "cam-9", "--qos", "0", "--model",
+                              "/models/tiny.onnx", "--mqtt-metrics-interval", "0.2", "--mqtt-encoding", "compact"])
+    rec = Recorder(mosquitto)
+    pub = publisher_from_args(args)  # connected already
+    assert pub.stats()["connected"]
+    for seq in (0, 1, 2, 5, 6):  # frames 3 and 4 never reached the publisher
+        pub.write(pose("cam-9", seq))
+    assert rec.wait(lambda got: any(t.endswith("/metrics") and json.loads(p)["frames"] for t, p, _ in got))
+    pub.close()
+    rec.close()
+    status = [json.loads(p) for t, p, _ in rec.got if t == "edge-sdk/cam-9/status"][0]
+    assert status["model"] == "tiny.onnx" and status["encoding"] == "compact" and status["qos"] == 0
+    metrics = [json.loads(p) for t, p, _ in rec.got if t.endswith("/metrics") and json.loads(p)["frames"]][0]
+    assert metrics["dropped_frames"] == 2 and metrics["people"] == 2 and metrics["latency_ms"]["infer"] == 1.5
+    assert [m["seq"] for m in rec.poses()] == [0, 1, 2, 5, 6]
+
+    # the password comes from a file or the environment, never from a flag
+    assert not any("--mqtt-password" == a.option_strings[0] for a in parser._actions if a.option_strings)
+    (tmp_path / "pw").write_text("s3cret\n")
+    monkeypatch.setenv(PASSWORD_ENV, "from-env")
+    assert read_password(str(tmp_path / "pw")) == "s3cret" and read_password(None) == "from-env"
+    with pytest.raises(BrokerError, match="127.0.0.1:{}".format(mosquitto.port + 0)):
+        mosquitto.stop()
+        publisher_from_args(args)
