@@ -198,6 +198,10 @@ class CuttableLink:
                 s.close()
             self.sockets = []
 
+    def restore(self):
+        with self.lock:
+            self.cut_done = False
+
     def close(self):
         self.cut()
         self.listener.close()

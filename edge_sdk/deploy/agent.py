@@ -422,14 +422,18 @@ def verify_bundle(bundle_dir):
 
 
 def missing_deps(python, layout):
-    env = runtime_env(layout, None)
-    missing = []
-    for module, requirement, hint in RUNTIME_DEPS:
-        proc = subprocess.run([python, "-c", "import " + module], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            missing.append((module, requirement, hint))
-    return missing
+    """The runtime's dependencies that `python` cannot import (one subprocess for all of them)."""
+    code = ("import importlib, json, sys\nmissing = []\nfor name in sys.argv[1:]:\n    try:\n"
+            "        importlib.import_module(name)\n    except Exception:\n        missing.append(name)\n"
+            "print(json.dumps(missing))")
+    proc = subprocess.run([python, "-c", code] + [m[0] for m in RUNTIME_DEPS], env=runtime_env(layout, None),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        names = json.loads(proc.stdout.decode("utf-8").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise AgentError("could not run the device's python {!r}: {}".format(
+            python, proc.stderr.decode("utf-8", "replace").strip()[-300:]), "deps") from None
+    return [m for m in RUNTIME_DEPS if m[0] in names]
 
 
 def ensure_deps(python, layout, mode, wheelhouse):
@@ -667,7 +671,7 @@ def wait_healthy(layout, alive, started_at, timeout):
         if time.time() >= deadline:
             return False, "no health signal within {:.0f}s (last health file: {}); the runtime log is {}".format(
                 timeout, json.dumps(last) if last else "none", layout.path(LOG_FILE))
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def activate(layout, version, timeout):

@@ -87,6 +87,7 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         if not prep.get("ok"):
             return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
                                 watch.seconds, prep.get("code", "prepare"))
+        reporter.stage(name, "deps", prep.get("deps", ""))
         upload_dir = prep["upload_dir"]
         total = release.upload_bytes
         sent = {"wheel": 0, "bundle": 0}
