@@ -411,3 +411,24 @@ def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli, pack
             errors = [np.abs(g[present, :2] - person[present, :2]).max() for g in got]
             best = got[int(np.argmin(errors))]
             assert min(errors) <= TOLERANCE_PX and np.all(best[~present, 2] == 0)
+
+
+def test_cli_build_then_run_a_cpu_bundle(tmp_path, edge_sdk_cli):
+    """`edge-sdk build` folds the normalisation into the oracle's first conv (uint8 BGR HWC input); the
+    runtime must feed that bundle raw frames and still get every keypoint right."""
+    case = make_oracle(tmp_path, num_frames=6, people=2)
+    bundle = tmp_path / "bundle-cpu"
+    edge_sdk_cli("build", case.model_path, "--target", "cpu", "--input", "192x128", "-o", bundle, check=True)
+    save = tmp_path / "poses.jsonl"
+    edge_sdk_cli("run", "--bundle", bundle, "--source", case.video_path, "--save", save, "--quiet", check=True)
+    from edge_sdk.runtime.bundle import open_bundle
+
+    assert open_bundle(str(bundle)).meta.input.dtype == "uint8"
+    messages = read_jsonl(save)
+    assert [m["seq"] for m in messages] == list(range(6))
+    for message in messages:
+        got = np.array([p["keypoints"] for p in message["people"]], np.float32)
+        assert len(got) == 2
+        for person in case.expected[message["seq"]]:
+            present = person[:, 2] > 0
+            assert min(np.abs(g[present, :2] - person[present, :2]).max() for g in got) <= TOLERANCE_PX
