@@ -418,7 +418,7 @@ def test_cli_build_then_run_a_cpu_bundle(tmp_path, edge_sdk_cli):
     runtime must feed that bundle raw frames and still get every keypoint right."""
     case = make_oracle(tmp_path, num_frames=6, people=2)
     bundle = tmp_path / "bundle-cpu"
-    edge_sdk_cli("build", case.model_path, "--target", "cpu", "--input", "192x128", "-o", bundle, check=True)
+    edge_sdk_cli("build", case.model_path, "--target", "cpu", "-o", bundle, check=True)
     save = tmp_path / "poses.jsonl"
     edge_sdk_cli("run", "--bundle", bundle, "--source", case.video_path, "--save", save, "--quiet", check=True)
     from edge_sdk.runtime.bundle import open_bundle

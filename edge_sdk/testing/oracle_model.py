@@ -110,7 +110,7 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    spec = input_spec or InputSpec(height=128, width=192)
+    spec = input_spec or InputSpec(height=192, width=256)  # the `cpu` target's default input size
     if outputs not in ("maps", "peaks"):
         raise ValueError("outputs must be 'maps' or 'peaks', got {!r}".format(outputs))
     if spec.height % stride or spec.width % stride:
