@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - reported when a source is opened
     cv2 = None
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+EXACT_COUNT_EXTENSIONS = (".avi", ".mp4", ".m4v", ".mov", ".3gp")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -121,10 +122,17 @@ class VideoFileSource(Source):
             index += 1
         if index == 0:
             raise SourceError("video {} has no readable frame (corrupt or truncated file)".format(self.path))
-        if self.frame_count > 0 and index < self.frame_count - 1:
+        if self.frame_count > 0 and self.frame_count - index > self._count_tolerance():
             raise SourceError("video {} ended after {} of its {} frames: the file is truncated or corrupt; "
                               "the frames before the damage were processed".format(
                                   self.path, index, self.frame_count))
+
+    def _count_tolerance(self):
+        """Frames that may be missing before we call the file truncated: AVI/MP4/MOV headers count frames
+        exactly; other containers (MKV, TS, ...) only estimate (duration x fps), so allow 5 %."""
+        if self.path.lower().endswith(EXACT_COUNT_EXTENSIONS):
+            return 1
+        return max(1, int(0.05 * self.frame_count))
 
     def close(self):
         self.capture.release()
