@@ -12,9 +12,9 @@ Threaded mode (default), one thread per stage so the stages overlap::
   results leave in frame order whatever order the workers finish in.
 * End of stream, ``stop()``, SIGINT (Ctrl-C) and SIGTERM all drain the frames already in flight, close
   the sinks and return; a second Ctrl-C aborts at once.
-* Every message carries ``latency_ms``: ``capture`` (reading the frame), ``preprocess``, ``infer``,
-  ``decode``, ``publish`` (waiting after decode for earlier frames and the publisher) and ``total``
-  (start of capture -> handed to the sinks).
+* Every message carries ``latency_ms``: ``capture`` (reading/decoding the frame; for a camera this
+  includes waiting for it), ``preprocess``, ``infer``, ``decode``, ``publish`` (waiting after decode for
+  earlier frames and the publisher) and ``total`` (frame captured -> handed to the sinks).
 
 Sequential mode runs the same stages one after another in the caller's thread (benchmarks, ``bench``).
 """
@@ -299,7 +299,7 @@ class Pipeline(object):
             people, decode_ms, t3 = self._decode(frame, box, self._frame_maps(outputs, 0))
             latency = {"capture": frame.read_ms, "preprocess": (t1 - t0) * 1000.0, "infer": (t2 - t1) * 1000.0,
                        "decode": decode_ms, "publish": (time.perf_counter() - t3) * 1000.0,
-                       "total": (time.perf_counter() - frame.clock) * 1000.0 + frame.read_ms}
+                       "total": (time.perf_counter() - frame.clock) * 1000.0}
             self._publish(self._message(frame, people, latency))
             if self.max_frames is not None and self.stats.captured >= self.max_frames:
                 break
@@ -442,7 +442,7 @@ class Pipeline(object):
             now = time.perf_counter()
             latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
                        "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
-                       "total": (now - frame.clock) * 1000.0 + frame.read_ms}
+                       "total": (now - frame.clock) * 1000.0}
             try:
                 self._publish(self._message(frame, people, latency))
             except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
