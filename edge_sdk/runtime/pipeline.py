@@ -363,7 +363,8 @@ class Pipeline(object):
                             return
                         t0 = time.perf_counter()
                         boxes = [preprocess_frame(f.image, spec, out=buffer[i])[1] for i, f in enumerate(frames)]
-                        q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0))
+                        q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
+                                      stop=self._abort)
                     except Exception as exc:  # noqa: BLE001
                         failed = True
                         self._fail(exc)
