@@ -49,6 +49,13 @@ def register(subparsers):
     parser.set_defaults(func=run_command)
 
 
+def _announce(pipeline):
+    source = pipeline.source
+    print("running {} | source {} ({}) | {} | {} decode worker(s) | device id {}".format(
+        pipeline.backend.describe(), getattr(source, "name", source), "live" if pipeline.live else "file",
+        "sequential" if pipeline.sequential else "pipelined", pipeline.workers, pipeline.device_id), file=sys.stderr)
+
+
 def run_command(args):
     from edge_sdk.errors import ConfigError
     from edge_sdk.runtime.pipeline import run_pipeline
@@ -77,7 +84,7 @@ def run_command(args):
         stats = run_pipeline(model=args.model, bundle=args.bundle, source=args.source, save=args.save, sinks=sinks,
                              prefer=args.backend, workers=args.workers, max_frames=args.max_frames,
                              sequential=args.sequential, health_file=args.health_file, device_id=device_id,
-                             threads=args.threads)
+                             threads=args.threads, on_start=None if args.quiet else _announce)
     except Exception as exc:
         stats = getattr(exc, "stats", None)
         if stats is not None and not args.quiet:
