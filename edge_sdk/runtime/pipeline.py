@@ -541,13 +541,15 @@ def _error_with_stats(error, stats):
 
 def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
                  prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
-                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None):
+                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None,
+                 metrics_interval=5.0):
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
     are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
     ``.stats``.
-    ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``)."""
+    ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
+    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
@@ -575,7 +577,7 @@ def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=N
             all_sinks.append(JsonlSink(save))
         pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
                             device_id=device_id, queue_size=queue_size, max_frames=max_frames,
-                            sequential=sequential)
+                            sequential=sequential, metrics_interval=metrics_interval)
         current["pipeline"] = pipeline
         if health is not None:
             if backend.meta.model != "unknown":
