@@ -73,3 +73,20 @@ def test_run_with_an_unreachable_broker_fails_before_running(tmp_path, edge_sdk_
                         timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error:" in proc.stderr and "127.0.0.1" in proc.stderr
+
+
+def test_metrics_carry_the_pipeline_counters(tmp_path, mosquitto, edge_sdk_cli):
+    case = make_oracle(tmp_path, num_frames=2, video=None)
+    subscriber = Subscriber(mosquitto.host, mosquitto.port, "edge-sdk/cam-03/metrics")
+    try:
+        proc = edge_sdk_cli("run", "--model", case.model_path, "--source", "synthetic:live?fps=30&w=160&h=120",
+                            "--max-frames", 45, "--mqtt", mosquitto.url, "--device-id", "cam-03",
+                            "--mqtt-metrics-interval", "0.3", "--quiet", timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        time.sleep(0.3)
+    finally:
+        subscriber.close()
+    metrics = [json.loads(payload) for _topic, payload in subscriber.messages]
+    assert len(metrics) >= 2, "one metrics message per interval, from one schedule"
+    assert all({"captured", "drops", "frames", "fps", "delivered"} <= set(m) for m in metrics)
+    assert [m["captured"] for m in metrics] == sorted(m["captured"] for m in metrics)
