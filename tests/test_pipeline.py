@@ -84,7 +84,7 @@ def read_jsonl(path):
         return [json.loads(line) for line in handle]
 
 
-@pytest.mark.parametrize("sequential", [False, True], ids=["threaded", "sequential"])
+@pytest.mark.parametrize("sequential", [False, True], ids=["pipelined", "sequential"])
 def test_oracle_video_every_frame_in_order_with_right_keypoints(oracle, tmp_path, sequential):
     save = tmp_path / "poses.jsonl"
     health = tmp_path / "health.json"
@@ -100,7 +100,7 @@ def test_oracle_video_every_frame_in_order_with_right_keypoints(oracle, tmp_path
         assert all(v >= 0 for v in message["latency_ms"].values())
         assert_matches_oracle(message, oracle.expected[message["seq"]])
     assert stats.frames == oracle.num_frames and stats.drops == 0 and stats.error is None
-    assert stats.mode == ("sequential" if sequential else "threaded")
+    assert stats.mode == ("sequential" if sequential else "pipelined")
     doc = json.loads(health.read_text())
     assert doc["status"] == "stopped" and doc["frames"] == oracle.num_frames and doc["pid"] == os.getpid()
     assert doc["model"] == "oracle"

@@ -112,7 +112,7 @@ class DropOldestQueue(object):
 class PipelineStats(object):
     """Counters and per-stage latency samples of one run (the last ``keep`` samples per stage)."""
 
-    def __init__(self, mode="threaded", keep=5000):
+    def __init__(self, mode="pipelined", keep=5000):
         self.mode = mode
         self.frames = 0  # messages published
         self.captured = 0  # frames read from the source
@@ -214,7 +214,7 @@ class Pipeline(object):
         self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 4)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
-        self.stats = PipelineStats("sequential" if self.sequential else "threaded")
+        self.stats = PipelineStats("sequential" if self.sequential else "pipelined")
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
