@@ -76,11 +76,11 @@ def test_prune_drops_stage1_outputs_and_their_nodes(original, nhwc_batch):
         np.testing.assert_allclose(got[name], ref[name], atol=EXACT)
 
 
-@pytest.mark.parametrize("first_kernel", [3, 1])
+@pytest.mark.parametrize("first_kernel, zero_pad", [(3, False), (1, False), (3, True)])
 @pytest.mark.parametrize("dtype, layout, color", [("uint8", "NHWC", "BGR"), ("float32", "NCHW", "RGB")])
-def test_fold_normalization_feeds_raw_pixels(first_kernel, dtype, layout, color):
+def test_fold_normalization_feeds_raw_pixels(first_kernel, zero_pad, dtype, layout, color):
     """The runtime's own preprocess_frame, driven by each model's metadata, gives the same maps."""
-    original = make_pose_model(seed=2, first_kernel=first_kernel)
+    original = make_pose_model(seed=2, first_kernel=first_kernel, zero_pad_first=zero_pad)
     base, base_meta, _ = run_passes(original, ["fold", "transposes"])
     model, meta, reports = run_passes(base, ["normalize"], {"normalize": {
         "dtype": dtype, "layout": layout, "color": color}})
