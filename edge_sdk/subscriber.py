@@ -66,10 +66,11 @@ class DeviceStats:
 
     @property
     def drops(self) -> int:
-        """Frames the device dropped (its metrics) + messages the delivery dropped + gaps seen here."""
+        """Frames missing here: seq gaps seen, or what the device reported (frames it dropped + messages its
+        delivery queue dropped), whichever is larger (a gap here has one of those causes, or the network)."""
         m = self.metrics
         reported = sum(int(m.get(k, 0) or 0) for k in ("dropped_frames", "dropped_queue_full", "dropped_offline"))
-        return reported + self.gaps
+        return max(reported, self.gaps)
 
     def seen(self, key) -> bool:
         if key in self._seen:
@@ -110,7 +111,7 @@ class Subscription:
                  password: str | None = None, count: int | None = None, timeout: float | None = None,
                  idle_timeout: float | None = None, dedupe: bool = True, max_payload: int = DEFAULT_MAX_PAYLOAD,
                  client_id: str = "", persistent_session: bool = False, connect_timeout: float = 10.0,
-                 watch_status: bool = True, callback_api: int | None = None):
+                 watch_status: bool = True, reconnect_delay: tuple = (1, 8), callback_api: int | None = None):
         self.host, self.port, use_tls, url_user = parse_url(url)
         self.topics = [topic] if isinstance(topic, str) else list(topic)
         self.qos = qos
@@ -140,7 +141,7 @@ class Subscription:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
-        self._client.reconnect_delay_set(1, 10)
+        self._client.reconnect_delay_set(*reconnect_delay)
         self._started = False
         self._closed = False
         self._connect(connect_timeout)

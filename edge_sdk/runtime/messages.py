@@ -145,7 +145,8 @@ def decode_compact(payload):
         k = n_people * 17
         expected = pos + 4 * n_people + 2 * k + 2 * k + k
         if len(payload) != expected:
-            raise ValueError("compact pose message has {} bytes, its header says {}".format(len(payload), expected))
+            raise ValueError("truncated or corrupt compact pose message: {} bytes, its header says {}".format(
+                len(payload), expected))
         scores = np.frombuffer(payload, "<f4", n_people, pos)
         pos += 4 * n_people
         xs = np.frombuffer(payload, "<u2", k, pos).astype(np.float64) / q

@@ -22,6 +22,7 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 
 from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
@@ -54,8 +55,11 @@ def new_client(client_id="", clean_session=True, callback_api=None):
     import paho.mqtt.client as paho
 
     if hasattr(paho, "CallbackAPIVersion"):
-        version = paho.CallbackAPIVersion.VERSION1 if callback_api == 1 else paho.CallbackAPIVersion.VERSION2
-        return paho.Client(version, client_id=client_id, clean_session=clean_session)
+        if callback_api == 1:
+            with warnings.catch_warnings():  # VERSION1 is deprecated in 2.x; we ask for it on purpose
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return paho.Client(paho.CallbackAPIVersion.VERSION1, client_id=client_id, clean_session=clean_session)
+        return paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
     return paho.Client(client_id=client_id, clean_session=clean_session)
 
 
@@ -208,30 +212,100 @@ def add_mqtt_arguments(parser):
                        help="payload encoding: json (schema v1) or compact (binary, ~4x smaller; see docs/mqtt.md)")
     group.add_argument("--mqtt-connect-timeout", type=float, default=10.0, metavar="S",
                        help="give up if the broker cannot be reached at start within S seconds")
+    group.add_argument("--mqtt-metrics-interval", type=float, default=5.0, metavar="S",
+                       help="publish fps / latency / drops to PREFIX/DEVICE/metrics every S seconds (0: never)")
     return parser
 
 
-def publisher_from_args(args, status_info=None):
-    """An (unconnected) :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options; None without --mqtt.
+def publisher_from_args(args, status_info=None, connect=True):
+    """A :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options, connected (``connect=True``:
+    BrokerError at once if the broker cannot be reached); None without ``--mqtt``.
 
-    ``status_info`` goes into the retained status message (e.g. ``{"target": ..., "model": ...}``). Call
-    ``connect()`` next (it uses ``--mqtt-connect-timeout``).
+    ``status_info`` goes into the retained status message; by default it names the model/bundle and its
+    target (from the bundle's manifest.json when there is one).
     """
     if not getattr(args, "mqtt", None):
         return None
     device_id = args.device_id or socket.gethostname().split(".")[0]
     password = read_password(args.mqtt_password_file)
-    return MqttPublisher(
+    publisher = MqttPublisher(
         args.mqtt, device_id, prefix=args.topic_prefix, qos=args.qos,
         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
         username=args.mqtt_username, password=password,
         queue_size=args.mqtt_queue, queue_memory=getattr(args, "mqtt_queue_memory", None),
         spill_dir=getattr(args, "mqtt_spill_dir", None), encoding=getattr(args, "mqtt_encoding", "json"),
-        status_info=status_info, connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
+        status_info=status_info if status_info is not None else _status_from_args(args),
+        connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
+        metrics_interval=getattr(args, "mqtt_metrics_interval", 5.0),
     )
+    if connect:
+        publisher.connect()
+    return publisher
+
+
+def _status_from_args(args):
+    """model / target for the retained status, from --model or --bundle (and its manifest.json)."""
+    info = {}
+    model = getattr(args, "model", None) or getattr(args, "bundle", None)
+    if model:
+        info["model"] = os.path.basename(str(model).rstrip("/"))
+    bundle = getattr(args, "bundle", None)
+    manifest = os.path.join(str(bundle), "manifest.json") if bundle else None
+    if manifest and os.path.isfile(manifest):
+        try:
+            with open(manifest) as f:
+                data = json.load(f)
+            for key in ("target", "precision"):
+                if isinstance(data.get(key), (str, int, float)):
+                    info[key] = data[key]
+        except (IOError, OSError, ValueError):
+            pass
+    if getattr(args, "target", None):
+        info.setdefault("target", args.target)
+    return info
 
 
 # --------------------------------------------------------------------------------------------------------------
+
+class _MetricsWindow(object):
+    """fps, people and mean latency per stage since the last metrics; seq gaps (frames dropped before they
+    reached the publisher) since the start."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last_seq = None
+        self.gaps = 0  # cumulative, like the delivery counters
+        self._reset(time.time())
+
+    def _reset(self, now):
+        self.start = now
+        self.count = 0
+        self.people = 0
+        self.latency = {}
+
+    def add(self, message):
+        with self._lock:
+            self.count += 1
+            self.people += len(message.get("people", ()))
+            for stage, ms in (message.get("latency_ms") or {}).items():
+                self.latency[stage] = self.latency.get(stage, 0.0) + float(ms)
+            seq = message.get("seq")
+            if isinstance(seq, int):
+                if self._last_seq is not None and seq > self._last_seq + 1:
+                    self.gaps += seq - self._last_seq - 1
+                self._last_seq = seq
+
+    def summary(self):
+        with self._lock:
+            now = time.time()
+            span = max(now - self.start, 1e-6)
+            n = max(self.count, 1)
+            out = {"fps": round(self.count / span, 2), "frames": self.count,
+                   "people": round(self.people / n, 2), "dropped_frames": self.gaps,
+                   "latency_ms": {k: round(v / n, 2) for k, v in self.latency.items()}}
+            self._reset(now)
+            return out
+
 
 class MqttPublisher(object):
     """Publishes one device's poses, status and metrics; survives broker outages (see module docstring).
@@ -248,7 +322,8 @@ class MqttPublisher(object):
     def __init__(self, url, device_id, prefix=DEFAULT_PREFIX, qos=1, tls_ca=None, tls_cert=None, tls_key=None,
                  username=None, password=None, queue_size=10000, queue_memory=None, spill_dir=None,
                  encoding="json", status_info=None, inflight=20, keepalive=30, reconnect_min=0.5,
-                 reconnect_max=30.0, client_id=None, callback_api=None, connect_timeout=10.0):
+                 reconnect_max=30.0, client_id=None, callback_api=None, connect_timeout=10.0,
+                 metrics_interval=0.0):
         if qos not in (0, 1):
             raise ConfigError("--qos must be 0 or 1, got {!r}".format(qos))
         if encoding not in ("json", "compact"):
@@ -292,6 +367,10 @@ class MqttPublisher(object):
         self._connack = None
         self._stop = threading.Event()
         self._thread = None
+        self._closed = False
+        self.metrics_interval = float(metrics_interval or 0)
+        self._window = _MetricsWindow()
+        self._next_metrics = time.time() + self.metrics_interval
         self.counters = {"published": 0, "delivered": 0, "dropped_queue_full": 0, "dropped_offline": 0,
                          "reconnects": 0, "bytes": 0}
 
@@ -372,6 +451,10 @@ class MqttPublisher(object):
                 delay = min(self.reconnect_max, delay * 2)
             self._drain_acks()
             self._feed()
+            if self.metrics_interval > 0 and time.time() >= self._next_metrics:
+                self._next_metrics = time.time() + self.metrics_interval
+                if self._connected:
+                    self.publish_metrics({})
 
     def _drain_acks(self):
         if not self._acks:
@@ -412,7 +495,10 @@ class MqttPublisher(object):
 
     def write(self, message):
         """Publish one pose message (dict, schema v1) to ``{prefix}/{device}/poses``; never blocks on I/O."""
+        if self._thread is None and not self._closed:
+            self.connect()  # used as a plain sink without connect(): connect on the first message
         payload = self.encode(message)
+        self._window.add(message)
         with self._lock:
             if self._connected and not len(self.queue) and len(self._inflight) < self.inflight_limit:
                 self._send(self.topic_poses, payload)
@@ -433,9 +519,12 @@ class MqttPublisher(object):
         stats["connected"] = bool(self._connected)
         return stats
 
-    def publish_metrics(self, metrics):
-        """Publish a metrics dict (fps, latency, drops, ...) with this publisher's delivery counters added."""
-        body = dict(metrics)
+    def publish_metrics(self, metrics=None):
+        """Publish metrics: fps / people / latency / frame drops seen by ``write`` since the last call, the
+        delivery counters, and whatever ``metrics`` adds or overrides. Also runs every ``metrics_interval`` s."""
+        metrics = metrics or {}
+        body = self._window.summary()  # what this publisher saw since the last metrics
+        body.update(metrics)
         stats = self.stats()
         body.setdefault("device", self.device_id)
         body.setdefault("ts", time.time())
@@ -463,6 +552,7 @@ class MqttPublisher(object):
 
     def close(self, timeout=10.0):
         """Flush, publish the retained ``offline`` status, disconnect, stop the network thread."""
+        self._closed = True
         if self._thread is None:
             self.queue.close()
             return
