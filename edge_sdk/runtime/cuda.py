@@ -142,7 +142,8 @@ class CudaPythonApi(CudaApi):
 
     def _kind(self, kind):
         return getattr(self.rt.cudaMemcpyKind, {"htod": "cudaMemcpyHostToDevice", "dtoh": "cudaMemcpyDeviceToHost",
-                                                "dtod": "cudaMemcpyDeviceToDevice"}[kind])
+                                                "dtod": "cudaMemcpyDeviceToDevice",
+                                                "default": "cudaMemcpyDefault"}[kind])
 
     def memcpy_async(self, dst, src, nbytes, kind, stream):
         self._call("cudaMemcpyAsync({})".format(kind),
