@@ -762,9 +762,7 @@ def cmd_info(args, layout):
 
 def cmd_prepare(args, layout):
     """Create the upload dir (owned by the SSH user when we run under sudo) and clean stale uploads."""
-    for sub in ("versions", "run", "incoming"):
-        if not os.path.isdir(layout.path(sub)):
-            os.makedirs(layout.path(sub))
+    ensure_dirs(layout)
     incoming = layout.path("incoming")
     stale = []
     with Lock(layout):
@@ -806,8 +804,15 @@ def cmd_install(args, layout):
         return install_locked(args, layout)
 
 
+def ensure_dirs(layout):
+    for sub in ("versions", "run", "incoming"):
+        if not os.path.isdir(layout.path(sub)):
+            os.makedirs(layout.path(sub))
+
+
 def install_locked(args, layout):
     version = args.version
+    ensure_dirs(layout)
     device = detect_device(layout)
     previous = layout.current_version()
     if previous == version and not args.force:
