@@ -289,6 +289,19 @@ def test_async_backend_keeps_two_inferences_in_flight(oracle):
         assert_matches_oracle(message, oracle.expected[message["seq"]])
 
 
+def test_pipelines_on_one_backend_reuse_its_input_buffers(oracle):
+    """Bench rounds run many pipelines on one backend: pinned input memory is allocated once, not per run."""
+    backend = load_backend(model=oracle.model_path)
+    allocate = backend.new_input_buffer
+    allocated = []
+    backend.new_input_buffer = lambda: allocated.append(1) or allocate()
+    for sequential in (False, True, False):
+        stats = Pipeline(backend, SyntheticSource(width=160, height=120, frames=3), [MemorySink()],
+                         decoder=tiny_decode, sequential=sequential).run()
+        assert stats.frames == 3
+    assert len(allocated) == 3  # one pool's worth (1 in the engine + 2), shared by the three runs
+
+
 def test_metrics_go_to_sinks_that_take_them(oracle):
     class MetricsSink(MemorySink):
         def __init__(self):

@@ -24,6 +24,7 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -184,6 +185,21 @@ class PipelineStats(object):
         return "\n".join(lines)
 
 
+_BACKEND_BUFFERS = weakref.WeakKeyDictionary()
+
+
+def _input_buffers(backend, count):
+    """``count`` input buffers of ``backend``, kept for the backend's lifetime: pipelines run one after
+    another on one backend (bench rounds) reuse them instead of allocating pinned memory each time."""
+    try:
+        buffers = _BACKEND_BUFFERS.setdefault(backend, [])
+    except TypeError:  # not weak-referenceable: plain allocation
+        buffers = []
+    while len(buffers) < count:
+        buffers.append(backend.new_input_buffer())
+    return buffers[:count]
+
+
 class _Batch(object):
     __slots__ = ("frames", "boxes", "buffer", "preprocess_ms", "infer_ms", "outputs")
 
@@ -228,8 +244,8 @@ class Pipeline(object):
         # input buffers: the batches in flight in the engine, one being preprocessed, one waiting between
         count = int(buffers) if buffers else (self.infer_depth if self._infer_async else 1) + 2
         self._pool = DropOldestQueue(max(2, count))
-        for _ in range(max(2, count)):
-            self._pool.put(backend.new_input_buffer())
+        for buffer in _input_buffers(backend, max(2, count)):
+            self._pool.put(buffer)
         self._roles = dict(self.meta.outputs)
 
     # -- control ---------------------------------------------------------------------------------
