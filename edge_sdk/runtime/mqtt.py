@@ -358,7 +358,7 @@ class MqttPublisher(object):
                                   clean_session=True, callback_api=callback_api)
         configure_client(self._client, use_tls, tls_ca, tls_cert, tls_key, username, password)
         self._use_tls = use_tls or bool(tls_ca or tls_cert)
-        self._client.max_inflight_messages_set(self.inflight_limit)
+        self._client.max_inflight_messages_set(self.inflight_limit + 4)  # + status / metrics
         self._client.will_set(self.topic_status, self._status_payload("offline"), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -368,6 +368,7 @@ class MqttPublisher(object):
         self._inflight = {}                # mid -> True, messages handed to paho and not yet acknowledged
         self._acks = []                    # mids acknowledged (appended by paho's thread, drained by ours)
         self._connected = False
+        self._session_up = False
         self._connack = None
         self._stop = threading.Event()
         self._thread = None
@@ -380,12 +381,15 @@ class MqttPublisher(object):
 
     # ----------------------------------------------------------------------------------------------------- paho
     def _on_connect(self, client, userdata, flags, rc, *rest):
+        # _connected is set by the network thread only after loop() returns: paho re-sends the messages that
+        # were in flight AFTER this callback, and new ones must not overtake them
         self._connack = _reason_code(rc)
         if self._connack == 0:
-            self._connected = True
+            self._session_up = True
             client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, *args):
+        self._session_up = False
         self._connected = False
 
     def _on_publish(self, client, userdata, mid, *rest):
@@ -424,6 +428,7 @@ class MqttPublisher(object):
             hint = _CONNACK_HINTS.get(self._connack, "connection refused with code {}".format(self._connack))
             raise BrokerError("the MQTT broker at {}:{} refused device {!r}: {}".format(
                 self.host, self.port, self.device_id, hint))
+        self._connected = self._session_up
         self._thread = threading.Thread(target=self._network_loop, name="edge-sdk-mqtt", daemon=True)
         self._thread.start()
         return self
@@ -447,7 +452,8 @@ class MqttPublisher(object):
                     continue
             rc = self._client.loop(timeout=0.02)
             if _reason_code(rc) != 0:
-                self._connected = False
+                self._session_up = False
+            self._connected = self._session_up
             if self._connected:
                 delay = self.reconnect_min
             elif self._connack not in (None, 0):  # refused (credentials, ACL): back off too
