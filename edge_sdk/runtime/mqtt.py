@@ -52,7 +52,10 @@ def new_client(client_id="", clean_session=True, callback_api=None):
     1.x callback signatures (on paho 2.x through ``CallbackAPIVersion.VERSION1``). Our callbacks accept
     both styles (see :func:`_reason_code`), so this only matters for tests of the 1.x path.
     """
-    import paho.mqtt.client as paho
+    try:
+        import paho.mqtt.client as paho
+    except ImportError:
+        raise ConfigError("MQTT needs paho-mqtt: `python3 -m pip install paho-mqtt` (1.x or 2.x)") from None
 
     if hasattr(paho, "CallbackAPIVersion"):
         if callback_api == 1:
