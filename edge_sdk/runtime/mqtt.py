@@ -496,8 +496,10 @@ class MqttPublisher(object):
         self.counters["bytes"] += len(payload)
         if self.qos == 1:
             self._inflight[info.mid] = True
-        else:
+        elif _reason_code(info.rc) == 0:
             self.counters["delivered"] += 1
+        else:  # QoS 0 on a connection that has just died
+            self.counters["dropped_offline"] += 1
 
     # ---------------------------------------------------------------------------------------------- publishing
     def encode(self, message):
