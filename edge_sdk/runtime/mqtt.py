@@ -261,9 +261,11 @@ def _status_from_args(args):
         try:
             with open(manifest) as f:
                 data = json.load(f)
-            for key in ("target", "precision"):
-                if isinstance(data.get(key), (str, int, float)):
-                    info[key] = data[key]
+            if isinstance(data.get("target"), str):
+                info["target"] = data["target"]
+            precision = data.get("precision")
+            if isinstance(precision, dict) and isinstance(precision.get("used"), str):
+                info["precision"] = precision["used"]
         except (IOError, OSError, ValueError):
             pass
     if getattr(args, "target", None):
