@@ -360,3 +360,16 @@ def test_publisher_from_args_connects_and_publishes_periodic_metrics(mosquitto, 
     with pytest.raises(BrokerError, match="127.0.0.1:{}".format(mosquitto.port + 0)):
         mosquitto.stop()
         publisher_from_args(args)
+
+
+def test_status_names_the_bundle_target_and_precision(tmp_path):
+    import argparse
+
+    from edge_sdk.runtime.mqtt import _status_from_args
+
+    bundle = tmp_path / "pose-orin"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"target": "jetson-orin-nano",
+                                                      "precision": {"requested": "int8", "used": "fp16"}}))
+    info = _status_from_args(argparse.Namespace(model=None, bundle=str(bundle)))
+    assert info == {"model": "pose-orin", "target": "jetson-orin-nano", "precision": "fp16"}
