@@ -82,12 +82,13 @@ def check_output_dir(out_dir: str | os.PathLike) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).exists():
         raise ConfigError("output directory {} is not empty and is not a bundle; refusing to overwrite it -- pass "
                           "a new or empty directory with -o".format(out))
-    parent = out.parent if not out.exists() else out
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ConfigError("cannot write the bundle to {}: {} is not writable; choose another -o directory"
-                          .format(out, parent))
+    try:  # the only reliable test (root passes os.access everywhere): create the parent and a probe file
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=str(out.parent)):
+            pass
+    except OSError as exc:
+        raise ConfigError("cannot write the bundle to {}: {}; choose another -o directory".format(
+            out, exc.strerror or exc)) from None
     return out
 
 
@@ -152,13 +153,17 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
 
 def describe_bundle(path: str | os.PathLike) -> str:
     """Human-readable summary of a bundle (verifies it first): what `edge-sdk inspect` prints."""
-    bundle = open_bundle(str(path))
+    with tempfile.TemporaryDirectory(prefix="edge-sdk-inspect-") as scratch:
+        return _describe(open_bundle(str(path), extract_to=scratch))
+
+
+def _describe(bundle) -> str:
     m = bundle.manifest
     spec = bundle.meta.input
     precision = m.get("precision", {})
     engine = m.get("engine", {})
     lines = [
-        "bundle      {}".format(bundle.dir),
+        "bundle      {}".format(bundle.source),
         "format      {} v{}".format(m.get("format"), m.get("format_version")),
         "created     {}".format(m.get("created")),
         "target      {} ({})".format(m.get("target"), (m.get("target_profile") or {}).get("description", "")),
@@ -167,10 +172,11 @@ def describe_bundle(path: str | os.PathLike) -> str:
                                                  "; " + precision["reason"] if precision.get("reason") else ""),
         "engine      {}{}".format(engine.get("status"), " ({})".format(engine.get("file")) if engine.get("file")
                                   else ""),
-        "input       {} {} {} {} {}x{} batch {}{}".format(
+        "input       {} {} {} {} {}x{} batch {}, {}".format(
             spec.name, spec.dtype, spec.layout, spec.color, spec.width, spec.height, spec.batch,
-            "" if spec.dtype == "uint8" else ", (x*{:.6g} - mean {}) / std {}".format(
-                spec.scale, [round(v, 4) for v in spec.mean], [round(v, 4) for v in spec.std])),
+            "raw pixels (normalisation folded into the first conv)" if bundle.meta.extra.get("normalization_folded")
+            else "(x*{:.6g} - mean {}) / std {}".format(spec.scale, [round(v, 4) for v in spec.mean],
+                                                        [round(v, 4) for v in spec.std])),
         "outputs     {}".format(", ".join("{}={}".format(k, v) for k, v in sorted(m.get("outputs", {}).items()))),
         "skeleton    {} ({} parts, {} limbs, stride {})".format(
             m.get("skeleton", {}).get("name"), len(m.get("skeleton", {}).get("parts", [])),

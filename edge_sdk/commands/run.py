@@ -32,8 +32,8 @@ def register(subparsers):
     model.add_argument("--model", metavar="M.onnx", help="an ONNX pose model (ONNX Runtime backend)")
     model.add_argument("--bundle", metavar="DIR", help="a bundle made by `edge-sdk build` (dir or .tar.gz)")
     parser.add_argument("--source", required=True,
-                        help="video file, image folder, camera index (0), rtsp:// or http:// URL, or "
-                             "synthetic[:live][?w=320&h=240&fps=30&frames=100]")
+                        help="video file, image folder, camera index (0), csi://0 (Jetson CSI), rtsp:// or "
+                             "http:// URL, or synthetic[:live][?w=320&h=240&fps=30&frames=100]")
     parser.add_argument("--save", metavar="poses.jsonl", help="write every pose message as a JSON line")
     _add_mqtt_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="post-processing threads (default 2)")
@@ -42,8 +42,8 @@ def register(subparsers):
                         help="no pipelining: capture, preprocess, infer, decode, publish one after another")
     parser.add_argument("--health-file", metavar="F", help="rewrite this JSON health document every second")
     parser.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
-                        help="inference backend (auto: TensorRT when the bundle has an engine and TensorRT "
-                             "is installed, else ONNX Runtime)")
+                        help="inference backend (auto: TensorRT for a GPU-target bundle when TensorRT is "
+                             "installed, else ONNX Runtime)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--quiet", action="store_true", help="no summary at the end")
     parser.set_defaults(func=run_command)
@@ -57,13 +57,20 @@ def run_command(args):
         raise ConfigError("--workers must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
-    device_id = args.device_id or socket.gethostname()
+    device_id = args.device_id or socket.gethostname().split(".")[0]
     args.device_id = device_id
     sinks = []
     if args.mqtt:
-        from edge_sdk.runtime.mqtt import publisher_from_args  # only when MQTT is asked for
+        try:  # only when MQTT is asked for
+            from edge_sdk.runtime.mqtt import publisher_from_args
+        except ImportError as exc:
+            raise ConfigError("--mqtt needs MQTT support ({}): `pip install paho-mqtt`".format(exc)) from exc
 
-        sinks.append(publisher_from_args(args))
+        publisher = publisher_from_args(args, status_info={"model": args.model or args.bundle,
+                                                           "source": args.source})
+        if hasattr(publisher, "connect"):
+            publisher.connect()  # an unreachable broker is a clear error now, not after the model loaded
+        sinks.append(publisher)
     if not args.save and not sinks:
         print("note: no --save or --mqtt given: poses are computed and counted only", file=sys.stderr)
     try:
@@ -76,8 +83,8 @@ def run_command(args):
         if stats is not None and not args.quiet:
             print(stats.summary(), file=sys.stderr)
         raise
-    if not args.quiet:
-        print(stats.summary())
+    if not args.quiet:  # with --save - the messages own stdout
+        print(stats.summary(), file=sys.stderr if args.save == "-" else sys.stdout)
     import signal
 
     return 130 if stats.stop_signal == signal.SIGINT else 0  # SIGTERM (service stop) is a normal end

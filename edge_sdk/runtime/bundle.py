@@ -37,8 +37,10 @@ class Bundle(object):
     """A verified bundle: ``dir``, ``manifest`` (dict), ``meta`` (ModelMeta), ``model_path``,
     ``engine_path`` (None when the engine is still to be built on the device), ``target`` (name)."""
 
-    def __init__(self, directory, manifest):
+    def __init__(self, directory, manifest, source=None):
         self.dir = directory
+        #: what the caller opened (the .tar.gz or the directory)
+        self.source = source or directory
         self.manifest = manifest
         self.meta = ModelMeta.from_dict(manifest.get("model_meta", {}))
         self.target = manifest.get("target")
@@ -165,4 +167,4 @@ def open_bundle(path, expected_target=None, extract_to=None):
         if sha256_file(file_path) != entry.get("sha256"):
             raise BundleError("bundle {}: sha256 of '{}' does not match the manifest; the file was changed or "
                               "corrupted -- copy the bundle again or rebuild it".format(path, name))
-    return Bundle(directory, manifest)
+    return Bundle(directory, manifest, source=path)

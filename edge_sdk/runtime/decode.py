@@ -65,7 +65,9 @@ class DecodeConfig(object):
         limb is longer than ``f`` times the map height (OpenPose: 0.5); None disables the prior.
     min_limb_score: a candidate limb needs a score (mean projection + prior) above this.
     min_parts: people with fewer parts are dropped (OpenPose drops people with fewer than 4 parts).
-    min_person_score: people whose score (mean of their peak and limb scores) is below this are dropped.
+    min_person_score: people whose evidence (mean of their peak and limb scores) is below this are dropped.
+        The person score reported is that evidence times sqrt(parts found / 18), so that complete people
+        rank above fragments (partly visible or partly assembled people) of equal evidence.
     max_people: keep at most this many people (the highest scores); None keeps all.
     """
 
@@ -186,21 +188,18 @@ def find_peaks(heatmaps, config=None):
 
 def _find_peaks(hm, cfg):
     parts, height, width = hm.shape
-    padded = np.full((parts, height + 2, width + 2), -np.inf, dtype=np.float32)
-    padded[:, 1:-1, 1:-1] = hm
-    # separable 3x3 max filter
-    rows = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
-    local_max = np.maximum(np.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
-    is_peak = (hm >= local_max) & (hm > cfg.peak_threshold)
-    part, y, x = np.nonzero(is_peak)
+    # threshold first (maps are mostly empty), then compare each candidate with its 8 neighbours; a
+    # neighbour earlier in raster order must be strictly lower, so a plateau yields one peak
+    part, y, x = np.nonzero(hm > cfg.peak_threshold)
     if part.size:
-        # a plateau would give several peaks: keep one (no equal neighbour earlier in raster order)
         value = hm[part, y, x]
-        py, px = y + 1, x + 1
-        dup = np.zeros(part.shape, dtype=bool)
-        for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
-            dup |= padded[part, py + dy, px + dx] == value
-        keep = ~dup
+        keep = np.ones(part.shape, dtype=bool)
+        for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+            ny, nx = y + dy, x + dx
+            inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+            neighbour = hm[part, np.clip(ny, 0, height - 1), np.clip(nx, 0, width - 1)]
+            higher = value > neighbour if (dy, dx) < (0, 0) else value >= neighbour
+            keep &= higher | ~inside
         part, y, x = part[keep], y[keep], x[keep]
     score = hm[part, y, x]
     # order per part: best score first (ties: raster order), then keep the top K of each part
@@ -326,31 +325,61 @@ def _candidates(peaks, cfg):
 
 
 def score_limb(cand_a, cand_b, paf_x, paf_y, cfg, map_height):
-    """Scores [na, nb] of every candidate pair of one limb (-inf where the pair is not a limb).
+    """Scores [na, nb] of every candidate pair of one limb (-inf where the pair is not a limb)."""
+    na, nb = cand_a.shape[0], cand_b.shape[0]
+    start = np.repeat(np.asarray(cand_a, np.float32)[:, :2], nb, axis=0)
+    end = np.tile(np.asarray(cand_b, np.float32)[:, :2], (na, 1))
+    pafs = np.stack([paf_x, paf_y])
+    return _score_pairs(start, end, np.zeros(na * nb, np.intp), pafs, cfg, map_height).reshape(na, nb)
 
-    The PAF is sampled at ``paf_samples`` points of each segment (all pairs at once), projected on the
-    segment direction; a pair needs ``paf_min_fraction`` of agreeing samples and a positive mean plus
-    distance prior.
+
+def _score_pairs(start, end, limb, pafs, cfg, map_height):
+    """Scores [N] of N candidate limbs (all limbs at once; -inf where a pair is not a limb).
+
+    The PAF of each pair's limb is sampled at ``paf_samples`` points of the segment, projected on the
+    segment direction; a pair needs ``paf_min_fraction`` of agreeing samples and a mean plus distance
+    prior above ``min_limb_score``.
     """
-    height, width = paf_x.shape
-    d = cand_b[None, :, :2] - cand_a[:, None, :2]  # [na, nb, 2]
-    length = np.sqrt((d * d).sum(axis=2))
+    height, width = pafs.shape[1:]
+    d = end - start  # [N, 2]
+    length = np.sqrt((d * d).sum(axis=1))
     safe = np.maximum(length, 1e-6)
-    ux, uy = d[..., 0] / safe, d[..., 1] / safe
+    unit = d / safe[:, None]
     t = np.linspace(0.0, 1.0, cfg.paf_samples, dtype=np.float32)
-    sx = cand_a[:, None, None, 0] + d[..., None, 0] * t  # [na, nb, S]
-    sy = cand_a[:, None, None, 1] + d[..., None, 1] * t
-    ix = np.clip(np.rint(sx), 0, width - 1).astype(np.intp)
-    iy = np.clip(np.rint(sy), 0, height - 1).astype(np.intp)
-    proj = paf_x[iy, ix] * ux[..., None] + paf_y[iy, ix] * uy[..., None]
-    mean = proj.mean(axis=2)
-    agree = (proj > cfg.paf_sample_threshold).sum(axis=2)
-    score = mean
+    ix = np.clip(np.rint(start[:, None, 0] + d[:, None, 0] * t), 0, width - 1).astype(np.intp)  # [N, S]
+    iy = np.clip(np.rint(start[:, None, 1] + d[:, None, 1] * t), 0, height - 1).astype(np.intp)
+    channel = 2 * limb[:, None]
+    proj = pafs[channel, iy, ix] * unit[:, 0:1] + pafs[channel + 1, iy, ix] * unit[:, 1:2]
+    score = proj.mean(axis=1)
+    agree = (proj > cfg.paf_sample_threshold).sum(axis=1)
     if cfg.max_limb_fraction is not None:
         score = score + np.minimum(cfg.max_limb_fraction * map_height / safe - 1.0, 0.0)
     needed = int(np.ceil(cfg.paf_min_fraction * cfg.paf_samples - 1e-6))
     ok = (agree >= needed) & (score > cfg.min_limb_score) & (length > 1e-6)
     return np.where(ok, score, -np.inf)
+
+
+def _score_all_limbs(cands, table, pafs, cfg):
+    """{limb: scores [na, nb]} of every limb with candidates at both ends, in one vectorised pass."""
+    starts, ends, limbs, shapes = [], [], [], []
+    for limb, (a, b) in enumerate(LIMBS):
+        (cand_a, off_a), (cand_b, off_b) = cands[a], cands[b]
+        na, nb = cand_a.shape[0], cand_b.shape[0]
+        if na == 0 or nb == 0:
+            continue
+        starts.append(np.repeat(np.arange(off_a, off_a + na), nb))
+        ends.append(np.tile(np.arange(off_b, off_b + nb), na))
+        limbs.append(np.full(na * nb, limb, dtype=np.intp))
+        shapes.append((limb, na, nb))
+    if not shapes:
+        return {}
+    scores = _score_pairs(table[np.concatenate(starts), :2], table[np.concatenate(ends), :2],
+                          np.concatenate(limbs), pafs, cfg, pafs.shape[1])
+    out, pos = {}, 0
+    for limb, na, nb in shapes:
+        out[limb] = scores[pos:pos + na * nb].reshape(na, nb)
+        pos += na * nb
+    return out
 
 
 def _connect(scores):
@@ -379,17 +408,15 @@ def _connect(scores):
 
 def _assemble(cands, table, pafs, cfg):
     """Connections limb by limb -> people, merging partial people as OpenPose does."""
-    map_height = pafs.shape[1]
     peak_score = table[:, 2].tolist()
     people = []  # each: [slots (18 global ids or -1), total score, parts, limbs]
     owner = {}  # global peak id -> person index (a peak belongs to at most one person)
+    limb_scores = _score_all_limbs(cands, table, pafs, cfg)
     for limb, (a, b) in enumerate(LIMBS):
-        cand_a, off_a = cands[a]
-        cand_b, off_b = cands[b]
-        if cand_a.shape[0] == 0 or cand_b.shape[0] == 0:
+        if limb not in limb_scores:
             continue
-        scores = score_limb(cand_a, cand_b, pafs[2 * limb], pafs[2 * limb + 1], cfg, map_height)
-        for i, j, s in _connect(scores):
+        off_a, off_b = cands[a][1], cands[b][1]
+        for i, j, s in _connect(limb_scores[limb]):
             ga, gb = off_a + i, off_b + j
             pa, pb = owner.get(ga), owner.get(gb)
             if pa is None and pb is None:
@@ -433,10 +460,11 @@ def _to_poses(people, table, cfg, map_shape):
     for slots, total, parts, limbs in people:
         if slots is None or parts < cfg.min_parts:
             continue
-        score = total / float(parts + limbs)
-        if score < cfg.min_person_score:
+        evidence = total / float(parts + limbs)  # mean of the peak and limb scores
+        if evidence < cfg.min_person_score:
             continue
-        kept.append((score, slots))
+        # rank complete people above fragments of equal evidence
+        kept.append((evidence * np.sqrt(parts / float(NUM_PARTS)), slots))
     if not kept:
         return Poses.empty(map_shape)
     kept.sort(key=lambda item: -item[0])

@@ -167,6 +167,12 @@ class PipelineStats(object):
             "latency_p95_ms": {s: round(self.percentile(s, 95), 2) for s in STAGES},
         }
 
+    def metrics(self):
+        """The periodic metrics document (MQTT ``metrics`` topic): counters, current fps, p50 latencies."""
+        return {"frames": self.frames, "captured": self.captured, "drops": self.drops,
+                "fps": round(self.current_fps(), 2), "elapsed_s": round(self.elapsed_s, 1),
+                "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES}}
+
     def summary(self):
         """A few human lines for the end of ``edge-sdk run``."""
         lines = ["{} frames in {:.1f} s: {:.1f} fps ({}{}{})".format(
@@ -193,27 +199,36 @@ class _Batch(object):
 class Pipeline(object):
     """Runs ``backend`` over ``source`` into ``sinks``. ``run()`` returns :class:`PipelineStats`."""
 
-    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=4,
-                 buffers=3, max_frames=None, sequential=False):
+    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
+                 buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0):
         self.backend = backend
         self.source = source
         self.sinks = list(sinks)
         self.workers = max(1, int(workers))
         self.meta = backend.meta
         self.decoder = decoder or default_decoder(self.meta)
-        self.device_id = device_id or socket.gethostname()
-        self.queue_size = max(1, int(queue_size))
+        self.device_id = device_id or socket.gethostname().split(".")[0]
+        self.live = bool(getattr(source, "live", False))
+        # frames waiting for preprocessing: a file keeps a few read ahead; a live source only the newest one,
+        # so what gets inferred is the freshest frame, not one that waited behind older ones
+        self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 4)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
-        self.live = bool(getattr(source, "live", False))
         self.stats = PipelineStats("sequential" if self.sequential else "threaded")
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
         self._errors = []
         self._lock = threading.Lock()
-        self._pool = DropOldestQueue(max(2, int(buffers)))
-        for _ in range(max(2, int(buffers))):
+        self._infer_async = hasattr(backend, "infer_async") and not self.sequential
+        self._infer_failed = False
+        self._metrics_at = time.perf_counter()
+        self.infer_depth = max(1, int(infer_depth))
+        self.metrics_interval = metrics_interval
+        # input buffers: the batches in flight in the engine, one being preprocessed, one waiting between
+        count = int(buffers) if buffers else (self.infer_depth if self._infer_async else 1) + 2
+        self._pool = DropOldestQueue(max(2, count))
+        for _ in range(max(2, count)):
             self._pool.put(backend.new_input_buffer())
         self._roles = dict(self.meta.outputs)
 
@@ -256,6 +271,13 @@ class Pipeline(object):
         for sink in self.sinks:
             sink.write(message)
         self.stats.record(message["latency_ms"])
+        now = time.perf_counter()
+        if self.metrics_interval and now - self._metrics_at >= self.metrics_interval:
+            self._metrics_at = now
+            metrics = self.stats.metrics()
+            for sink in self.sinks:
+                if hasattr(sink, "publish_metrics"):  # the MQTT publisher's periodic metrics topic
+                    sink.publish_metrics(metrics)
 
     def _capture_allowed(self):
         return self.max_frames is None or self.stats.captured < self.max_frames
@@ -298,9 +320,7 @@ class Pipeline(object):
                     break  # stopping while waiting for room
                 if not self._capture_allowed():
                     break
-        except EdgeSdkError as exc:  # e.g. truncated video: what was read is still processed
-            self._fail(exc, stop=False)
-        except Exception as exc:  # noqa: BLE001 - reported by run()
+        except Exception as exc:  # noqa: BLE001 - e.g. a truncated video: what was read is still processed
             self._fail(exc, stop=False)
         finally:
             q_frames.put_end()
@@ -352,8 +372,27 @@ class Pipeline(object):
         finally:
             q_batches.put_end()
 
+    def _finish_inference(self, batch, handle, started, q_results, executor):
+        """Wait for a batch's outputs (``handle``: outputs, or a pending async inference), queue its
+        frames' decode in frame order, give its input buffer back to the pool."""
+        try:
+            if self._infer_failed:
+                return
+            outputs = handle.result() if self._infer_async else handle
+            batch.infer_ms = (time.perf_counter() - started) * 1000.0
+            for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
+                future = executor.submit(self._decode, frame, box, self._frame_maps(outputs, i))
+                q_results.put((frame, batch.preprocess_ms, batch.infer_ms, future), stop=self._abort)
+        except Exception as exc:  # noqa: BLE001
+            self._infer_failed = True
+            self._fail(exc)
+        finally:
+            self._pool.put(batch.buffer)
+
     def _infer_loop(self, q_batches, q_results, executor):
-        failed = False
+        """Runs inference. A backend with ``infer_async`` (TensorRT) keeps ``infer_depth`` batches in
+        flight, so the GPU queues the next frame while the host collects the previous one's outputs."""
+        pending = collections.deque()
         try:
             while True:
                 try:
@@ -361,23 +400,27 @@ class Pipeline(object):
                 except IndexError:
                     return
                 if batch is _END:
-                    return
-                try:
-                    if failed:
-                        continue
-                    t0 = time.perf_counter()
-                    outputs = self.backend.infer(batch.buffer)
-                    infer_ms = (time.perf_counter() - t0) * 1000.0
-                    for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
-                        maps = self._frame_maps(outputs, i)
-                        future = executor.submit(self._decode, frame, box, maps)
-                        q_results.put((frame, batch.preprocess_ms, infer_ms, future), stop=self._abort)
-                except Exception as exc:  # noqa: BLE001
-                    failed = True
-                    self._fail(exc)
-                finally:
+                    break
+                if self._infer_failed:
                     self._pool.put(batch.buffer)
+                    continue
+                started = time.perf_counter()
+                try:
+                    if self._infer_async:
+                        pending.append((batch, self.backend.infer_async(batch.buffer), started))
+                    else:
+                        pending.append((batch, self.backend.infer(batch.buffer), started))
+                except Exception as exc:  # noqa: BLE001
+                    self._infer_failed = True
+                    self._fail(exc)
+                    self._pool.put(batch.buffer)
+                while len(pending) >= (self.infer_depth if self._infer_async else 1):
+                    self._finish_inference(*pending.popleft(), q_results=q_results, executor=executor)
+            while pending:
+                self._finish_inference(*pending.popleft(), q_results=q_results, executor=executor)
         finally:
+            for batch, _handle, _started in pending:  # aborted: give the buffers back
+                self._pool.put(batch.buffer)
             q_results.put_end()
 
     def _publish_loop(self, q_results):
@@ -408,7 +451,7 @@ class Pipeline(object):
 
     def _run_threaded(self):
         q_frames = DropOldestQueue(self.queue_size)
-        q_batches = DropOldestQueue(max(1, self.queue_size // 2))
+        q_batches = DropOldestQueue(1 if self.live else max(1, self.queue_size // 2))
         q_results = DropOldestQueue(2 * self.workers + 2)
         executor = ThreadPoolExecutor(max_workers=self.workers)
         threads = [
@@ -497,19 +540,30 @@ def _error_with_stats(error, stats):
 
 def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
                  prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
-                 decoder=None, threads=None, queue_size=4, handle_signals=True, on_start=None):
+                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None):
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
-    are published, sinks are closed, and the EdgeSdkError is raised with the stats as ``.stats``.
+    are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
+    ``.stats``.
     ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``)."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
     own_backend = backend is None
     all_sinks = list(sinks or [])
-    health = None
     opened_source = None
+    current = {}  # the pipeline, once built, for the health snapshot
+    health = None
+    if health_file:
+        from edge_sdk.runtime.health import HealthFile
+
+        def snapshot():
+            stats = current["pipeline"].stats if "pipeline" in current else PipelineStats()
+            return {"frames": stats.frames, "fps": round(stats.current_fps(), 2), "drops": stats.drops}
+
+        # created first, so that a model or source that fails to open still leaves an "error" document
+        health = HealthFile(health_file, model or bundle or "model", snapshot)
     try:
         if own_backend:
             from edge_sdk.runtime.backends.loader import load_backend
@@ -521,14 +575,11 @@ def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=N
         pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
                             device_id=device_id, queue_size=queue_size, max_frames=max_frames,
                             sequential=sequential)
-        if health_file:
-            from edge_sdk.runtime.health import HealthFile
-
-            stats = pipeline.stats
-            health = HealthFile(health_file, backend.meta.model if backend.meta.model != "unknown" else
-                                (model or bundle or backend.describe()),
-                                lambda: {"frames": stats.frames, "fps": round(stats.current_fps(), 2),
-                                         "drops": stats.drops}).start()
+        current["pipeline"] = pipeline
+        if health is not None:
+            if backend.meta.model != "unknown":
+                health.model = backend.meta.model
+            health.start()
         if on_start is not None:
             on_start(pipeline)
         if handle_signals:

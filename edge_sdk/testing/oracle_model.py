@@ -101,11 +101,12 @@ def _peaks_table(people18_input: np.ndarray, stride: int) -> np.ndarray:
     return peaks
 
 
-def build_oracle_model(expected: list[np.ndarray], frame_width: int, frame_height: int,
+def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int], frame_height: int | list[int],
                        input_spec: InputSpec | None = None, outputs: str = "maps", stride: int = 8):
     """The oracle ONNX ModelProto for frames of ``frame_width`` x ``frame_height`` whose people are
     ``expected[k]`` (COCO-17, frame pixels). ``outputs``: ``maps`` (heatmaps + pafs) or ``peaks``
-    (peaks [N, 18, 8, 3] + pafs, like a graph with GPU peak extraction)."""
+    (peaks [N, 18, 8, 3] + pafs, like a graph with GPU peak extraction). Frames of different sizes (real
+    photos): pass one width and one height per frame."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -117,9 +118,11 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int, frame_heigh
                                                                                      stride))
     if len(expected) > MAX_FRAMES:
         raise ValueError("an oracle model holds at most {} frames".format(MAX_FRAMES))
-    letterbox, _ = letterbox_params(frame_height, frame_width, spec.height, spec.width)
+    widths = frame_width if isinstance(frame_width, (list, tuple)) else [frame_width] * len(expected)
+    heights = frame_height if isinstance(frame_height, (list, tuple)) else [frame_height] * len(expected)
     first_table, paf_table = [], []
-    for people17 in expected:
+    for people17, width, height in zip(expected, widths, heights):
+        letterbox, _ = letterbox_params(height, width, spec.height, spec.width)
         people18 = _to_input_pixels(np.asarray(people17, dtype=np.float32).reshape(-1, 17, 3), letterbox)
         heatmaps, pafs = render_maps(people18, spec.height, spec.width, stride)
         first_table.append(_peaks_table(people18, stride) if outputs == "peaks" else heatmaps)
@@ -244,4 +247,18 @@ def make_oracle(directory, num_frames: int = 20, width: int = 320, height: int =
 
 
 __all__ = ["OracleCase", "build_oracle_model", "frame_color", "make_oracle", "oracle_frame", "oracle_people",
+           "stamp_frame_code",
            "write_oracle_images", "write_oracle_video", "MAX_FRAMES"]
+
+
+def stamp_frame_code(image: np.ndarray, index: int, input_spec: InputSpec) -> np.ndarray:
+    """A copy of a real photo (BGR) whose centre carries oracle frame ``index``'s colour code, so an oracle
+    model built with one entry per photo (``build_oracle_model`` with per-frame sizes) answers with that
+    photo's maps. Only the patch the graph reads is painted (plus a margin for resampling)."""
+    out = image.copy()
+    height, width = out.shape[:2]
+    letterbox, _ = letterbox_params(height, width, input_spec.height, input_spec.width)
+    half = int(np.ceil((PATCH / 2.0 + 2.0) / letterbox.scale))
+    cy, cx = height // 2, width // 2
+    out[max(0, cy - half):cy + half, max(0, cx - half):cx + half] = frame_color(index)
+    return out

@@ -3,7 +3,9 @@
 ``prefer``:
     ``onnxruntime``  ONNX Runtime on the model's ONNX file (CPU);
     ``tensorrt``     the bundle's TensorRT engine (``edge_sdk.runtime.backends.tensorrt_backend``);
-    ``auto``         TensorRT when the bundle has an engine and TensorRT can be imported, else ONNX Runtime.
+    ``auto``         TensorRT for a bundle made for a GPU target when TensorRT can be imported (the
+                     TensorRT backend uses the bundle's engine, or builds/caches one for this GPU),
+                     else ONNX Runtime on the bundle's model.onnx.
 Backends are imported here, when chosen, so a device only needs the one it uses.
 """
 
@@ -22,24 +24,32 @@ def _tensorrt_available():
     return True
 
 
-def load_onnxruntime(model_path, meta=None, threads=None, optimization="all"):
-    """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own)."""
+def load_onnxruntime(model_path, meta=None, threads=None, optimization=None, config=None):
+    """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own;
+    ``config``: a bundle's ``onnxruntime`` session settings)."""
     from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization)
+    return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization, config=config)
 
 
-def load_tensorrt(engine_path, meta):
-    """The TensorRT backend for a serialized engine (the seam for the TensorRT backend module)."""
+def load_tensorrt(bundle):
+    """The TensorRT backend for an opened bundle: the seam to ``edge_sdk.runtime.backends.tensorrt_backend``
+    (its ``load_bundle_backend(bundle)`` when it has one: engine cache / on-device build; else the
+    bundle's own engine)."""
     try:
-        from edge_sdk.runtime.backends.tensorrt_backend import TensorRTBackend
+        from edge_sdk.runtime.backends import tensorrt_backend
     except ImportError as exc:
         raise ConfigError("the TensorRT backend is not available here ({}); on a Jetson install JetPack's "
                           "python3-libnvinfer, elsewhere use --backend onnxruntime".format(exc)) from exc
-    return TensorRTBackend(engine_path, meta=meta)
+    if hasattr(tensorrt_backend, "load_bundle_backend"):
+        return tensorrt_backend.load_bundle_backend(bundle)
+    if not bundle.engine_path:
+        raise ConfigError("bundle {} has no TensorRT engine (target {}); build one for this device with "
+                          "`edge-sdk build`, or use --backend onnxruntime".format(bundle.dir, bundle.target))
+    return tensorrt_backend.TensorRTBackend(bundle.engine_path, meta=bundle.meta)
 
 
-def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization="all", target=None):
+def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization=None, target=None):
     """Load the backend for ``model`` (an .onnx path) or ``bundle`` (a bundle directory or .tar.gz).
 
     ``target``: when given, a bundle made for another target is refused (BundleError).
@@ -69,15 +79,14 @@ def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimizat
     from edge_sdk.runtime.bundle import open_bundle  # written by the build helper; imported only for bundles
 
     opened = open_bundle(str(bundle), expected_target=target)
-    engine = getattr(opened, "engine_path", None)
     choice = prefer
     if choice == "auto":
-        choice = "tensorrt" if engine and _tensorrt_available() else "onnxruntime"
+        made_for = opened.manifest.get("backend", "tensorrt" if opened.engine_path else "onnxruntime")
+        wants_tensorrt = made_for == "tensorrt"
+        choice = "tensorrt" if wants_tensorrt and _tensorrt_available() else "onnxruntime"
     if choice == "tensorrt":
-        if not engine:
-            raise ConfigError("bundle {} has no TensorRT engine (target {}); build one for this device with "
-                              "`edge-sdk build`, or use --backend onnxruntime".format(bundle, opened.target))
-        return load_tensorrt(engine, opened.meta)
+        return load_tensorrt(opened)
     if not opened.model_path or not os.path.isfile(str(opened.model_path)):
         raise ModelError("bundle {} has no ONNX model for the ONNX Runtime backend".format(bundle))
-    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization)
+    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization,
+                            config=opened.manifest.get("onnxruntime"))
