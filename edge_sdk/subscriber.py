@@ -69,7 +69,13 @@ class DeviceStats:
         """Frames missing here: seq gaps seen, or what the device reported (frames it dropped + messages its
         delivery queue dropped), whichever is larger (a gap here has one of those causes, or the network)."""
         m = self.metrics
-        reported = sum(int(m.get(k, 0) or 0) for k in ("dropped_frames", "dropped_queue_full", "dropped_offline"))
+
+        def count(key):
+            value = m.get(key, 0)
+            return int(value) if isinstance(value, (int, float)) else 0
+
+        reported = max(count("dropped_frames"), count("drops")) + count("dropped_queue_full") + \
+            count("dropped_offline")
         return max(reported, self.gaps)
 
     def seen(self, key) -> bool:

@@ -226,8 +226,8 @@ def publisher_from_args(args, status_info=None, connect=True):
     """A :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options, connected (``connect=True``:
     BrokerError at once if the broker cannot be reached); None without ``--mqtt``.
 
-    ``status_info`` goes into the retained status message; by default it names the model/bundle and its
-    target (from the bundle's manifest.json when there is one).
+    The retained status message names the model/bundle and its target and precision (from the bundle's
+    manifest.json when there is one), updated with ``status_info``.
     """
     if not getattr(args, "mqtt", None):
         return None
@@ -239,7 +239,7 @@ def publisher_from_args(args, status_info=None, connect=True):
         username=args.mqtt_username, password=password,
         queue_size=args.mqtt_queue, queue_memory=getattr(args, "mqtt_queue_memory", None),
         spill_dir=getattr(args, "mqtt_spill_dir", None), encoding=getattr(args, "mqtt_encoding", "json"),
-        status_info=status_info if status_info is not None else _status_from_args(args),
+        status_info=dict(_status_from_args(args), **(status_info or {})),
         connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
         metrics_interval=getattr(args, "mqtt_metrics_interval", 5.0),
         flush_timeout=getattr(args, "mqtt_flush_timeout", 30.0),
@@ -380,6 +380,7 @@ class MqttPublisher(object):
         self._closed = False
         self.metrics_interval = float(metrics_interval or 0)
         self._window = _MetricsWindow()
+        self._external_metrics = False  # the caller publishes metrics itself: no automatic ones
         self._next_metrics = time.time() + self.metrics_interval
         self.counters = {"published": 0, "delivered": 0, "dropped_queue_full": 0, "dropped_offline": 0,
                          "reconnects": 0, "bytes": 0}
@@ -411,6 +412,8 @@ class MqttPublisher(object):
     # ---------------------------------------------------------------------------------------------- lifecycle
     def connect(self, timeout=None):
         """Connect (blocking up to ``timeout`` s) and start the network thread; BrokerError if that fails."""
+        if self._thread is not None:  # already connected (publisher_from_args connects): nothing to do
+            return self
         timeout = self.connect_timeout if timeout is None else timeout
         deadline = time.time() + timeout
         if hasattr(type(self._client), "connect_timeout"):  # paho 2.x; 1.x has no per-client setting
@@ -466,7 +469,7 @@ class MqttPublisher(object):
                 delay = min(self.reconnect_max, delay * 2)
             self._drain_acks()
             self._feed()
-            if self.metrics_interval > 0 and time.time() >= self._next_metrics:
+            if self.metrics_interval > 0 and not self._external_metrics and time.time() >= self._next_metrics:
                 self._next_metrics = time.time() + self.metrics_interval
                 if self._connected:
                     self.publish_metrics({})
@@ -538,7 +541,10 @@ class MqttPublisher(object):
 
     def publish_metrics(self, metrics=None):
         """Publish metrics: fps / people / latency / frame drops seen by ``write`` since the last call, the
-        delivery counters, and whatever ``metrics`` adds or overrides. Also runs every ``metrics_interval`` s."""
+        delivery counters, and whatever ``metrics`` adds or overrides. Runs every ``metrics_interval`` s by itself
+        until a caller passes its own ``metrics`` (the pipeline does), then the caller sets the pace."""
+        if metrics:
+            self._external_metrics = True
         metrics = metrics or {}
         body = self._window.summary()  # what this publisher saw since the last metrics
         body.update(metrics)
