@@ -60,6 +60,7 @@ def test_run_publishes_every_frame_in_order_with_the_right_keypoints(oracle, mos
         assert_keypoints(message, oracle.expected[message["seq"]])
     device = sub.devices["cam-e2e"]
     assert device.duplicates == 0 and device.gaps == 0
+    assert device.status["state"] == "online" and device.status["model"].endswith("oracle.onnx")
 
 
 def test_broker_restarted_mid_stream_at_qos1_loses_nothing(oracle, mosquitto_factory, request):
