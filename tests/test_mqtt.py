@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -307,11 +308,29 @@ def test_delivery_queue_spills_to_disk_in_order_and_drops_oldest(tmp_path):
     assert q.pop() is None and not list(tmp_path.glob("*.bin"))
 
 
-def test_paho_1x_client_library(mosquitto, tmp_path):
-    """The real paho-mqtt 1.x (no CallbackAPIVersion), if a copy is given in $EDGE_SDK_TEST_PAHO1."""
+def paho1_source():
+    """A paho-mqtt 1.x source tree: $EDGE_SDK_TEST_PAHO1, else 1.6.1 fetched once with pip into ~/.cache."""
     path = os.environ.get("EDGE_SDK_TEST_PAHO1")
-    if not path:
-        pytest.skip("set EDGE_SDK_TEST_PAHO1 to a paho-mqtt 1.x source dir (e.g. paho-mqtt-1.6.1/src)")
+    if path:
+        return path
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-sdk-test" / "paho-mqtt-1.6.1"
+    src = cache / "paho-mqtt-1.6.1" / "src"
+    if not (src / "paho" / "mqtt" / "client.py").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+                            "paho-mqtt==1.6.1", "-d", str(cache)], check=True, capture_output=True, timeout=60)
+            with tarfile.open(str(cache / "paho-mqtt-1.6.1.tar.gz")) as tar:
+                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(str(cache), **kwargs)
+        except (subprocess.SubprocessError, OSError, tarfile.TarError) as exc:
+            pytest.skip("paho-mqtt 1.6.1 not available (set EDGE_SDK_TEST_PAHO1 to its src dir): {}".format(exc))
+    return str(src)
+
+
+def test_paho_1x_client_library(mosquitto, tmp_path):
+    """The real paho-mqtt 1.x (no CallbackAPIVersion): publisher and subscriber, in a subprocess."""
+    path = paho1_source()
     code = (
         "import sys; sys.path[:0] = [{!r}, {!r}]\n"
         "import paho.mqtt.client as c; assert not hasattr(c, 'CallbackAPIVersion')\n"
