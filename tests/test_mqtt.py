@@ -261,6 +261,7 @@ def test_queue_bound_drops_oldest_and_reports_it(mosquitto):
     link = LinkCutter(mosquitto)
     pub = publisher(link.url, qos=1, queue_size=10).connect(5)
     pub.write(pose("cam-01", 0))
+    assert pub.flush(5)  # acknowledged: nothing in flight when the link goes
     assert rec.wait(lambda got: any(t.endswith("/poses") for t, _, _ in got))
     link.cut()
     assert wait_until(lambda: not pub.stats()["connected"])
