@@ -218,3 +218,63 @@ def test_first_start_build_on_device(tx2_bundle, tmp_path, monkeypatch):
     monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-nano"))
     with pytest.raises(BundleError, match="built for target 'jetson-tx2'"):
         build_on_device(str(copy), echo=lines.append)
+
+
+@pytest.fixture(scope="module")
+def calibration_case(tmp_path_factory):
+    """The calibration stage's own synthetic pose model (quantises cleanly) and frames drawn for it."""
+    from calibration.synthetic import build_model, write_frames
+
+    root = tmp_path_factory.mktemp("calib")
+    build_model(str(root / "pose.onnx"))
+    write_frames(root / "frames", 24, seed=0)
+    return root
+
+
+@pytest.mark.parametrize("dla", [None, 1])
+def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch, dla):
+    """--int8 --calib on a fast-INT8 target: Q/DQ model + cache + report in the bundle; the device then builds
+    from the Q/DQ model (GPU, explicit quantisation) or from the float model + cache (DLA)."""
+    from edge_sdk.engine.build import build_on_device
+
+    monkeypatch.setenv("EDGE_SDK_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "nx"
+    result, text = quiet_build(model=str(calibration_case / "pose.onnx"), target="jetson-xavier-nx",
+                               output=str(out), precision="int8", calib=str(calibration_case / "frames"),
+                               calib_count=8, peaks=4, dla_core=dla, input_size=None, engine="device")
+    m = result.manifest
+    assert m["precision"] == {"requested": "int8", "used": "int8", "reason": None}
+    assert {"model.qdq.onnx", "calib.cache", "calib_report.json", "calib_report.txt"} <= set(m["files"])
+    assert "calibrate INT8" in text and m["graph"]["calibration_summary"]
+    options = m["engine"]["options"]
+    assert options["precision"] == "int8" and options["dla_core"] == dla and m["engine"]["dla_core"] == dla
+    assert options["explicit_quantization"] == (dla is None)
+    assert m["engine"]["source_model"] == ("model.qdq.onnx" if dla is None else "model.onnx")
+    qdq = onnx.load(str(out / "model.qdq.onnx"))
+    assert "QuantizeLinear" in [n.op_type for n in qdq.graph.node]
+    assert [o.name for o in qdq.graph.output] == ["peaks", "pafs"]  # peaks appended after calibration
+    assert "QuantizeLinear" not in [n.op_type for n in qdq.graph.node if n.name.startswith("peaks")]
+    bundle = open_bundle(str(out))
+    frame = np.random.default_rng(1).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    x, _ = preprocess_frame(frame, bundle.meta.input)
+    peaks = ort.InferenceSession(str(out / "model.qdq.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["peaks"], {"image": x[None]})[0]
+    assert peaks.shape == (1, 18, 4, 3)
+
+    trt = install_tensorrt_double(monkeypatch, "8.6", num_dla_cores=2)
+
+    class IInt8EntropyCalibrator2(object):
+        def __init__(self):
+            pass
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-xavier-nx"))
+    build_on_device(str(out), echo=lambda line: None)
+    flags = sorted(c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag"))
+    calibrators = trt.calls_named("IBuilderConfig.int8_calibrator=")
+    if dla is None:
+        assert flags == ["FP16", "INT8"] and not calibrators  # Q/DQ: explicit quantisation
+    else:
+        assert flags == ["FP16", "GPU_FALLBACK", "INT8"]
+        assert calibrators[0].args[0].read_calibration_cache() == (out / "calib.cache").read_bytes()
+        assert trt.calls_named("IBuilderConfig.DLA_core=")[0].args == (1,)
+    assert open_bundle(str(out), expected_target="jetson-xavier-nx").manifest["engine"]["status"] == "built"

@@ -126,6 +126,10 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
         echo("      note: " + decision.reason)
 
     width, height = req.input_size or (target.input_width, target.input_height)
+    if (width, height) != (meta.input.width, meta.input.height):
+        echo("      note: the model was exported for {}x{}; building for {}x{} ({}; --input WxH to change)".format(
+            meta.input.width, meta.input.height, width, height,
+            "--input" if req.input_size else "the {} default".format(target.name)))
     progress("rewrite {} ({} nodes) for {}x{} input".format(os.path.basename(req.model), len(model.graph.node),
                                                             width, height))
     dtype = raw_input_dtype(target)
@@ -153,12 +157,15 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
             if cache_path and os.path.isfile(cache_path):
                 extra_files["calib.cache"] = cache_path
                 engine["calib_cache"] = "calib.cache"
-            reports_out = result.get("report")
-            report_paths = [reports_out] if isinstance(reports_out, (str, os.PathLike)) else list(
-                (reports_out.values() if isinstance(reports_out, dict) else reports_out) or [])
+            # the accuracy report (JSON + text) and its plots travel with the bundle
+            report_paths = [result.get("report"), result.get("report_text")]
+            report_dir = Path(str(result["report"])).parent if result.get("report") else None
+            if report_dir is not None and report_dir.is_dir():
+                report_paths += sorted(str(p) for p in report_dir.glob("*.png"))
             for path in report_paths:
                 if path and os.path.isfile(path):
-                    extra_files["calib_" + os.path.basename(str(path))] = str(path)
+                    name = os.path.basename(str(path))
+                    extra_files[name if name.startswith("calib") else "calib_" + name] = str(path)
             calib_summary = result.get("summary")
             if calib_summary:
                 for line in str(calib_summary).splitlines():
@@ -192,6 +199,8 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
                 dla_core=decision.dla_core, input_shape=meta.input.shape, max_batch=req.batch,
                 explicit_quantization=source_model.endswith(".qdq.onnx"))
             engine.update({"options": engine_options.to_dict(), "source_model": source_model,
+                           # flat copies read by the runtime's TensorRT backend (bundle_engine_settings)
+                           "dla_core": decision.dla_core, "workspace_mb": engine_options.workspace_mb,
                            "tensorrt_expected": target.tensorrt, "compute_capability": target.compute_capability})
             can_build, why_not = local_build_check(target) if req.engine != "device" else (False, "--engine device")
             if req.engine == "local" and not can_build:

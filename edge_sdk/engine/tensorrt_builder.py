@@ -230,6 +230,28 @@ def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None)
     return bytes(plan), info
 
 
+def build_engine_from_onnx(onnx_path, precision, workspace_mb, dla_core=-1, timing_cache=None, calib_cache=None,
+                           trt=None, log=None):
+    """Plan bytes for ``onnx_path``: the entry point the TensorRT backend calls at first start
+    (``dla_core`` -1 or None: GPU only; INT8 with a float model replays ``calib_cache``; a model with
+    QuantizeLinear nodes is built as explicit quantisation)."""
+    explicit = precision == "int8" and _has_qdq(onnx_path)
+    options = EngineOptions(precision=precision, workspace_mb=workspace_mb,
+                            dla_core=None if dla_core is None or int(dla_core) < 0 else int(dla_core),
+                            timing_cache=timing_cache, calib_cache=calib_cache, explicit_quantization=explicit)
+    plan, _ = build_serialized_engine(onnx_path, options, trt=trt, log=log)
+    return plan
+
+
+def _has_qdq(onnx_path):
+    """Whether an ONNX file contains Q/DQ nodes (a cheap byte search; no onnx import on the device)."""
+    try:
+        with open(onnx_path, "rb") as handle:
+            return b"QuantizeLinear" in handle.read()
+    except OSError:
+        return False
+
+
 def build_bundle_engine(bundle, trt=None, log=None):
     """Build the engine a bundle asks for (``manifest['engine']`` options) on this device and record it in the
     manifest with its hash: what the runtime does at first start. ``bundle``: runtime.bundle.Bundle."""
