@@ -65,7 +65,7 @@ def test_cli_tx2_int8_builds_fp16_and_says_why(model_path, tmp_path, edge_sdk_cl
 
 def test_bundle_contents_and_manifest(tx2_bundle):
     m = tx2_bundle.manifest
-    assert m["format"] == "edge-sdk-bundle" and m["format_version"] == 1 and m["target"] == "jetson-tx2"
+    assert m["format"] == 1 and m["kind"] == "edge-sdk-bundle" and m["target"] == "jetson-tx2"
     assert m["target_profile"]["compute_capability"] == "6.2"
     # TensorRT 8.2 has no UINT8 I/O: raw float32 pixels, BGR, HWC -- preprocess only letterboxes
     assert (m["input"]["dtype"], m["input"]["layout"], m["input"]["color"]) == ("float32", "NHWC", "BGR")
@@ -278,3 +278,24 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
         assert calibrators[0].args[0].read_calibration_cache() == (out / "calib.cache").read_bytes()
         assert trt.calls_named("IBuilderConfig.DLA_core=")[0].args == (1,)
     assert open_bundle(str(out), expected_target="jetson-xavier-nx").manifest["engine"]["status"] == "built"
+
+
+def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
+    """The deploy agent (edge_sdk/deploy) verifies bundles and matches devices with the same manifest keys and
+    [detect] hints this stage writes."""
+    from edge_sdk.deploy.agent import AgentError, check_target, verify_bundle
+    from edge_sdk.deploy.release import target_hints
+
+    assert verify_bundle(str(tx2_bundle.bundle_dir))["target"] == "jetson-tx2"
+    hints = target_hints("jetson-tx2")
+    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "l4t_major": [32]}
+    device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)"}
+    assert "matches" in check_target("jetson-tx2", hints, device)
+    with pytest.raises(AgentError, match="needs L4T R32"):
+        check_target("jetson-tx2", hints, dict(device, l4t="35.4.1"))
+    thor = {"model": "NVIDIA Jetson AGX Thor Developer Kit", "l4t": "38.2.0"}
+    assert "matches" in check_target("jetson-thor", target_hints("jetson-thor"), thor)
+    copy = _copy(tx2_bundle.bundle_dir, tmp_path)
+    (copy / "stray.bin").write_bytes(b"x")
+    with pytest.raises(AgentError, match="not listed"):
+        verify_bundle(str(copy))
