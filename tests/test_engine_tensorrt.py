@@ -133,10 +133,13 @@ def test_parse_and_build_failures_are_clear(monkeypatch, onnx_file):
 
 
 def test_builder_is_python36_syntax():
-    """The device runs the builder at first start, on JetPack 4.6's Python 3.6."""
+    """The device runs the builder at first start, on JetPack 4.6's Python 3.6 (and the CLI imports every
+    command module there)."""
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     proc = subprocess.run([vermin, "--target=3.6-", "--no-tips", "--violations", "--eval-annotations",
-                           "edge_sdk/engine/tensorrt_builder.py", "edge_sdk/runtime/bundle.py"],
+                           "edge_sdk/engine/tensorrt_builder.py", "edge_sdk/runtime/bundle.py", "edge_sdk/errors.py",
+                           "edge_sdk/commands/build.py", "edge_sdk/commands/rewrite.py", "edge_sdk/commands/inspect.py",
+                           "edge_sdk/commands/targets.py"],
                           capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -263,19 +263,11 @@ def summary_table(reports, decision, result, human_size) -> str:
 
 
 def build_on_device(bundle_path: str, echo: Callable[[str], None] = print) -> str:
-    """`edge-sdk build --bundle B` on the device: build the engine the bundle asks for, record it."""
-    from edge_sdk.engine.tensorrt_builder import EngineBuildError, build_bundle_engine
-    from edge_sdk.errors import BundleError
-    from edge_sdk.runtime.bundle import open_bundle
+    """`edge-sdk build --bundle B`: build the engine the bundle asks for on this device (see
+    tensorrt_builder.build_on_device, which the Python 3.6 device CLI calls directly)."""
+    from edge_sdk.engine import tensorrt_builder
 
     local = detect_local_target()
-    bundle = open_bundle(bundle_path, expected_target=local.name if local else None)
-    if bundle.engine_path and os.path.isfile(bundle.engine_path):
-        echo("engine already built: {}".format(bundle.engine_path))
-        return bundle.engine_path
-    try:
-        path, info = build_bundle_engine(bundle, log=echo)
-    except EngineBuildError as exc:
-        raise BundleError(str(exc)) from None
-    echo("built {} in {} s with TensorRT {}".format(path, info.get("seconds"), info.get("tensorrt")))
-    return path
+    return tensorrt_builder.build_on_device(bundle_path, log=echo,
+                                            device_model=local.detect_model[0] if local and local.detect_model
+                                            else None)

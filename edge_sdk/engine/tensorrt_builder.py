@@ -274,3 +274,40 @@ def build_bundle_engine(bundle, trt=None, log=None):
         bundle.add_file("timing.cache")
     bundle.add_file("engine.plan", engine_file=True)
     return path, info
+
+
+def read_device_model(sysroot="/"):
+    """``/proc/device-tree/model`` of this machine ('' when it is not a Jetson)."""
+    try:
+        with open(os.path.join(sysroot, "proc/device-tree/model"), "rb") as handle:
+            return handle.read().decode("utf-8", "replace").strip("\x00 \n")
+    except (IOError, OSError):
+        return ""
+
+
+def device_matches(profile, device_model):
+    """Whether a device model string matches a bundle's target profile (its ``detect_model`` hints)."""
+    hints = (profile or {}).get("detect_model") or []
+    lowered = (device_model or "").lower()
+    return any(hint.lower() in lowered for hint in hints)
+
+
+def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_target_check=False):
+    """`edge-sdk build --bundle B` on the device (Python 3.6): verify the bundle, check it was made for this
+    kind of device, build the engine it asks for and record it in the manifest. Returns the engine path."""
+    from edge_sdk.errors import BundleError
+    from edge_sdk.runtime.bundle import open_bundle
+
+    bundle = open_bundle(bundle_path)
+    profile = bundle.manifest.get("target_profile") or {}
+    model = read_device_model() if device_model is None else device_model
+    if not skip_target_check and profile.get("kind") == "jetson" and not device_matches(profile, model):
+        raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
+                          "`edge-sdk build MODEL.onnx --target <this device>`".format(
+                              bundle_path, bundle.target, model or "not a Jetson"))
+    if bundle.engine_path and os.path.isfile(bundle.engine_path):
+        log("engine already built: {}".format(bundle.engine_path))
+        return bundle.engine_path
+    path, info = build_bundle_engine(bundle, trt=trt, log=log)
+    log("built {} in {} s with TensorRT {}".format(path, info.get("seconds"), info.get("tensorrt")))
+    return path
