@@ -299,3 +299,22 @@ def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
     (copy / "stray.bin").write_bytes(b"x")
     with pytest.raises(AgentError, match="not listed"):
         verify_bundle(str(copy))
+
+
+def test_ops_tensorrt8_cannot_import_are_reported(tmp_path):
+    """A layer TensorRT 8 has no importer for (Mod) is reported for a TRT 8 target, not for TRT 10 or CPU."""
+    from onnx import helper
+
+    model = make_pose_model(seed=0)
+    last = next(n for n in model.graph.node if n.output[0] == "pafs")  # the output Transpose of pafs
+    model.graph.node.insert(list(model.graph.node).index(last), helper.make_node(
+        "Mod", [last.input[0], last.input[0]], ["pafs_mod"], fmod=1))
+    last.input[0] = "pafs_mod"
+    path = tmp_path / "mod.onnx"
+    onnx.save(model, str(path))
+    _, text = quiet_build(model=str(path), target="jetson-nano", output=str(tmp_path / "nano"), engine="device")
+    assert "warning: the model uses Mod which TensorRT 8.2 cannot import" in text
+    with pytest.raises(ConfigError, match="Mod.*--strict"):
+        quiet_build(model=str(path), target="jetson-nano", output=str(tmp_path / "nano2"), strict=True)
+    _, text = quiet_build(model=str(path), target="jetson-orin-nano", output=str(tmp_path / "orin"), engine="device")
+    assert "cannot import" not in text

@@ -139,6 +139,17 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
     names = ["fold", "transposes", "prune", "normalize", "shape", "fold"]
     model, meta, reports = run_passes(model, names, options, meta=meta,
                                       progress=lambda r: echo("      " + format_report(r)))
+    if target.backend == "tensorrt":
+        from edge_sdk.engine.tensorrt_ops import unsupported_ops
+
+        missing_ops = unsupported_ops(model, target.tensorrt)
+        if missing_ops:
+            message = ("the model uses {} which TensorRT {} cannot import (onnx-tensorrt operator matrix); the "
+                       "engine build on {} will fail -- change those layers in training".format(
+                           ", ".join(missing_ops), target.tensorrt, target.name))
+            if req.strict:
+                raise ConfigError(message + " (--strict)")
+            echo("      warning: " + message)
     work = Path(tempfile.mkdtemp(prefix="edge-sdk-build-"))
     try:
         float_path = str(work / "model.onnx")
