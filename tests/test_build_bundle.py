@@ -318,3 +318,36 @@ def test_ops_tensorrt8_cannot_import_are_reported(tmp_path):
         quiet_build(model=str(path), target="jetson-nano", output=str(tmp_path / "nano2"), strict=True)
     _, text = quiet_build(model=str(path), target="jetson-orin-nano", output=str(tmp_path / "orin"), engine="device")
     assert "cannot import" not in text
+
+
+@pytest.mark.parametrize("flavour", ["8.2", "10"])
+def test_runtime_tensorrt_backend_builds_our_bundle_at_first_start(tx2_bundle, tmp_path, monkeypatch, flavour):
+    """End to end across stages: a bundle from `build` (engine left to the device) -> open_bundle -> the
+    runtime's TensorRT backend -> this stage's real builder (TensorRT double, simulated Jetson GPU) -> infer."""
+    from edge_sdk.runtime.backends.tensorrt_backend import load_bundle_backend
+    from edge_sdk.runtime.cuda import CudaDevice
+    from tests.cuda_double import SimCudaApi
+
+    bundle = open_bundle(str(_copy(tx2_bundle.bundle_dir, tmp_path)), expected_target="jetson-tx2")
+    spec = bundle.meta.input
+    io = [("image", "input", spec.shape, spec.dtype), ("peaks", "output", (1, 18, 5, 3), "float32"),
+          ("pafs", "output", (1, 38, 8, 12), "float32")]
+    trt = install_tensorrt_double(monkeypatch, flavour, io=io)
+    trt.memory = SimCudaApi(integrated=True)
+    messages = []
+    backend = load_bundle_backend(bundle, device=CudaDevice(0, api=trt.memory), progress=messages.append)
+    try:
+        workspace = 512 << 20  # jetson-tx2's default, through the API this TensorRT has
+        if flavour == "8.2":
+            assert trt.calls_named("IBuilderConfig.max_workspace_size=")[0].args == (workspace,)
+        else:
+            assert trt.calls_named("IBuilderConfig.set_memory_pool_limit")[0].args[1] == workspace
+        assert [c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag")] == ["FP16"]
+        assert not trt.deprecated_uses
+        frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        buffer = backend.new_input_buffer()
+        preprocess_frame(frame, spec, out=buffer[0])
+        outputs = backend.infer(buffer)
+        assert outputs["peaks"].shape == (1, 18, 5, 3) and outputs["pafs"].shape == (1, 38, 8, 12)
+    finally:
+        backend.close()
