@@ -351,3 +351,26 @@ def test_runtime_tensorrt_backend_builds_our_bundle_at_first_start(tx2_bundle, t
         assert outputs["peaks"].shape == (1, 18, 5, 3) and outputs["pafs"].shape == (1, 38, 8, 12)
     finally:
         backend.close()
+
+
+def test_where_the_engine_is_built(monkeypatch):
+    """Build here only with TensorRT and the target's own GPU; otherwise say why (the one line on screen)."""
+    import sys
+
+    from edge_sdk.engine import build as build_module
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails: no TensorRT on this host
+    assert build_module.local_build_check(get_target("x86-gpu")) == (False, "this host has no TensorRT")
+    install_tensorrt_double(monkeypatch, "10")
+    monkeypatch.setattr(build_module, "detect_local_target", lambda: None)
+    assert build_module.local_build_check(get_target("jetson-orin-nano")) == (
+        False, "this host is not a Jetson, not a jetson-orin-nano")
+    monkeypatch.setattr(build_module, "detect_local_target", lambda: get_target("jetson-nano"))
+    assert build_module.local_build_check(get_target("jetson-orin-nano"))[1] == \
+        "this host is jetson-nano, not a jetson-orin-nano"
+    monkeypatch.setattr(build_module, "detect_local_target", lambda: get_target("x86-gpu"))
+    monkeypatch.setattr(build_module, "local_compute_capability", lambda: "8.6")
+    assert build_module.local_build_check(get_target("x86-gpu")) == (True, "")
+    monkeypatch.setattr(build_module, "local_compute_capability", lambda: "6.1")
+    assert build_module.local_build_check(get_target("x86-gpu")) == (False, "this host's GPU is sm_61 (< sm_75)")
+    assert build_module.local_build_check(get_target("cpu"))[0] is False
