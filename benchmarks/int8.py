@@ -6,8 +6,9 @@ Calibrates the model (entropy by default), then times FP32 and the Q/DQ model al
 (ORT_ENABLE_ALL, so ONNX Runtime may fuse Q/DQ into integer kernels) and prints the median latencies, the
 speed ratio and the pose agreement (OKS AP of INT8 poses against FP32 poses; map agreement without a
 decoder). Without --model it uses models/demo/*.onnx when present, else calibration.synthetic's model;
-without --images it draws synthetic frames (edge_sdk.synthetic's figures for a trained model). Note: the Q/DQ placement targets TensorRT (no Q/DQ on Conv
-outputs), so ORT CPU speed says little about Jetson INT8 speed; the accuracy half carries over.
+without --images it draws synthetic frames (edge_sdk.synthetic's figures for a trained model).
+Note: the Q/DQ placement targets TensorRT (no Q/DQ on Conv outputs), so ORT CPU speed says little about
+Jetson INT8 speed; the accuracy half carries over.
 """
 
 from __future__ import annotations
