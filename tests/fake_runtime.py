@@ -17,7 +17,7 @@ def main():
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--mode", choices=("healthy", "silent", "crash"), default="healthy")
     parser.add_argument("--lifetime", type=float, default=120.0)  # never outlive a test run
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # the real runtime's options (source, broker, ...)
     if args.mode == "crash":
         print("fake runtime: crashing on purpose", file=sys.stderr)
         return 3
@@ -31,7 +31,7 @@ def main():
             tmp = args.health_file + ".tmp"
             with open(tmp, "w") as f:
                 json.dump({"status": "running", "ts": time.time(), "frames": frames,
-                           "runtime": os.path.abspath(edge_sdk.__file__), "bundle": args.bundle}, f)
+                           "runtime": os.path.abspath(edge_sdk.__file__), "bundle": args.bundle, "args": extra}, f)
             os.replace(tmp, args.health_file)
         time.sleep(0.2)
     return 0

@@ -5,11 +5,13 @@ Each ``FakeDevice`` has its own 127.0.0.x address and port, its own host key, a 
 the sysroot. sshd runs as the current user (root in CI) and accepts only the test's client key.
 """
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -128,14 +130,95 @@ class FakeDevice:
         return state not in ("Z", "X")
 
     def stop_runtime(self):
-        """Kill the runtime the agent started on this device (its own process group), if any."""
-        pid = self.runtime_pid()
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
+        """Kill the runtime the agent (or the fake systemd) started on this device, if any."""
+        pids = [self.runtime_pid()]
+        for pid_file in (self.dir / "systemd").glob("*.pid"):
+            pids.append(int(pid_file.read_text()))
+        for pid in pids:
+            if pid is None:
+                continue
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def fake_systemctl(self):
+        """Install the systemctl double for this device; returns its path (the calls land in .calls)."""
+        state = self.dir / "systemd"
+        state.mkdir(exist_ok=True)
+        path = state / "systemctl"
+        path.write_text(FAKE_SYSTEMCTL.format(python=sys.executable, unit_dir=str(self.sysroot / "etc/systemd/system"),
+                                              state=str(state)))
+        path.chmod(0o755)
+        return path
+
+    @property
+    def systemctl_calls(self):
+        calls = self.dir / "systemd" / "calls.jsonl"
+        return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+FAKE_SYSTEMCTL = '''#!{python}
+"""Recorded-call double of systemctl for a test device (the test container has no systemd as PID 1).
+
+Records every call, and for restart/stop/is-active does what systemd would with the unit file our agent
+generated (Environment, WorkingDirectory, ExecStart with its quoting), so the unit is really exercised."""
+import json, os, shlex, signal, subprocess, sys, time
+UNIT_DIR, STATE = {unit_dir!r}, {state!r}
+args = sys.argv[1:]
+with open(os.path.join(STATE, "calls.jsonl"), "a") as f:
+    f.write(json.dumps(args) + "\\n")
+def unit(name):
+    cfg = {{}}
+    for line in open(os.path.join(UNIT_DIR, name + ".service")):
+        if "=" in line and not line.startswith("["):
+            key, value = line.rstrip("\\n").split("=", 1)
+            cfg[key] = value.replace("%%", "%").replace("$$", "$")
+    return cfg
+def pid_of(name):
+    try:
+        return int(open(os.path.join(STATE, name + ".pid")).read())
+    except (OSError, ValueError):
+        return None
+def alive(pid):
+    try:
+        state = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+    except (OSError, TypeError):
+        return False
+    return state not in ("Z", "X")
+def stop(name):
+    pid = pid_of(name)
+    if pid and alive(pid):
+        os.killpg(pid, signal.SIGTERM)
+        while alive(pid):
+            time.sleep(0.05)
+command, name = args[0], (args[1] if len(args) > 1 else None)
+if command == "daemon-reload":
+    sys.exit(0)
+if command == "enable":
+    sys.exit(0 if os.path.exists(os.path.join(UNIT_DIR, name + ".service")) else 1)
+if command in ("stop", "restart"):
+    stop(name)
+    if command == "restart":
+        cfg = unit(name)
+        env = dict(os.environ)
+        for assignment in shlex.split(cfg.get("Environment", "")):
+            key, value = assignment.split("=", 1)
+            env[key] = value
+        argv = shlex.split(cfg["ExecStart"])
+        if not os.path.isabs(argv[0]):
+            print("ExecStart must start with an absolute path: " + argv[0]); sys.exit(1)
+        log = open(os.path.join(STATE, name + ".log"), "ab")
+        proc = subprocess.Popen(argv, cwd=cfg["WorkingDirectory"], env=env, start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        open(os.path.join(STATE, name + ".pid"), "w").write(str(proc.pid))
+    sys.exit(0)
+if command == "is-active":
+    running = alive(pid_of(name))
+    print("active" if running else "inactive")
+    sys.exit(0 if running else 3)
+print("fake systemctl: unsupported " + " ".join(args)); sys.exit(1)
+'''
 
 
 class CuttableLink:

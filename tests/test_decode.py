@@ -46,8 +46,8 @@ def test_oracle_maps_of_real_crowd_layouts_decode_to_high_coco_ap():
     print("coco_layouts oracle OKS:", {k: round(v, 3) for k, v in stats.items()})
     # The layouts hold people whose visible joints do not connect through the 19-limb skeleton (no hips,
     # no shoulders): no PAF decoder can join those, so the bar is below the coco_mini one.
-    assert stats["AP"] >= 0.7
-    assert stats["AP50"] >= 0.8
+    assert stats["AP"] >= 0.8
+    assert stats["AP50"] >= 0.85
 
 
 def test_a_wrong_decoder_scores_low(coco_mini_frames, coco_mini_gt):
@@ -306,7 +306,11 @@ def test_min_parts_and_min_score_filter_people():
     truth = synthetic_crowd(rng, 3, 480, 400)
     truth[0, 5:] = 0  # person 0: only the head (5 joints) -> 4 parts: nose, eyes, ears joined, no neck
     heatmaps, pafs = render_maps(coco17_to_coco18(truth), 400, 480)
-    assert len(decode_poses(heatmaps, pafs)) == 3
+    poses = decode_poses(heatmaps, pafs)
+    assert len(poses) == 3
+    parts_found = (poses.keypoints[..., 2] > 0).sum(axis=1)
+    assert parts_found.tolist() == [18, 18, 5], "complete people rank above a head alone"
+    assert np.all(np.diff(poses.scores) <= 0)
     assert len(decode_poses(heatmaps, pafs, DecodeConfig(min_parts=6))) == 2
     assert len(decode_poses(heatmaps, pafs, DecodeConfig(min_person_score=1.01))) == 0
     best = decode_poses(heatmaps, pafs, DecodeConfig(max_people=1))

@@ -23,7 +23,8 @@ FAKE_RUNTIME = Path(__file__).parent / "fake_runtime.py"
 
 
 def runtime_command(mode="healthy"):
-    return "{{python}} {} --health-file {{health_file}} --bundle {{bundle}} --mode {}".format(FAKE_RUNTIME, mode)
+    return "{{python}} {} --health-file {{health_file}} --bundle {{bundle}} --mode {} {{run_args}}".format(
+        FAKE_RUNTIME, mode)
 
 
 def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
@@ -77,10 +78,10 @@ def lab(tmp_path):
             return link
 
         def inventory(self, mode="healthy", ports=None, extra="", modes=None, unreachable=(), health_timeout=10,
-                      deps="skip"):
+                      deps="skip", service="process"):
             lines = ['[defaults]', 'user = "root"', 'identity = "{}"'.format(self.client_key),
-                     'python = "{}"'.format(sys.executable), 'service = "process"', 'deps = "{}"'.format(deps),
-                     "service_command = '{}'".format(runtime_command(mode)),
+                     'python = "{}"'.format(sys.executable), 'service = "{}"'.format(service),
+                     'deps = "{}"'.format(deps), "service_command = '{}'".format(runtime_command(mode)),
                      "health_timeout = {}".format(health_timeout), extra, ""]
             for device in self.devices:
                 port = (ports or {}).get(device.name, device.port)
@@ -358,3 +359,28 @@ def test_host_keys_are_checked(lab, tmp_path, runtime_wheel):
     devices[0].identity = str(stranger)
     [row] = fleet.status(devices, lab.options())
     assert not row.reachable and "refused our SSH key" in row.error and "ssh-copy-id" in row.error
+
+
+def test_systemd_unit_is_generated_enabled_and_restarted(lab, tmp_path, runtime_wheel):
+    device = lab.add("cam1")
+    systemctl = device.fake_systemctl()
+    devices = load_inventory(lab.inventory(service="systemd", extra='systemctl = "{}"\nservice_name = "pose"\n'
+                                                  'run_args = "--source /dev/video0 --mqtt mqtt://broker:1883"'
+                                           .format(systemctl)))
+    v1 = release_of(tmp_path, runtime_wheel, "v1")
+    [result] = fleet.flash(devices, v1, lab.options())
+    assert result.status == "updated", result
+    calls = device.systemctl_calls
+    assert calls[:3] == [["daemon-reload"], ["enable", "pose"], ["restart", "pose"]], calls
+    unit = (device.sysroot / "etc/systemd/system/pose.service").read_text()
+    assert "Restart=on-failure" in unit and "WantedBy=multi-user.target" in unit
+    assert "/versions/{}/site".format(v1.version) in unit
+    health = json.loads((device.root / "run" / "health.json").read_text())
+    assert "/versions/{}/site/".format(v1.version) in health["runtime"]
+    assert health["args"] == ["--source", "/dev/video0", "--mqtt", "mqtt://broker:1883"]
+
+    v2 = release_of(tmp_path, runtime_wheel, "v2")
+    assert fleet.flash(devices, v2, lab.options())[0].status == "updated"
+    later = device.systemctl_calls[len(calls):]
+    assert ["stop", "pose"] in later and later.index(["stop", "pose"]) < later.index(["restart", "pose"])
+    assert "/versions/{}/site".format(v2.version) in (device.sysroot / "etc/systemd/system/pose.service").read_text()

@@ -365,13 +365,6 @@ def test_sigint_shuts_down_cleanly(oracle, tmp_path):
     assert json.loads(open(health).read())["status"] == "stopped"
 
 
-def _decoder_available():
-    from edge_sdk.runtime import decode
-
-    return hasattr(decode, "decode_poses")
-
-
-@pytest.mark.skipif(not _decoder_available(), reason="the PAF decoder (branch decode) is not merged yet")
 def test_cli_run_and_sigint(oracle, tmp_path):
     save, health = str(tmp_path / "poses.jsonl"), str(tmp_path / "health.json")
     proc = subprocess.Popen([sys.executable, "-m", "edge_sdk", "run", "--model", str(oracle.model_path),
@@ -392,12 +385,18 @@ def test_cli_run_and_sigint(oracle, tmp_path):
     assert json.loads(open(health).read())["status"] == "stopped"
 
 
-@pytest.mark.skipif(not _decoder_available(), reason="the PAF decoder (branch decode) is not merged yet")
-def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli):
+@pytest.mark.parametrize("packaging", ["model", "bundle"])
+def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli, packaging):
     case = make_oracle(tmp_path, num_frames=12, people=3, video="three.avi")
     save = tmp_path / "poses.jsonl"
-    proc = edge_sdk_cli("run", "--model", case.model_path, "--source", case.video_path, "--save", save,
-                        "--workers", "3", "--device-id", "cam-02", timeout=120)
+    if packaging == "bundle":
+        from test_backend_onnxruntime import write_cpu_bundle
+
+        what = ["--bundle", write_cpu_bundle(tmp_path / "bundle", case).archive]
+    else:
+        what = ["--model", case.model_path]
+    proc = edge_sdk_cli("run", *what, "--source", case.video_path, "--save", save, "--workers", "3",
+                        "--device-id", "cam-02", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "12 frames" in proc.stdout and "latency p50 ms" in proc.stdout
     messages = read_jsonl(save)

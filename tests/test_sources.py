@@ -15,7 +15,9 @@ from edge_sdk.runtime.sources import (
     LiveCaptureSource,
     SyntheticSource,
     VideoFileSource,
+    csi_pipeline,
     open_source,
+    opencv_has_gstreamer,
 )
 from edge_sdk.testing import frame_color, write_oracle_images, write_oracle_video
 
@@ -95,6 +97,16 @@ def test_missing_source(tmp_path):
 def test_camera_index_that_does_not_exist():
     with pytest.raises(SourceError, match="camera 57 not found"):
         open_source("57")
+
+
+def test_csi_camera_source():
+    assert "sensor-id=1" in csi_pipeline(1) and csi_pipeline(0, 640, 480, 60).count("640") == 1
+    if opencv_has_gstreamer():  # JetPack's OpenCV: the pipeline opens, or says the camera is missing
+        pytest.skip("this OpenCV has GStreamer; the CSI camera itself is Jetson hardware")
+    with pytest.raises(SourceError, match="csi1 needs OpenCV with GStreamer.*python3-opencv"):
+        open_source("csi://1?w=640&h=480")
+    with pytest.raises(SourceError, match="bad CSI camera source"):
+        open_source("csi://front")
 
 
 def test_synthetic_source_options():

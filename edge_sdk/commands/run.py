@@ -32,8 +32,8 @@ def register(subparsers):
     model.add_argument("--model", metavar="M.onnx", help="an ONNX pose model (ONNX Runtime backend)")
     model.add_argument("--bundle", metavar="DIR", help="a bundle made by `edge-sdk build` (dir or .tar.gz)")
     parser.add_argument("--source", required=True,
-                        help="video file, image folder, camera index (0), rtsp:// or http:// URL, or "
-                             "synthetic[:live][?w=320&h=240&fps=30&frames=100]")
+                        help="video file, image folder, camera index (0), csi://0 (Jetson CSI), rtsp:// or "
+                             "http:// URL, or synthetic[:live][?w=320&h=240&fps=30&frames=100]")
     parser.add_argument("--save", metavar="poses.jsonl", help="write every pose message as a JSON line")
     _add_mqtt_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="post-processing threads (default 2)")

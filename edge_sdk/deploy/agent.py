@@ -74,9 +74,13 @@ class AgentError(Exception):
 
 
 def emit(event, **fields):
+    """One JSON line to the host. If the host went away we carry on: a half-done switch is worse."""
     fields["event"] = event
-    sys.stdout.write(json.dumps(fields, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(fields, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    except (IOError, OSError, ValueError):
+        pass
 
 
 def step(name, message=""):
@@ -480,11 +484,23 @@ def runtime_env(layout, version):
     return env
 
 
+def resolve_python(python):
+    """An absolute path (systemd before v239, JetPack 4's, wants one in ExecStart)."""
+    if not python:
+        return sys.executable
+    return python if os.path.isabs(python) else (shutil.which(python) or python)
+
+
+def systemd_escape(arg):
+    """Quote one ExecStart argument: shell-like quotes, and % / $ are specifier / variable characters there."""
+    return shlex.quote(arg).replace("%", "%%").replace("$", "$$")
+
+
 def render_command(service, layout, version):
     """The runtime's argv: the command template with paths of this version filled in (shell-quoted)."""
     vdir = layout.path("versions", version)
     values = {
-        "python": service.get("python") or sys.executable,
+        "python": resolve_python(service.get("python")),
         "root": layout.root,
         "version_dir": vdir,
         "site": os.path.join(vdir, "site"),
@@ -515,9 +531,9 @@ def unit_text(service, layout, version):
         "",
         "[Service]",
         "Type=simple",
-        "Environment=" + shlex.quote(env),
+        "Environment=" + systemd_escape(env),
         "WorkingDirectory=" + layout.path("versions", version),
-        "ExecStart=" + " ".join(shlex.quote(a) for a in argv),
+        "ExecStart=" + " ".join(systemd_escape(a) for a in argv),
         "Restart=on-failure",
         "RestartSec=3",
         "",
@@ -529,7 +545,10 @@ def unit_text(service, layout, version):
 
 def systemctl(service, *args):
     cmd = [service.get("systemctl") or "systemctl"] + list(args)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as exc:
+        return 127, "{} not found ({}): on devices without systemd flash with --no-service".format(cmd[0], exc)
     return proc.returncode, proc.stdout.decode("utf-8", "replace").strip()
 
 
@@ -685,7 +704,10 @@ def activate(layout, version, timeout):
     layout.switch_current(version)
     step("start", "starting {} ({})".format(version, service.get("mode", "process")))
     started_at = time.time()
-    alive = start_runtime(layout, service, version)
+    try:
+        alive = start_runtime(layout, service, version)
+    except (AgentError, IOError, OSError) as exc:
+        return False, "could not start it: {}".format(exc)
     step("health", "waiting up to {:.0f}s for the health signal".format(timeout))
     return wait_healthy(layout, alive, started_at, timeout)
 
@@ -740,9 +762,7 @@ def cmd_info(args, layout):
 
 def cmd_prepare(args, layout):
     """Create the upload dir (owned by the SSH user when we run under sudo) and clean stale uploads."""
-    for sub in ("versions", "run", "incoming"):
-        if not os.path.isdir(layout.path(sub)):
-            os.makedirs(layout.path(sub))
+    ensure_dirs(layout)
     incoming = layout.path("incoming")
     stale = []
     with Lock(layout):
@@ -784,8 +804,15 @@ def cmd_install(args, layout):
         return install_locked(args, layout)
 
 
+def ensure_dirs(layout):
+    for sub in ("versions", "run", "incoming"):
+        if not os.path.isdir(layout.path(sub)):
+            os.makedirs(layout.path(sub))
+
+
 def install_locked(args, layout):
     version = args.version
+    ensure_dirs(layout)
     device = detect_device(layout)
     previous = layout.current_version()
     if previous == version and not args.force:
@@ -828,6 +855,9 @@ def install_locked(args, layout):
                    "systemctl": args.systemctl}
         write_json_atomic(os.path.join(stage, "service.json"), service)
         render_command(service, layout, version)  # refuse a bad template before touching anything
+        if args.service == "systemd" and not shutil.which(args.systemctl):
+            raise AgentError("this device has no systemd ({} not found); flash it with --no-service (the runtime "
+                             "then runs as a background process with a pid file)".format(args.systemctl), "config")
         final = layout.version_dir(version)
         if previous == version:
             # re-installing the running version (--force): switch away first is impossible; replace in place
@@ -940,6 +970,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if argv is None:
+        # A dropped SSH connection must not kill us between "stop the old runtime" and "health or roll back".
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     layout = Layout(args.root, args.sysroot)
     handlers = {"info": cmd_info, "prepare": cmd_prepare, "install": cmd_install, "rollback": cmd_rollback,
                 "stop": cmd_stop}

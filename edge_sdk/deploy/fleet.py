@@ -71,7 +71,7 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         if conn.trusted_new_key:
             reporter.stage(name, "trusted new host key", conn.trusted_new_key)
         hints = _hints_json(release)
-        info = await run_agent(conn, device, ["info", "--target", release.target, "--target-hints", hints])
+        info = await run_agent(conn, device, ["info", "--target=" + release.target, "--target-hints=" + hints])
         old = info.get("current")
         target_check = info.get("target_check", {})
         if not options.skip_target_check and not target_check.get("ok", True):
@@ -81,9 +81,9 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
             return DeviceResult(name, device.address, "unchanged", old, release.version,
                                 "already runs this version (--force to reinstall)", watch.seconds)
         reporter.stage(name, "preparing", "{} -> {}".format(old or "(none)", release.version))
-        prep = await run_agent(conn, device, ["prepare", "--version", release.version, "--need-bytes",
-                                              str(3 * release.upload_bytes), "--python", device.python,
-                                              "--deps", device.deps])
+        prep = await run_agent(conn, device, ["prepare", "--version=" + release.version,
+                                              "--need-bytes={}".format(3 * release.upload_bytes),
+                                              "--python=" + device.python, "--deps=" + device.deps])
         if not prep.get("ok"):
             return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
                                 watch.seconds, prep.get("code", "prepare"))
@@ -103,15 +103,17 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         remote_bundle = upload_dir + "/bundle.tar.gz"
         await upload(conn, release.wheel, remote_wheel, progress("wheel"))
         await upload(conn, release.bundle_tar, remote_bundle, progress("bundle"))
-        argv = ["install", "--version", release.version, "--wheel", remote_wheel, "--bundle", remote_bundle,
-                "--runtime-version", release.runtime_version, "--target-hints", hints,
-                "--service", device.service, "--service-name", device.service_name, "--python", device.python,
-                "--run-args", device.run_args, "--health-timeout", str(_health_timeout(device, release, options)),
-                "--keep", str(device.keep)]
+        # --opt=value: values such as run_args start with "--"
+        argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
+                "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,
+                "--service=" + device.service, "--service-name=" + device.service_name,
+                "--systemctl=" + device.systemctl, "--python=" + device.python, "--run-args=" + device.run_args,
+                "--health-timeout={}".format(_health_timeout(device, release, options)),
+                "--keep={}".format(device.keep)]
         if device.service_command:
-            argv += ["--service-command", device.service_command]
+            argv.append("--service-command=" + device.service_command)
         if device.device_id:
-            argv += ["--device-id", device.device_id]
+            argv.append("--device-id=" + device.device_id)
         if options.force:
             argv.append("--force")
         if options.skip_target_check:
@@ -253,7 +255,7 @@ async def rollback_device(device: Device, options: FlashOptions, reporter: Repor
     try:
         argv = ["rollback", "--health-timeout", str(_health_timeout(device, None, options))]
         if to:
-            argv += ["--to", to]
+            argv.append("--to=" + to)
         result = await run_agent(conn, device, argv,
                                  lambda e: reporter.stage(device.name, e.get("step", "?"), e.get("message", "")))
     except DeviceError as exc:

@@ -29,6 +29,7 @@ class Device:
     sudo: bool = False  # run the agent with `sudo -n` (passwordless sudo for the SSH user; never a password)
     service: str = "systemd"  # "systemd" or "process" (--no-service: background process + pid file)
     service_name: str = "edge-sdk"
+    systemctl: str = "systemctl"  # path of systemctl on the device
     service_command: str | None = None  # template; default runs `python -m edge_sdk run ...`
     run_args: str = ""  # extra `edge-sdk run` arguments (source, MQTT broker, ...)
     device_id: str | None = None  # MQTT device id; None: the device's hostname

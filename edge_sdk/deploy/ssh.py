@@ -164,8 +164,10 @@ async def run_agent(conn, device: Device, argv: list[str], on_event: Callable[[d
         stderr = await proc.stderr.read()
         completed = await proc.wait()
     except (asyncssh.Error, OSError, asyncio.IncompleteReadError) as exc:
-        raise DeviceError("{}: connection lost while running the agent ({}): {}".format(
-            device.name, argv[0], _why(exc)), "lost") from None
+        after = (" -- the device goes on alone: it finishes the switch and its health check, or rolls back; see "
+                 "`edge-sdk devices status`" if argv[0] in ("install", "rollback") else "")
+        raise DeviceError("{}: connection lost while running the agent ({}): {}{}".format(
+            device.name, argv[0], _why(exc), after), "lost") from None
     if result is None:
         text = (stderr or "") + "\n".join(other)
         if completed.exit_status == 127 or "not found" in text and device.python in text:

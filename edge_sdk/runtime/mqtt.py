@@ -212,6 +212,8 @@ def add_mqtt_arguments(parser):
                        help="payload encoding: json (schema v1) or compact (binary, ~4x smaller; see docs/mqtt.md)")
     group.add_argument("--mqtt-connect-timeout", type=float, default=10.0, metavar="S",
                        help="give up if the broker cannot be reached at start within S seconds")
+    group.add_argument("--mqtt-flush-timeout", type=float, default=30.0, metavar="S",
+                       help="at the end, wait up to S seconds for queued messages to reach the broker")
     group.add_argument("--mqtt-metrics-interval", type=float, default=5.0, metavar="S",
                        help="publish fps / latency / drops to PREFIX/DEVICE/metrics every S seconds (0: never)")
     return parser
@@ -237,6 +239,7 @@ def publisher_from_args(args, status_info=None, connect=True):
         status_info=status_info if status_info is not None else _status_from_args(args),
         connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
         metrics_interval=getattr(args, "mqtt_metrics_interval", 5.0),
+        flush_timeout=getattr(args, "mqtt_flush_timeout", 30.0),
     )
     if connect:
         publisher.connect()
@@ -323,7 +326,7 @@ class MqttPublisher(object):
                  username=None, password=None, queue_size=10000, queue_memory=None, spill_dir=None,
                  encoding="json", status_info=None, inflight=20, keepalive=30, reconnect_min=0.5,
                  reconnect_max=30.0, client_id=None, callback_api=None, connect_timeout=10.0,
-                 metrics_interval=0.0):
+                 metrics_interval=0.0, flush_timeout=30.0):
         if qos not in (0, 1):
             raise ConfigError("--qos must be 0 or 1, got {!r}".format(qos))
         if encoding not in ("json", "compact"):
@@ -341,6 +344,7 @@ class MqttPublisher(object):
         self.topic_metrics = "{}/{}/metrics".format(self.prefix, self.device_id)
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
+        self.flush_timeout = flush_timeout
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.inflight_limit = max(1, int(inflight))
@@ -550,8 +554,10 @@ class MqttPublisher(object):
             time.sleep(0.01)
         return False
 
-    def close(self, timeout=10.0):
-        """Flush, publish the retained ``offline`` status, disconnect, stop the network thread."""
+    def close(self, timeout=None):
+        """Flush (up to ``timeout`` s, default ``flush_timeout``), publish the retained ``offline`` status,
+        disconnect, stop the network thread."""
+        timeout = self.flush_timeout if timeout is None else timeout
         self._closed = True
         if self._thread is None:
             self.queue.close()

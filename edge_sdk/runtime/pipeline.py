@@ -199,7 +199,7 @@ class _Batch(object):
 class Pipeline(object):
     """Runs ``backend`` over ``source`` into ``sinks``. ``run()`` returns :class:`PipelineStats`."""
 
-    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=4,
+    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
                  buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0):
         self.backend = backend
         self.source = source
@@ -208,10 +208,12 @@ class Pipeline(object):
         self.meta = backend.meta
         self.decoder = decoder or default_decoder(self.meta)
         self.device_id = device_id or socket.gethostname().split(".")[0]
-        self.queue_size = max(1, int(queue_size))
+        self.live = bool(getattr(source, "live", False))
+        # frames waiting for preprocessing: a file keeps a few read ahead; a live source only the newest one,
+        # so what gets inferred is the freshest frame, not one that waited behind older ones
+        self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 4)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
-        self.live = bool(getattr(source, "live", False))
         self.stats = PipelineStats("sequential" if self.sequential else "threaded")
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
@@ -449,7 +451,7 @@ class Pipeline(object):
 
     def _run_threaded(self):
         q_frames = DropOldestQueue(self.queue_size)
-        q_batches = DropOldestQueue(max(1, self.queue_size // 2))
+        q_batches = DropOldestQueue(1 if self.live else max(1, self.queue_size // 2))
         q_results = DropOldestQueue(2 * self.workers + 2)
         executor = ThreadPoolExecutor(max_workers=self.workers)
         threads = [
@@ -538,7 +540,7 @@ def _error_with_stats(error, stats):
 
 def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
                  prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
-                 decoder=None, threads=None, queue_size=4, handle_signals=True, on_start=None):
+                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None):
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it

@@ -9,6 +9,9 @@ every frame is processed, none dropped).
     video.mp4 | clip.avi          a video file (a truncated file yields what was readable, then SourceError)
     photos/  | photo.jpg          an image folder (sorted by name) or one image
     0 | 1 | /dev/video0          a camera (V4L2 index or device)
+    csi://0[?w=1280&h=720&fps=30&flip=0]
+                                  a Jetson CSI camera (nvarguscamerasrc; needs OpenCV with GStreamer)
+    "... ! appsink"               any GStreamer pipeline ending in appsink
     rtsp://... | http(s)://...    a network stream
     synthetic[:live][?w=320&h=240&fps=30&frames=100&people=2&seed=0]
                                   generated frames of moving stick figures (no camera needed)
@@ -172,7 +175,11 @@ class LiveCaptureSource(Source):
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def _open(self):
-        if isinstance(self.target, str) and self.target.startswith(STREAM_SCHEMES):
+        if is_gstreamer_pipeline(self.target):
+            if not opencv_has_gstreamer():
+                return None
+            capture = cv2.VideoCapture(self.target, cv2.CAP_GSTREAMER)
+        elif isinstance(self.target, str) and self.target.startswith(STREAM_SCHEMES):
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.open_timeout_s * 1000)]
             try:
@@ -187,6 +194,14 @@ class LiveCaptureSource(Source):
         return capture
 
     def _not_found_message(self):
+        if is_gstreamer_pipeline(self.target):
+            if not opencv_has_gstreamer():
+                return "{} needs OpenCV with GStreamer, and this OpenCV ({}) was built without it; on a Jetson " \
+                       "use JetPack's python3-opencv (pip's opencv-python has no GStreamer): " \
+                       "`pip uninstall opencv-python opencv-python-headless`".format(self.name, cv2.__version__)
+            return "cannot start GStreamer pipeline for {}: {} -- check the camera (`nvgstcapture-1.0`) and that " \
+                   "no other process holds it (`sudo systemctl restart nvargus-daemon`)".format(
+                       self.name, self.target)
         if isinstance(self.target, int) or str(self.target).startswith("/dev/"):
             devices = sorted(n for n in os.listdir("/dev") if n.startswith("video")) if os.path.isdir("/dev") else []
             return "camera {} not found or busy; video devices here: {} -- pass another index or check " \
@@ -218,6 +233,44 @@ class LiveCaptureSource(Source):
     def close(self):
         if self.capture is not None:
             self.capture.release()
+
+
+def is_gstreamer_pipeline(target):
+    """True for a GStreamer pipeline description (``... ! appsink``)."""
+    return isinstance(target, str) and "!" in target and "appsink" in target
+
+
+def opencv_has_gstreamer():
+    """Whether this OpenCV build can open GStreamer pipelines (JetPack's can; pip wheels cannot)."""
+    if cv2 is None:
+        return False
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+def csi_pipeline(sensor_id=0, width=1280, height=720, fps=30, flip=0):
+    """The GStreamer pipeline of a Jetson CSI camera (Argus ISP -> BGR frames, newest frame only)."""
+    return ("nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM), width={}, height={}, framerate={}/1 ! "
+            "nvvidconv flip-method={} ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+            "appsink drop=true max-buffers=1 sync=false".format(int(sensor_id), int(width), int(height), int(fps),
+                                                                int(flip)))
+
+
+def _parse_csi(spec):
+    rest = spec[len("csi://"):]
+    sensor, _, query = rest.partition("?")
+    options = dict(item.partition("=")[::2] for item in query.split("&") if item)
+    known = ("w", "h", "fps", "flip")
+    unknown = sorted(set(options) - set(known))
+    if unknown or (sensor and not sensor.isdigit()):
+        raise SourceError("bad CSI camera source {!r}; use csi://SENSOR[?w=1280&h=720&fps=30&flip=0]".format(spec))
+    try:
+        return csi_pipeline(int(sensor or 0), int(options.get("w", 1280)), int(options.get("h", 720)),
+                            int(options.get("fps", 30)), int(options.get("flip", 0))), "csi{}".format(sensor or 0)
+    except ValueError as exc:
+        raise SourceError("bad CSI camera option in {!r}: {}".format(spec, exc)) from exc
 
 
 # A standing figure in COCO-17 order, in units of the figure's height, relative to its hip centre.
@@ -332,6 +385,11 @@ def open_source(spec, reconnect=3, reconnect_delay=1.0):
         return _parse_synthetic(spec)
     if spec.isdigit():
         return LiveCaptureSource(int(spec), "camera{}".format(spec), reconnect, reconnect_delay)
+    if spec.startswith("csi://"):
+        pipeline, name = _parse_csi(spec)
+        return LiveCaptureSource(pipeline, name, reconnect, reconnect_delay)
+    if is_gstreamer_pipeline(spec):
+        return LiveCaptureSource(spec, "gstreamer", reconnect, reconnect_delay)
     if spec.startswith("/dev/video"):
         return LiveCaptureSource(spec, os.path.basename(spec), reconnect, reconnect_delay)
     if spec.lower().startswith(STREAM_SCHEMES):
@@ -343,5 +401,5 @@ def open_source(spec, reconnect=3, reconnect_delay=1.0):
         if spec.lower().endswith(IMAGE_EXTENSIONS):
             return ImageFolderSource(spec)
         return VideoFileSource(spec)
-    raise SourceError("source {!r} not found: give a video file, an image folder, a camera index (0), an "
-                      "rtsp:// or http:// URL, or `synthetic`".format(spec))
+    raise SourceError("source {!r} not found: give a video file, an image folder, a camera index (0), "
+                      "csi://0, an rtsp:// or http:// URL, a GStreamer pipeline, or `synthetic`".format(spec))

@@ -24,11 +24,12 @@ def _tensorrt_available():
     return True
 
 
-def load_onnxruntime(model_path, meta=None, threads=None, optimization="all"):
-    """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own)."""
+def load_onnxruntime(model_path, meta=None, threads=None, optimization=None, config=None):
+    """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own;
+    ``config``: a bundle's ``onnxruntime`` session settings)."""
     from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization)
+    return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization, config=config)
 
 
 def load_tensorrt(bundle):
@@ -48,7 +49,7 @@ def load_tensorrt(bundle):
     return tensorrt_backend.TensorRTBackend(bundle.engine_path, meta=bundle.meta)
 
 
-def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization="all", target=None):
+def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization=None, target=None):
     """Load the backend for ``model`` (an .onnx path) or ``bundle`` (a bundle directory or .tar.gz).
 
     ``target``: when given, a bundle made for another target is refused (BundleError).
@@ -80,9 +81,12 @@ def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimizat
     opened = open_bundle(str(bundle), expected_target=target)
     choice = prefer
     if choice == "auto":
-        choice = "tensorrt" if _tensorrt_available() and (opened.target or "cpu") != "cpu" else "onnxruntime"
+        made_for = opened.manifest.get("backend", "tensorrt" if opened.engine_path else "onnxruntime")
+        wants_tensorrt = made_for == "tensorrt"
+        choice = "tensorrt" if wants_tensorrt and _tensorrt_available() else "onnxruntime"
     if choice == "tensorrt":
         return load_tensorrt(opened)
     if not opened.model_path or not os.path.isfile(str(opened.model_path)):
         raise ModelError("bundle {} has no ONNX model for the ONNX Runtime backend".format(bundle))
-    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization)
+    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization,
+                            config=opened.manifest.get("onnxruntime"))
