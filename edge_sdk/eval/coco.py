@@ -1,0 +1,130 @@
+"""COCO keypoint evaluation helpers (host side): poses -> COCO results, OKS AP/AR as a dict with named keys.
+
+pycocotools is imported lazily so that importing this module never needs it; every function that
+evaluates raises a ConfigError naming the extra to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError
+
+STAT_NAMES = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
+"""Names of COCOeval.stats for keypoints, in order (OKS thresholds .50:.95; m/l = medium/large area)."""
+
+PERSON_CATEGORY = {
+    "id": 1, "name": "person", "supercategory": "person",
+    "keypoints": ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+                  "left_knee", "right_knee", "left_ankle", "right_ankle"],
+    "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
+                 [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]],
+}
+
+
+def _pycocotools():
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ConfigError("COCO evaluation needs pycocotools: pip install 'edge-sdk[host]'") from exc
+    return COCO, COCOeval
+
+
+def load_coco_json(source: dict | str | Path) -> dict:
+    """A COCO dict from a dict (copied) or a JSON file path."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"COCO annotation file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def poses_to_results(keypoints17: np.ndarray, scores: Iterable[float], image_id: int,
+                     category_id: int = 1) -> list[dict]:
+    """[P, 17, 3] keypoints (x, y, score) in image pixels + person scores -> COCO keypoint results."""
+    kp = np.asarray(keypoints17, dtype=np.float64).reshape(-1, 17, 3)
+    return [{"image_id": int(image_id), "category_id": int(category_id),
+             "keypoints": [round(float(v), 3) for v in person.reshape(-1)], "score": float(score)}
+            for person, score in zip(kp, scores)]
+
+
+def _keypoint_box(kp: np.ndarray) -> list[float]:
+    vis = kp[:, 2] > 0
+    xs, ys = kp[vis, 0], kp[vis, 1]
+    x0, y0 = float(xs.min()), float(ys.min())
+    return [x0, y0, float(xs.max()) - x0, float(ys.max()) - y0]
+
+
+def gt_from_results(results: list[dict] | str | Path, image_size: tuple[int, int] | None = None,
+                    min_area: float = 32.0 * 32.0) -> dict:
+    """A COCO ground-truth dict from a COCO keypoint *results* list (e.g. real layouts without pixels).
+
+    Keypoints with v/score <= 0 are placeholders and become (0, 0, 0). The bounding box is that of the
+    visible keypoints, the area (OKS scale) is the box area, at least ``min_area``. ``image_size`` (w, h)
+    sets every image's size; None uses the extent of its keypoints plus a margin.
+    """
+    if not isinstance(results, list):
+        results = load_coco_json(results)
+    annotations, extents = [], {}
+    for i, res in enumerate(results):
+        kp = np.asarray(res["keypoints"], dtype=np.float64).reshape(17, 3)
+        vis = kp[:, 2] > 0
+        if not vis.any():
+            continue
+        kp[vis, 2] = 2
+        kp[~vis] = 0
+        box = _keypoint_box(kp)
+        image_id = int(res["image_id"])
+        ext = extents.setdefault(image_id, [1.0, 1.0])
+        ext[0] = max(ext[0], box[0] + box[2])
+        ext[1] = max(ext[1], box[1] + box[3])
+        annotations.append({"id": i + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                            "keypoints": [float(v) for v in kp.reshape(-1)], "num_keypoints": int(vis.sum()),
+                            "bbox": box, "area": max(box[2] * box[3], float(min_area))})
+    images = []
+    for image_id, (w, h) in sorted(extents.items()):
+        width, height = image_size if image_size else (int(np.ceil(w)) + 16, int(np.ceil(h)) + 16)
+        images.append({"id": image_id, "width": int(width), "height": int(height),
+                       "file_name": f"{image_id}.jpg"})
+    return {"images": images, "annotations": annotations, "categories": [copy.deepcopy(PERSON_CATEGORY)]}
+
+
+def evaluate_keypoints(gt: dict | str | Path, results: list[dict], image_ids: Iterable[int] | None = None,
+                       verbose: bool = False) -> dict[str, float]:
+    """OKS keypoint AP/AR of ``results`` against ``gt`` with pycocotools -> {"AP": ..., "AP50": ..., ...}.
+
+    ``image_ids`` restricts the evaluation (default: every image of the ground truth). With no results the
+    stats are 0 (pycocotools cannot load an empty result list). ``verbose`` prints pycocotools' table.
+    """
+    COCO, COCOeval = _pycocotools()
+    data = load_coco_json(gt)
+    data.setdefault("info", {})
+    data.setdefault("licenses", [])
+    sink: Any = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with sink:
+        coco_gt = COCO()
+        coco_gt.dataset = data
+        coco_gt.createIndex()
+        ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(int(i) for i in image_ids)
+        if not results:
+            return {name: 0.0 for name in STAT_NAMES}
+        coco_dt = coco_gt.loadRes(copy.deepcopy(list(results)))
+        evaluator = COCOeval(coco_gt, coco_dt, "keypoints")
+        evaluator.params.imgIds = ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
