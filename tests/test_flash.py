@@ -1,6 +1,6 @@
 """`edge-sdk flash` against real OpenSSH servers: one sshd per test device, each device's filesystem a temp dir."""
 
-import hashlib
+import dataclasses
 import io
 import json
 import os
@@ -28,19 +28,26 @@ def runtime_command(mode="healthy"):
 
 
 def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
-    """A bundle as the build step writes it: files + manifest.json with the sha256 and size of each."""
+    """A bundle written by the build step's own writer (edge_sdk.bundle), around a tiny stand-in model file."""
+    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.runtime.model_meta import ModelMeta
+    from edge_sdk.targets import get_target, load_targets
+
     where = Path(where)
-    where.mkdir(parents=True)
-    files = {"model.onnx": payload, "labels/skeleton.json": json.dumps({"parts": 18}).encode()}
+    where.parent.mkdir(parents=True, exist_ok=True)
+    model = where.parent / (where.name + ".onnx")
+    model.write_bytes(payload)
+    if target in load_targets():
+        profile = get_target(target)
+    else:  # a board no profile describes (a custom carrier, a typo'd toml): no detection hints
+        profile = dataclasses.replace(get_target("jetson-tx2"), name=target, detect_model=(), detect_tegra_release=())
+    extra = {}
     if big:
-        files["calib.cache"] = os.urandom(big)
-    for rel, data in files.items():
-        (where / rel).parent.mkdir(parents=True, exist_ok=True)
-        (where / rel).write_bytes(data)
-    manifest = {"format": 1, "target": target, "precision": "fp16",
-                "files": {rel: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for rel, d in files.items()}}
-    (where / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return where
+        (where.parent / "calib.cache").write_bytes(os.urandom(big))
+        extra["calib.cache"] = where.parent / "calib.cache"
+    return write_bundle(where, model_path=model, meta=ModelMeta(), target=profile,
+                        precision=Precision("fp16", "fp16"), engine={"status": "build-on-device"},
+                        extra_files=extra).directory
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +150,7 @@ def test_flash_one_device_installs_switches_and_keeps_the_previous_version(lab, 
     assert health["runtime"].startswith(str(device.root / "versions" / v1.version / "site"))
     assert health["bundle"] == str(device.root / "versions" / v1.version / "bundle")
     assert (device.root / "versions" / v1.version / "bundle" / "model.onnx").read_bytes() == b"v1"
+    assert stages.seen("cam1", "engine", "builds it on the device at first start")
     first_pid = device.runtime_pid()
 
     v2 = release_of(tmp_path, runtime_wheel, "v2")
@@ -181,6 +189,7 @@ def test_cli_flashes_a_fleet_reports_an_unreachable_device_and_shows_status(lab,
     cams = [lab.add(name) for name in ("cam1", "cam2", "cam3")]
     inventory = lab.inventory(unreachable=["ghost"], extra='[groups.lobby]\ndevices = ["cam1", "cam2"]')
     v1 = make_bundle(tmp_path / "b1", payload=b"v1")
+    v1 = v1.parent / (v1.name + ".tar.gz")  # the archive the build step writes next to the directory
     proc = flash_cli(edge_sdk_cli, lab, v1, runtime_wheel, "--inventory", inventory, "--parallel", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr  # one device failed -> non-zero exit
     rows = table_rows(proc.stdout)
@@ -281,7 +290,7 @@ def test_corrupt_bundle_is_refused_before_switching(lab, tmp_path, runtime_wheel
 
     # on the host: a tampered bundle is refused before any device is touched
     bad = make_bundle(tmp_path / "bad", payload=b"v2")
-    (bad / "model.onnx").write_bytes(b"v3")
+    (bad / "model.onnx").write_bytes(b"v3")  # same size, other bytes
     proc = flash_cli(edge_sdk_cli, lab, bad, runtime_wheel, "--inventory", inventory)
     assert proc.returncode == 2 and "model.onnx: sha256 mismatch" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -34,7 +34,7 @@ def _health_timeout(device: Device, release: Release | None, options: FlashOptio
         return float(device.health_timeout)
     if options.health_timeout is not None:
         return float(options.health_timeout)
-    if release is not None and not release.has_engine and release.target not in ("cpu", "any", "generic"):
+    if release is not None and release.builds_engine_on_device:
         return ENGINE_BUILD_HEALTH_TIMEOUT
     return DEFAULT_HEALTH_TIMEOUT
 
