@@ -56,8 +56,9 @@ def runtime_wheel(tmp_path_factory):
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, monkeypatch):
     """Start fake devices on demand: ``lab.add("dev1")``; everything is stopped after the test."""
+    monkeypatch.setenv("EDGE_SDK_STATE_DIR", str(tmp_path / "state"))  # `last seen` memory of this test
 
     class Lab:
         def __init__(self):
@@ -226,6 +227,11 @@ def test_cli_flashes_a_fleet_reports_an_unreachable_device_and_shows_status(lab,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert cams[0].current_version() == version and cams[1].current_version() == new
     assert "{} -> {}".format(new, version) in table_rows(proc.stdout)["cam1"]
+
+    cams[2].stop()  # cam3 drops off the network: status remembers when it was last reached and what it ran
+    rows = fleet.status(load_inventory(inventory, names=["cam3"]), lab.options())
+    line = fleet.format_status(rows)
+    assert "unreachable" in line and " ago (ran {})".format(version) in line, line
 
 
 class CutDuringUpload(Reporter):

@@ -728,10 +728,15 @@ def wait_healthy(layout, alive, started_at, timeout):
         if isinstance(health, dict):
             last = health
             ts = health.get("ts") or 0
-            if health.get("status") == "running" and isinstance(ts, (int, float)) and ts >= started_at:
+            fresh = isinstance(ts, (int, float)) and ts >= started_at
+            # "running" is written once the model is loaded (engine built) and the source opened; a frame
+            # counter, when the runtime reports one, must also move: it really processes video.
+            if fresh and health.get("status") == "running" and (health.get("frames") is None
+                                                                or health.get("frames", 0) >= 1):
                 return True, health
-            if health.get("status") in ("error", "failed") and ts >= started_at:
-                return False, "runtime reported {}: {}".format(health.get("status"), health.get("error", ""))
+            if fresh and health.get("status") in ("error", "failed", "stopped"):
+                return False, "runtime reported {}{}".format(
+                    health.get("status"), ": " + str(health["error"]) if health.get("error") else "")
         ok, detail = alive()
         if not ok:
             return False, detail
@@ -739,6 +744,14 @@ def wait_healthy(layout, alive, started_at, timeout):
             return False, "no health signal within {:.0f}s (last health file: {}); the runtime log is {}".format(
                 timeout, json.dumps(last) if last else "none", layout.path(LOG_FILE))
         time.sleep(0.1)
+
+
+def health_summary(health):
+    parts = ["healthy"]
+    for key, fmt in (("frames", "{} frames"), ("fps", "{} fps")):
+        if health.get(key) is not None:
+            parts.append(fmt.format(health[key]))
+    return ", ".join(parts)
 
 
 def activate(layout, version, timeout):
@@ -926,7 +939,7 @@ def install_locked(args, layout):
         removed = prune(layout, args.keep)
         remove_tree(layout.path("incoming", version))
         emit("result", ok=True, status="updated", version=version, previous=previous, health=detail,
-             removed=removed, message="healthy: {}".format(json.dumps(detail, sort_keys=True)))
+             removed=removed, message=health_summary(detail))
         return
     step("rollback", "{} did not become healthy: {}".format(version, detail))
     stop_runtime(layout, read_json(layout.path("versions", version, "service.json"), {}))

@@ -9,7 +9,11 @@ restart, wait for health, roll back if it does not come).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_sdk.deploy.inventory import Device
 from edge_sdk.deploy.progress import DeviceResult, Reporter, Stopwatch
@@ -162,10 +166,13 @@ def flash(devices: list[Device], release: Release, options: FlashOptions | None 
     reporter = reporter or Reporter()
     reporter.start([d.name for d in devices])
     try:
-        return _run(_bounded(devices, options.parallel, lambda d: _guarded(
+        results = _run(_bounded(devices, options.parallel, lambda d: _guarded(
             d, reporter, lambda dev: flash_device(dev, release, options, reporter))))
     finally:
         reporter.close()
+    update_last_seen({r.address: r.new_version if r.ok else r.old_version for r in results
+                      if r.kind not in ("unreachable", "host-key", "auth")})
+    return results
 
 
 @dataclass
@@ -181,6 +188,7 @@ class DeviceStatus:
     model: str | None = None
     error: str = ""
     versions: list[str] = field(default_factory=list)
+    last_seen: dict | None = None  # {"ts", "version"} of the last time this host reached it
 
 
 def _health_text(info: dict) -> str:
@@ -215,14 +223,51 @@ async def status_device(device: Device, options: FlashOptions) -> DeviceStatus:
 
 
 def status(devices: list[Device], options: FlashOptions | None = None) -> list[DeviceStatus]:
-    """Version, runtime state and health of every device, read over SSH."""
+    """Version, runtime state and health of every device, read over SSH (remembered for `last seen`)."""
     options = options or FlashOptions()
-    return _run(_bounded(devices, options.parallel, lambda d: status_device(d, options)))
+    rows = _run(_bounded(devices, options.parallel, lambda d: status_device(d, options)))
+    seen = update_last_seen({r.address: r.version for r in rows if r.reachable})
+    for r in rows:
+        r.last_seen = seen.get(r.address)
+    return rows
+
+
+def state_file() -> Path:
+    """Where the host remembers when it last reached each device ($EDGE_SDK_STATE_DIR or ~/.local/state)."""
+    base = os.environ.get("EDGE_SDK_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "edge-sdk")
+    return Path(base) / "last_seen.json"
+
+
+def update_last_seen(reached: dict[str, str | None]) -> dict[str, dict]:
+    """Record the devices reached now; return what is known about every device (address -> ts, version)."""
+    path = state_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    now = time.time()
+    for address, version in reached.items():
+        known[address] = {"ts": now, "version": version}
+    if reached:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp{}".format(os.getpid()))
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home must not break `devices status`
+    return known
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "{:.0f}{} ago".format(seconds / size, unit)
+    return "{:.0f}s ago".format(seconds)
 
 
 def format_status(rows: list[DeviceStatus], mqtt_seen: dict | None = None) -> str:
-    import time
-
     header = ["DEVICE", "ADDRESS", "VERSION", "TARGET", "RUNTIME", "HEALTH", "LAST SEEN"]
     if mqtt_seen is not None:
         header.append("MQTT STATUS")
@@ -230,7 +275,10 @@ def format_status(rows: list[DeviceStatus], mqtt_seen: dict | None = None) -> st
     now = time.strftime("%H:%M:%S")
     for r in rows:
         if not r.reachable:
-            row = [r.device, r.address, "?", "?", "?", "unreachable", "-"]
+            seen = "never"
+            if r.last_seen:
+                seen = "{} (ran {})".format(_ago(time.time() - r.last_seen["ts"]), r.last_seen.get("version") or "-")
+            row = [r.device, r.address, "?", "?", "?", "unreachable", seen]
         else:
             row = [r.device, r.address, r.version or "(none)", "{}/{}".format(r.target or "-", r.precision or "-"),
                    "running" if r.running else "stopped", r.health, "now ({})".format(now)]
