@@ -796,19 +796,19 @@ def release_info(layout, version):
     return read_json(layout.path("versions", version, "release.json"), {}) if version else {}
 
 
-def cmd_info(args, layout):
+def device_info(args, layout):
+    """What the host wants to know before deciding anything: version, runtime, health, target match."""
     device = detect_device(layout)
     current = layout.current_version()
     service = read_json(layout.path("versions", current, "service.json"), {}) if current else {}
     running, detail = runtime_running(layout, service) if current else (False, "nothing installed")
-    health = read_health(layout)
     out = {
         "agent": AGENT_VERSION, "python": sys.version.split()[0], "device": device,
         "root": layout.root, "current": current, "release": release_info(layout, current),
         "history": layout.history(), "versions": layout.versions_on_disk(),
-        "running": running, "running_detail": detail, "health": health, "now": time.time(),
+        "running": running, "running_detail": detail, "health": read_health(layout), "now": time.time(),
     }
-    if args.target:
+    if getattr(args, "target", None):
         try:
             out["target_check"] = {"ok": True, "detail": check_target(args.target, parse_hints(args), device)}
         except AgentError as exc:
@@ -818,11 +818,26 @@ def cmd_info(args, layout):
         out["free_bytes"] = st.f_bavail * st.f_frsize
     except OSError:
         pass
-    emit("result", ok=True, **out)
+    return out
+
+
+def cmd_info(args, layout):
+    emit("result", ok=True, **device_info(args, layout))
 
 
 def cmd_prepare(args, layout):
-    """Create the upload dir (owned by the SSH user when we run under sudo) and clean stale uploads."""
+    """Before any upload: refuse a wrong target, skip a version already running, then create the upload dir
+    (owned by the SSH user when we run under sudo), clean stale uploads, check disk space and dependencies."""
+    info = device_info(args, layout)
+    check = info.get("target_check") or {"ok": True}
+    if not check["ok"] and not args.skip_target_check:
+        info.update(ok=False, status="refused", code="wrong-target", error=check["detail"])
+        emit("result", **info)
+        return
+    if info["current"] == args.version and info["running"] and not args.force:
+        info.update(ok=True, status="unchanged")
+        emit("result", **info)
+        return
     ensure_dirs(layout)
     incoming = layout.path("incoming")
     stale = []
@@ -848,7 +863,8 @@ def cmd_prepare(args, layout):
         raise AgentError("not enough disk space under {}: {} MB free, {} MB needed; remove old versions or pass "
                          "--keep 1".format(layout.root, free >> 20, args.need_bytes >> 20), "disk")
     deps = ensure_deps(args.python or sys.executable, layout, args.deps, None)
-    emit("result", ok=True, upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free)
+    info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free)
+    emit("result", **info)
 
 
 def parse_hints(args):
@@ -943,7 +959,10 @@ def install_locked(args, layout):
         return
     step("rollback", "{} did not become healthy: {}".format(version, detail))
     stop_runtime(layout, read_json(layout.path("versions", version, "service.json"), {}))
-    if previous and previous != version and os.path.isdir(layout.version_dir(previous)):
+    if previous == version:  # a forced reinstall of the running version: go back to the one before it
+        older = [v for v in layout.history() if v != version and os.path.isdir(layout.version_dir(v))]
+        previous = older[-1] if older else None
+    if previous and os.path.isdir(layout.version_dir(previous)):
         back_ok, back_detail = activate(layout, previous, args.health_timeout)
         emit("result", ok=False, status="rolled-back", code="unhealthy", version=version, previous=previous,
              rollback_healthy=back_ok,
@@ -1007,6 +1026,10 @@ def build_parser():
     prepare.add_argument("--need-bytes", type=int, default=0)
     prepare.add_argument("--python")
     prepare.add_argument("--deps", choices=("install", "check", "skip"), default="install")
+    prepare.add_argument("--target")
+    prepare.add_argument("--target-hints")
+    prepare.add_argument("--skip-target-check", action="store_true")
+    prepare.add_argument("--force", action="store_true")
     install = sub.add_parser("install")
     install.add_argument("--version", required=True)
     install.add_argument("--wheel", required=True)

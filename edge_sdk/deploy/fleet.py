@@ -1,9 +1,9 @@
 """Flash, inspect and roll back many devices in parallel (bounded); one device's failure never stops another.
 
-Per device, `flash` is: connect (host key checked) -> `agent info` (old version, target check: a wrong target
-is refused before any upload) -> `agent prepare` (upload dir, stale uploads removed, on-device deps) ->
-upload wheel + bundle (SFTP, *.part then rename) -> `agent install` (unpack, verify, switch `current`,
-restart, wait for health, roll back if it does not come).
+Per device, `flash` is: connect (host key checked) -> `agent prepare` (old version; a wrong target is
+refused and an already-running version skipped before any upload; upload dir, stale uploads removed,
+disk space, on-device deps) -> upload wheel + bundle (one SFTP session, *.part then rename) ->
+`agent install` (unpack, verify, switch `current`, restart, wait for health, roll back if it does not come).
 """
 
 from __future__ import annotations
@@ -75,22 +75,22 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         if conn.trusted_new_key:
             reporter.stage(name, "trusted new host key", conn.trusted_new_key)
         hints = _hints_json(release)
-        info = await run_agent(conn, device, ["info", "--target=" + release.target, "--target-hints=" + hints])
-        old = info.get("current")
-        target_check = info.get("target_check", {})
-        if not options.skip_target_check and not target_check.get("ok", True):
-            return DeviceResult(name, device.address, "refused", old, release.version, target_check["detail"],
-                                watch.seconds, "wrong-target")
-        if old == release.version and info.get("running") and not options.force:
-            return DeviceResult(name, device.address, "unchanged", old, release.version,
-                                "already runs this version (--force to reinstall)", watch.seconds)
-        reporter.stage(name, "preparing", "{} -> {}".format(old or "(none)", release.version))
-        prep = await run_agent(conn, device, ["prepare", "--version=" + release.version,
-                                              "--need-bytes={}".format(3 * release.upload_bytes),
-                                              "--python=" + device.python, "--deps=" + device.deps])
+        reporter.stage(name, "preparing")
+        argv = ["prepare", "--version=" + release.version, "--need-bytes={}".format(3 * release.upload_bytes),
+                "--python=" + device.python, "--deps=" + device.deps, "--target=" + release.target,
+                "--target-hints=" + hints]
+        argv += ["--force"] if options.force else []
+        argv += ["--skip-target-check"] if options.skip_target_check else []
+        prep = await run_agent(conn, device, argv)
+        old = prep.get("current")
+        if prep.get("status") in ("refused", "unchanged"):
+            message = prep.get("error") or "already runs this version (--force to reinstall)"
+            return DeviceResult(name, device.address, prep["status"], old, release.version, message,
+                                watch.seconds, prep.get("code", ""))
         if not prep.get("ok"):
             return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
                                 watch.seconds, prep.get("code", "prepare"))
+        reporter.stage(name, "prepared", "{} -> {}".format(old or "(none)", release.version))
         reporter.stage(name, "deps", prep.get("deps", ""))
         upload_dir = prep["upload_dir"]
         total = release.upload_bytes
@@ -105,8 +105,8 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         reporter.stage(name, "uploading")
         remote_wheel = upload_dir + "/" + release.wheel.name
         remote_bundle = upload_dir + "/bundle.tar.gz"
-        await upload(conn, release.wheel, remote_wheel, progress("wheel"))
-        await upload(conn, release.bundle_tar, remote_bundle, progress("bundle"))
+        await upload(conn, [(release.wheel, remote_wheel, progress("wheel")),
+                            (release.bundle_tar, remote_bundle, progress("bundle"))])
         # --opt=value: values such as run_args start with "--"
         argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
                 "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,
