@@ -86,10 +86,13 @@ def lab(tmp_path, monkeypatch):
             return link
 
         def inventory(self, mode="healthy", ports=None, extra="", modes=None, unreachable=(), health_timeout=10,
-                      deps="skip", service="process"):
+                      deps="skip", service="process", run_args=None):
             lines = ['[defaults]', 'user = "root"', 'identity = "{}"'.format(self.client_key),
                      'python = "{}"'.format(sys.executable), 'service = "{}"'.format(service),
-                     'deps = "{}"'.format(deps), "service_command = '{}'".format(runtime_command(mode)),
+                     'deps = "{}"'.format(deps),
+                     # run_args given: the default service command, i.e. the real `edge-sdk run`
+                     "service_command = '{}'".format(runtime_command(mode)) if run_args is None else
+                     "run_args = '{}'".format(run_args),
                      "health_timeout = {}".format(health_timeout), extra, ""]
             for device in self.devices:
                 port = (ports or {}).get(device.name, device.port)
@@ -399,3 +402,29 @@ def test_systemd_unit_is_generated_enabled_and_restarted(lab, tmp_path, runtime_
     later = device.systemctl_calls[len(calls):]
     assert ["stop", "pose"] in later and later.index(["stop", "pose"]) < later.index(["restart", "pose"])
     assert "/versions/{}/site".format(v2.version) in (device.sysroot / "etc/systemd/system/pose.service").read_text()
+
+
+def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, runtime_wheel):
+    """No stand-in: the default service command runs `python -m edge_sdk run` from versions/<v>/site on a cpu
+    bundle (oracle ONNX model, ONNX Runtime), and its health file is what the flash waits for."""
+    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.targets import get_target
+    from edge_sdk.testing.oracle_model import make_oracle
+
+    device = lab.add("edge1")
+    case = make_oracle(tmp_path / "oracle", num_frames=4, video=None)
+    bundle = write_bundle(tmp_path / "cpu-bundle", model_path=case.model_path, meta=case.meta,
+                          target=get_target("cpu"), precision=Precision("fp32", "fp32"),
+                          engine={"status": "none"}).directory
+    run_args = "--source synthetic:live?w=320&h=240&fps=5&frames=100000"
+    devices = load_inventory(lab.inventory(run_args=run_args, health_timeout=90, deps="check"))
+    release = prepare_release(bundle, tmp_path / "work", runtime_wheel=runtime_wheel)
+    [result] = fleet.flash(devices, release, lab.options())
+    assert result.status == "updated", result
+    health = json.loads((device.root / "run" / "health.json").read_text())
+    assert health["status"] == "running" and health["frames"] >= 1 and health["pid"] == device.runtime_pid()
+    environ = Path("/proc/{}/environ".format(health["pid"])).read_bytes().split(b"\0")
+    pythonpath = [e for e in environ if e.startswith(b"PYTHONPATH=")][0].decode()
+    assert pythonpath.startswith("PYTHONPATH={}".format(device.root / "versions" / release.version / "site"))
+    [row] = fleet.status(devices, lab.options())
+    assert row.running and row.target == "cpu" and row.precision == "fp32" and "frames" in row.health
