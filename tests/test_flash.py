@@ -226,10 +226,14 @@ def test_cli_flashes_a_fleet_reports_an_unreachable_device_and_shows_status(lab,
     assert "online" in rows["cam1"]
     assert version in rows["cam3"] and "unreachable" in rows["ghost"]
 
-    proc = edge_sdk_cli("rollback", "--inventory", inventory, "--device", "cam1", "--known-hosts", lab.known_hosts)
+    # rollback of one device named on the command line (no inventory)
+    cam1 = cams[0]
+    proc = edge_sdk_cli("rollback", "--device", "root@{}:{}".format(cam1.host, cam1.port), "--identity",
+                        lab.client_key, "--root", cam1.root, "--sysroot", cam1.sysroot, "--python", sys.executable,
+                        "--known-hosts", lab.known_hosts)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert cams[0].current_version() == version and cams[1].current_version() == new
-    assert "{} -> {}".format(new, version) in table_rows(proc.stdout)["cam1"]
+    assert "{} -> {}".format(new, version) in table_rows(proc.stdout)["{}:{}".format(cam1.host, cam1.port)]
 
     cams[2].stop()  # cam3 drops off the network: status remembers when it was last reached and what it ran
     rows = fleet.status(load_inventory(inventory, names=["cam3"]), lab.options())
