@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,15 @@ class CutDuringUpload(Reporter):
             self.cut_at = (done, total)
 
 
+class CutAtStage(Reporter):
+    def __init__(self, device, stage, link):
+        self.device, self.stage_name, self.link = device, stage, link
+
+    def stage(self, device, stage, message=""):
+        if device == self.device and stage == self.stage_name:
+            self.link.cut()
+
+
 def test_connection_cut_mid_upload_leaves_that_device_on_the_old_version(lab, tmp_path, runtime_wheel):
     cams = [lab.add(name) for name in ("cam1", "cam2", "cam3")]
     link = lab.link(cams[1])
@@ -273,10 +283,22 @@ def test_connection_cut_mid_upload_leaves_that_device_on_the_old_version(lab, tm
     assert cams[1].runtime_pid() == old_pid and cams[1].runtime_alive()  # untouched, still running
 
     link.restore()  # the next attempt cleans the partial upload and succeeds
-    [again] = fleet.flash([d for d in devices if d.name == "cam2"], v2, lab.options())
+    cam2 = [d for d in devices if d.name == "cam2"]
+    [again] = fleet.flash(cam2, v2, lab.options())
     assert again.status == "updated", again
     assert cams[1].current_version() == v2.version
     assert not list((cams[1].root / "incoming").iterdir())
+
+    # the connection drops while the device installs: the agent finishes alone (health check included)
+    link.restore()
+    v3 = release_of(tmp_path, runtime_wheel, "v3")
+    [lost] = fleet.flash(cam2, v3, lab.options(), CutAtStage("cam2", "health", link))
+    assert lost.status == "failed" and "goes on alone" in lost.message, lost
+    deadline = time.time() + 30
+    while time.time() < deadline and v3.version not in json.loads(
+            (cams[1].root / "history.json").read_text())["versions"]:
+        time.sleep(0.2)
+    assert cams[1].current_version() == v3.version and cams[1].runtime_alive()
 
 
 def rewrite_tar(tar_path, rel, data):
