@@ -142,12 +142,16 @@ def test_cli_reports_a_corrupt_model_without_traceback(tmp_path, edge_sdk_cli):
     assert "cannot load ONNX model" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def write_cpu_bundle(out, case, **target_overrides):
-    """A real bundle for the ``cpu`` target around ``case``'s model (edge_sdk.bundle.write_bundle)."""
+def write_cpu_bundle(out, case, target_name="cpu", **target_overrides):
+    """A real bundle for the ``cpu`` target (or a Jetson one, engine to be built on the device) around
+    ``case``'s model (edge_sdk.bundle.write_bundle)."""
     from edge_sdk.bundle import Precision, write_bundle
     from edge_sdk.targets import get_target
 
-    target = get_target("cpu")
+    target = get_target(target_name)
+    if target.backend != "onnxruntime":
+        return write_bundle(out, model_path=case.model_path, meta=case.meta, target=target,
+                            precision=Precision("fp16", "fp16"), engine={"status": "build-on-device", "file": None})
     options = dict(target.onnxruntime, **target_overrides)
     return write_bundle(out, model_path=case.model_path, meta=case.meta, target=target,
                         precision=Precision("fp32", "fp32"), engine={"status": "none", "file": None},
@@ -177,3 +181,20 @@ def test_bundle_errors(oracle, tmp_path):
     model.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="sha256 of 'model.onnx' does not match"):
         load_backend(bundle=str(directory))
+
+
+def test_tensorrt_asked_for_where_it_is_missing(oracle, tmp_path, edge_sdk_cli):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    directory = write_cpu_bundle(tmp_path / "orin", oracle, target_name="jetson-orin-nano").directory
+    said = []
+    backend = load_backend(bundle=str(directory), say=said.append)  # auto: falls back, and says why
+    assert isinstance(backend, OnnxRuntimeBackend) and "onnxruntime" in said[0] and "tensorrt" in said[0].lower()
+    with pytest.raises(ConfigError, match="TensorRT backend is not available here.*--backend onnxruntime"):
+        load_backend(bundle=str(directory), prefer="tensorrt", say=said.append)
+    proc = edge_sdk_cli("run", "--bundle", directory, "--backend", "tensorrt", "--source", "synthetic?frames=1",
+                        timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "python3-libnvinfer" in proc.stderr

@@ -39,16 +39,23 @@ def load_tensorrt(bundle):
     (its ``load_bundle_backend(bundle)`` when it has one: engine cache / on-device build; else the
     bundle's own engine)."""
     try:
+        import tensorrt  # noqa: F401 - the backend module imports it lazily; fail here with advice
+
         from edge_sdk.runtime.backends import tensorrt_backend
     except ImportError as exc:
         raise ConfigError("the TensorRT backend is not available here ({}); on a Jetson install JetPack's "
                           "python3-libnvinfer, elsewhere use --backend onnxruntime".format(exc)) from exc
-    if hasattr(tensorrt_backend, "load_bundle_backend"):
-        return tensorrt_backend.load_bundle_backend(bundle)
-    if not bundle.engine_path:
-        raise ConfigError("bundle {} has no TensorRT engine (target {}); build one for this device with "
-                          "`edge-sdk build`, or use --backend onnxruntime".format(bundle.dir, bundle.target))
-    return tensorrt_backend.TensorRTBackend(bundle.engine_path, meta=bundle.meta)
+    try:
+        if hasattr(tensorrt_backend, "load_bundle_backend"):
+            return tensorrt_backend.load_bundle_backend(bundle)
+        if not bundle.engine_path:
+            raise ConfigError("bundle {} has no TensorRT engine (target {}); build one for this device with "
+                              "`edge-sdk build`, or use --backend onnxruntime".format(bundle.dir, bundle.target))
+        return tensorrt_backend.TensorRTBackend(bundle.engine_path, meta=bundle.meta)
+    except ImportError as exc:  # e.g. no CUDA binding
+        raise ConfigError("the TensorRT backend needs {} ({}): `pip install cuda-python` (JetPack 5/6) or "
+                          "`pip install pycuda` (JetPack 4.6), or use --backend onnxruntime".format(
+                              getattr(exc, "name", None) or "a CUDA binding", exc)) from exc
 
 
 def _say_stderr(message):
