@@ -5,3 +5,13 @@ JetPack 4.6 (Python 3.6) through JetPack 6/7.
 """
 
 __version__ = "0.1.0"
+
+
+def subscribe(url, topic="edge-sdk/+/poses", **options):
+    """Receive pose messages: ``for msg in edge_sdk.subscribe("mqtt://host:1883"): ...``.
+
+    See :func:`edge_sdk.subscriber.subscribe`; imported here lazily so ``import edge_sdk`` stays lean.
+    """
+    from edge_sdk.subscriber import subscribe as _subscribe
+
+    return _subscribe(url, topic=topic, **options)

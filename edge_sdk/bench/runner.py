@@ -1,0 +1,189 @@
+"""Run the real runtime pipeline (not a separate loop) on a source and measure it.
+
+`--compare` interleaves the bundles: frames are split into rounds and each round runs every bundle in
+turn, so a machine that slows down (thermal throttling, a neighbour's load) hurts every bundle alike.
+`mode="both"` also runs the plain sequential loop, so the pipeline's gain is visible on every device.
+"""
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+
+from edge_sdk import __version__
+from edge_sdk.bench.stats import fps_over_time, latency_summary
+from edge_sdk.errors import ConfigError
+from edge_sdk.runtime.sysmon import SystemSampler
+
+SCHEMA = "edge-sdk-bench/1"
+MODES = ("pipelined", "sequential", "both")
+
+
+class _Collector(object):
+    """A sink that keeps per-frame latencies and completion times (the bench's view of the pipeline)."""
+
+    def __init__(self):
+        self.latency = {}
+        self.done = []
+        self.people = 0
+
+    def write(self, message):
+        now = time.time()
+        self.done.append(now)
+        self.people += len(message.get("people", []))
+        lat = dict(message.get("latency_ms", {}))
+        if "total" in lat:
+            lat["end_to_end"] = lat.pop("total")
+        else:
+            lat["end_to_end"] = (now - float(message["ts"])) * 1000.0
+        for stage, value in lat.items():
+            self.latency.setdefault(stage, []).append(float(value))
+
+    def close(self):
+        pass
+
+
+def _describe_device():
+    info = {"hostname": socket.gethostname(), "machine": platform.machine(), "system": platform.system(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    model = "/proc/device-tree/model"
+    if os.path.exists(model):
+        with open(model, "rb") as f:
+            info["model"] = f.read().decode("utf-8", "replace").strip("\x00 \n")
+    if os.path.exists("/etc/nv_tegra_release"):
+        with open("/etc/nv_tegra_release") as f:
+            info["l4t"] = f.readline().strip()
+    info["description"] = info.get("model") or "{} {} ({} CPUs)".format(
+        info["system"], info["machine"], info["cpu_count"])
+    return info
+
+
+def _software():
+    out = {"edge_sdk": __version__}
+    for name in ("numpy", "cv2", "onnxruntime", "tensorrt"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            out[name] = module.__version__
+    return out
+
+
+def _label(path):
+    return os.path.basename(os.path.normpath(str(path))) or str(path)
+
+
+def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mode="pipelined",
+              prefer="auto", rounds=None, command=None, sample_interval=0.5):
+    """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
+    ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
+    bundle, 5 when comparing)."""
+    from edge_sdk.runtime.backends.loader import load_backend
+    from edge_sdk.runtime.pipeline import run_pipeline
+
+    if mode not in MODES:
+        raise ConfigError("unknown bench mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
+    if not bundles:
+        raise ConfigError("nothing to benchmark: pass --bundle B (or --model M.onnx), or --compare B1 B2")
+    if frames < 1:
+        raise ConfigError("--frames must be at least 1")
+    modes = ["pipelined", "sequential"] if mode == "both" else [mode]
+    rounds = int(rounds or (5 if len(bundles) > 1 else 1))
+    per_round = max(1, frames // rounds)
+
+    backends = []
+    try:
+        for path in bundles:
+            path = str(path)
+            if path.endswith(".onnx"):
+                backends.append((path, load_backend(model=path, prefer=prefer)))
+            else:
+                backends.append((path, load_backend(bundle=path, prefer=prefer)))
+        runs = {}
+        for path, backend in backends:
+            for m in modes:
+                runs[(path, m)] = {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
+            if warmup > 0:
+                run_pipeline(backend=backend, source=source, max_frames=warmup, workers=workers,
+                             handle_signals=False, sequential=False)
+        with SystemSampler(sample_interval) as sampler:
+            for _ in range(rounds):
+                for path, backend in backends:
+                    for m in modes:
+                        run = runs[(path, m)]
+                        stats = run_pipeline(backend=backend, source=source, max_frames=per_round,
+                                             workers=workers, sinks=[run["collector"]], handle_signals=False,
+                                             sequential=(m == "sequential"))
+                        run["elapsed"] += stats.elapsed_s
+                        run["drops"] += stats.drops
+    finally:
+        for _path, backend in backends:
+            backend.close()
+
+    result_runs = []
+    for path, backend in backends:
+        for m in modes:
+            run = runs[(path, m)]
+            col = run["collector"]
+            n = len(col.done)
+            result_runs.append({
+                "name": _label(path) + ("" if len(modes) == 1 else " ({})".format(m)),
+                "bundle": path,
+                "backend": backend.describe(),
+                "mode": m,
+                "frames": n,
+                "duration_s": round(run["elapsed"], 3),
+                "fps": round(n / run["elapsed"], 2) if run["elapsed"] > 0 else 0.0,
+                "drops": run["drops"],
+                "people_per_frame": round(col.people / float(n), 2) if n else 0.0,
+                "latency_ms": {stage: latency_summary(v) for stage, v in col.latency.items()},
+                "fps_over_time": fps_over_time(col.done) if rounds == 1 else [],
+            })
+    ratios = {}
+    if mode == "both":
+        for path, _backend in backends:
+            pipelined = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "pipelined")
+            sequential = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "sequential")
+            if sequential["fps"] > 0:
+                ratios["{}: pipelined / sequential fps".format(_label(path))] = pipelined["fps"] / sequential["fps"]
+    if len(backends) > 1:
+        base = result_runs[0]
+        for other in result_runs[1:]:
+            if base["fps"] > 0 and other["mode"] == base["mode"]:
+                ratios["{} / {} fps".format(other["name"], base["name"])] = other["fps"] / base["fps"]
+    return {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command,
+        "device": _describe_device(),
+        "software": _software(),
+        "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
+                     "rounds": rounds, "backend": prefer},
+        "runs": result_runs,
+        "ratios": ratios,
+        "system": {"summary": sampler.summary(), "samples": sampler.samples},
+    }
+
+
+def write_result(result, path):
+    """Write the bench JSON (creating the folder)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    return path
+
+
+def format_table(result):
+    """Human-readable table for the terminal."""
+    lines = ["{:<28} {:<26} {:>7} {:>8} {:>9} {:>9} {:>9}".format(
+        "run", "backend", "frames", "fps", "e2e p50", "e2e p90", "e2e p99")]
+    for run in result["runs"]:
+        e2e = run["latency_ms"].get("end_to_end", {})
+        lines.append("{:<28} {:<26} {:>7} {:>8.1f} {:>9} {:>9} {:>9}".format(
+            run["name"][:28], run["backend"][:26], run["frames"], run["fps"], e2e.get("p50", "-"),
+            e2e.get("p90", "-"), e2e.get("p99", "-")))
+    for name, ratio in sorted(result.get("ratios", {}).items()):
+        lines.append("{}: {:.2f}x".format(name, ratio))
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`edge-sdk flash BUNDLE --device ... | --inventory ...`: put the runtime and a bundle on devices, safely."""
+
+from edge_sdk.deploy.cli_args import add_device_selection
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "flash", help="install the runtime + a bundle on devices over SSH (A/B, health check, rollback)",
+        description="Upload the edge-sdk runtime and a bundle to each device, verify every file, switch the "
+                    "`current` version atomically, restart the runtime and wait for its health signal; a device "
+                    "that does not become healthy is rolled back. See docs/flash.md.")
+    p.add_argument("bundle", help="bundle directory (with manifest.json) or its .tar.gz")
+    add_device_selection(p)
+    run = p.add_argument_group("runtime on the device")
+    run.add_argument("--runtime-wheel", help="edge-sdk wheel to install (default: build one from this source tree "
+                     "with `pip wheel --no-deps`)")
+    run.add_argument("--version-label", help="name of this version on the device (default RUNTIME-HASH8)")
+    run.add_argument("--no-service", action="store_true",
+                     help="no systemd: run the runtime as a background process with a pid file")
+    run.add_argument("--service-name", help="systemd unit name (default edge-sdk)")
+    run.add_argument("--service-command", help="command template that starts the runtime (default: python -m "
+                     "edge_sdk run --bundle {bundle} --health-file {health_file} --device-id {device_id} "
+                     "{run_args})")
+    run.add_argument("--run-args", help="extra `edge-sdk run` arguments, e.g. \"--source /dev/video0 --mqtt "
+                     "mqtt://broker:1883\"")
+    run.add_argument("--device-id-from", choices=("name", "hostname"),
+                     help="MQTT device id: the inventory name (default with --inventory) or the device's hostname "
+                          "(default with --device)")
+    run.add_argument("--health-timeout", type=float,
+                     help="seconds to wait for the health signal before rolling back (default 90; 900 when the "
+                          "device must build the TensorRT engine first)")
+    run.add_argument("--keep", type=int, help="versions kept on each device (default 3)")
+    run.add_argument("--deps", choices=("install", "check", "skip"),
+                     help="on-device dependencies (numpy, OpenCV, paho-mqtt): install the missing ones "
+                          "(default), only check, or skip")
+    run.add_argument("--force", action="store_true", help="reinstall even if the device already runs this version")
+    run.add_argument("--skip-target-check", action="store_true",
+                     help="flash even if the bundle's target does not match the device (you know better)")
+    p.set_defaults(func=run_flash)
+
+
+def run_flash(args):
+    import sys
+    import tempfile
+
+    from edge_sdk.deploy import fleet
+    from edge_sdk.deploy.cli_args import flash_options, select_devices
+    from edge_sdk.deploy.progress import ConsoleReporter, format_table
+    from edge_sdk.deploy.release import describe, prepare_release
+    from edge_sdk.errors import ConfigError
+
+    if args.keep is not None and args.keep < 1:
+        raise ConfigError("--keep must be at least 1 (the running version is always kept)")
+    extra = {"service": "process" if args.no_service else None, "service_name": args.service_name,
+             "service_command": args.service_command, "run_args": args.run_args, "keep": args.keep,
+             "deps": args.deps, "health_timeout": args.health_timeout}
+    devices = select_devices(args, extra, id_from=args.device_id_from)
+    with tempfile.TemporaryDirectory(prefix="edge-sdk-flash-") as work:
+        print("checking bundle {} ...".format(args.bundle), file=sys.stderr)
+        release = prepare_release(args.bundle, work, runtime_wheel=args.runtime_wheel, version=args.version_label)
+        print("flashing {} to {} device(s), {} at a time".format(describe(release), len(devices), args.parallel),
+              file=sys.stderr)
+        options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check)
+        results = fleet.flash(devices, release, options, ConsoleReporter())
+    print(format_table(results))
+    return 0 if all(r.ok for r in results) else 1

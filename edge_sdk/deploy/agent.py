@@ -1,0 +1,1082 @@
+#!/usr/bin/env python3
+"""edge-sdk device agent: the device-side half of `edge-sdk flash`.
+
+The host sends this file over SSH on stdin (``python3 - --root R COMMAND ...``) and reads one JSON object
+per line from its stdout. It must run on every Jetson in the field, so: Python 3.6 syntax, standard library
+only, no import of edge_sdk (it is not installed yet when this runs).
+
+Layout under --root (default /opt/edge-sdk)::
+
+    versions/<v>/site/          the runtime wheel, installed (unzipped, RECORD hashes verified)
+    versions/<v>/bundle/        the bundle, unpacked, every sha256 from manifest.json verified
+    versions/<v>/release.json   what this version is (runtime version, target, precision, installed at)
+    versions/<v>/service.json   how to start it (command, mode, health file)
+    current -> versions/<v>     switched atomically (symlink to a temporary name + rename)
+    history.json                versions that came up healthy, oldest first (rollback walks back along it)
+    incoming/<v>/               uploads land here (the host writes *.part files and renames them)
+    run/                        health.json, runtime.pid, runtime.log
+    deps/site/                  on-device dependencies installed by us when the device lacks them
+
+Commands: info, prepare, install, rollback, stop.
+"""
+
+import argparse
+import base64
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+
+AGENT_VERSION = 1
+HEALTH_FILE = "run/health.json"
+PID_FILE = "run/runtime.pid"
+LOG_FILE = "run/runtime.log"
+DEFAULT_COMMAND = ("{python} -m edge_sdk run --bundle {bundle} --health-file {health_file} --device-id {device_id} "
+                   "{run_args}")
+# Modules the runtime imports -> (pip requirement or None when pip is the wrong way to get it, hint).
+RUNTIME_DEPS = [
+    ("numpy", "numpy", "sudo apt-get install python3-numpy"),
+    ("cv2", None, "JetPack ships OpenCV; on other systems: sudo apt-get install python3-opencv"),
+    ("paho.mqtt.client", "paho-mqtt", "python3 -m pip install --user paho-mqtt"),
+]
+
+# Device-tree model substrings per target (case-insensitive); extended by hints from targets/*.toml.
+KNOWN_TARGETS = {
+    "jetson-nano": ["Jetson Nano", "jetson-nano"],
+    "jetson-tx2": ["Jetson TX2", "quill", "storm", "lightning"],
+    "jetson-tx2-nx": ["Jetson TX2 NX", "lanai"],
+    "jetson-xavier-nx": ["Jetson Xavier NX", "jetson-xavier-nx"],
+    "jetson-agx-xavier": ["Jetson AGX Xavier", "Jetson-AGX", "jetson-xavier"],
+    "jetson-orin-nano": ["Jetson Orin Nano"],
+    "jetson-orin-nx": ["Jetson Orin NX"],
+    "jetson-agx-orin": ["Jetson AGX Orin"],
+    "jetson-thor": ["Jetson AGX Thor", "Jetson Thor"],
+}
+ANY_DEVICE_TARGETS = ("cpu", "any", "x86_64", "generic")
+
+
+class AgentError(Exception):
+    """A refusal with a message for the user; reported as {"event": "result", "ok": false, ...}."""
+
+    def __init__(self, message, code="error"):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+def emit(event, **fields):
+    """One JSON line to the host. If the host went away we carry on: a half-done switch is worse."""
+    fields["event"] = event
+    try:
+        sys.stdout.write(json.dumps(fields, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    except (IOError, OSError, ValueError):
+        pass
+
+
+def step(name, message=""):
+    emit("step", step=name, message=message)
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def read_json(path, default=None):
+    try:
+        with open(path, "r") as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return default
+
+
+def write_json_atomic(path, data):
+    tmp = "{}.tmp-{}".format(path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_tree(path):
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def safe_member_path(name, where):
+    """A relative path inside the extraction dir; refuse absolute paths and '..' (zip/tar slip)."""
+    norm = os.path.normpath(name)
+    if name.startswith("/") or norm == ".." or norm.startswith(".." + os.sep) or os.path.isabs(norm):
+        raise AgentError("{}: unsafe path {!r} in archive; refusing it".format(where, name), "corrupt")
+    return norm
+
+
+class Layout(object):
+    def __init__(self, root, sysroot):
+        self.root = os.path.abspath(root)
+        self.sysroot = os.path.abspath(sysroot)
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def version_dir(self, version):
+        return self.path("versions", version)
+
+    def current_version(self):
+        link = self.path("current")
+        if not os.path.islink(link):
+            return None
+        return os.path.basename(os.readlink(link).rstrip("/"))
+
+    def history(self):
+        return list((read_json(self.path("history.json"), {}) or {}).get("versions", []))
+
+    def set_history(self, versions):
+        write_json_atomic(self.path("history.json"), {"versions": versions})
+
+    def versions_on_disk(self):
+        base = self.path("versions")
+        if not os.path.isdir(base):
+            return []
+        return sorted(v for v in os.listdir(base) if not v.startswith(".")
+                      and os.path.isfile(os.path.join(base, v, "release.json")))
+
+    def switch_current(self, version):
+        """Point `current` at versions/<version> atomically: a reader sees the old or the new, never neither."""
+        tmp = self.path(".current.tmp-{}".format(os.getpid()))
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.join("versions", version), tmp)
+        os.rename(tmp, self.path("current"))
+        fsync_dir(self.root)
+
+    def clear_current(self):
+        if os.path.lexists(self.path("current")):
+            os.unlink(self.path("current"))
+
+
+def fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Lock(object):
+    """One flash/rollback at a time per device root."""
+
+    def __init__(self, layout):
+        self.path = layout.path(".lock")
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (IOError, OSError):
+            os.close(self.fd)
+            raise AgentError("another edge-sdk flash or rollback is running on this device ({}); wait for it "
+                             "to finish".format(self.path), "busy") from None
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+# --------------------------------------------------------------------------------------------- target
+
+
+def read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
+    except (IOError, OSError):
+        return None
+
+
+def detect_device(layout):
+    """What this device says it is: device-tree model, L4T release line, architecture."""
+    model = read_text(os.path.join(layout.sysroot, "proc/device-tree/model"))
+    tegra = read_text(os.path.join(layout.sysroot, "etc/nv_tegra_release"))
+    l4t = None
+    if tegra:
+        first = tegra.splitlines()[0]
+        # "# R32 (release), REVISION: 7.1, GCID: ..., BOARD: t186ref, EABI: aarch64, DATE: ..."
+        parts = first.replace("#", "").split(",")
+        try:
+            major = parts[0].strip().split()[0].lstrip("R")
+            minor = parts[1].split(":")[1].strip()
+            l4t = "{}.{}".format(major, minor)
+        except (IndexError, ValueError):
+            l4t = first
+    driver = read_text(os.path.join(layout.sysroot, "proc/driver/nvidia/version"))
+    return {"model": model, "l4t": l4t, "nv_tegra_release": tegra.splitlines()[0] if tegra else None,
+            "nvidia_driver": driver.splitlines()[0] if driver else None,
+            "machine": os.uname()[4], "hostname": socket.gethostname()}
+
+
+def hints_from_manifest(manifest):
+    """Detection hints from the target profile the bundle carries (``edge-sdk build`` writes it)."""
+    profile = manifest.get("target_profile") or {}
+    return {"model": list(profile.get("detect_model") or []),
+            "tegra_release": list(profile.get("detect_tegra_release") or []), "kind": profile.get("kind")}
+
+
+def merge_hints(*many):
+    out = {"model": [], "tegra_release": [], "l4t_major": [], "kind": None, "others": {}}
+    for hints in many:
+        for key in ("model", "tegra_release", "l4t_major"):
+            out[key] += [v for v in (hints or {}).get(key) or [] if v not in out[key]]
+        out["model"] += [v for v in (hints or {}).get("device_tree_model") or [] if v not in out["model"]]
+        out["kind"] = out["kind"] or (hints or {}).get("kind")
+        out["others"].update((hints or {}).get("others") or {})
+    return out
+
+
+def check_target(target, hints, device):
+    """Refuse a bundle made for another device. Returns a short description of the match.
+
+    ``hints``: the target profile's ``detect_model`` substrings of /proc/device-tree/model and
+    ``detect_tegra_release`` (``R32``...) of /etc/nv_tegra_release, plus ``others`` (the patterns of every
+    other target, so that the longest match wins: 'Orin Nano' is not a 'Nano')."""
+    if not target:
+        raise AgentError("the bundle's manifest.json names no target; rebuild it with `edge-sdk build --target`",
+                         "wrong-target")
+    hints = merge_hints(hints)
+    kind = hints.get("kind")
+    if target in ANY_DEVICE_TARGETS or kind == "cpu":
+        return "target {!r} runs on any device".format(target)
+    if kind == "discrete-gpu":
+        if device.get("model") and "jetson" in device["model"].lower():
+            raise AgentError("wrong target: the bundle is for {!r} (a discrete GPU) but this device is {!r}; "
+                             "build a bundle with --target for this device".format(target, device["model"]),
+                             "wrong-target")
+        if not device.get("nvidia_driver"):
+            raise AgentError("the bundle is for {!r} (a discrete NVIDIA GPU) but this machine has no NVIDIA "
+                             "driver (/proc/driver/nvidia/version); build with --target cpu for it".format(target),
+                             "wrong-target")
+        return "NVIDIA driver found for target {!r}".format(target)
+    table = dict(KNOWN_TARGETS)
+    table.update(hints["others"])
+    patterns = hints["model"] + [p for p in table.get(target, []) if p not in hints["model"]]
+    if not patterns:
+        raise AgentError("target {!r} is unknown to this agent and its profile has no [detect] "
+                         "device_tree_model patterns, so the device cannot be checked; add them to targets/{}.toml "
+                         "or pass --skip-target-check".format(target, target), "wrong-target")
+    model = device.get("model")
+    if not model:
+        raise AgentError("bundle is for {!r} but this device has no {} (not a Jetson?); flash a bundle built "
+                         "for this device, e.g. --target cpu, or pass --skip-target-check"
+                         .format(target, "/proc/device-tree/model"), "wrong-target")
+    lowered = model.lower()
+    matched = [p for p in patterns if p.lower() in lowered]
+    best_other = None
+    for other, other_patterns in table.items():
+        if other == target:
+            continue
+        for p in other_patterns:
+            if p.lower() in lowered and (best_other is None or len(p) > len(best_other[1])):
+                best_other = (other, p)
+    if not matched or (best_other and len(best_other[1]) > max(len(p) for p in matched)):
+        guess = " (looks like {})".format(best_other[0]) if best_other else ""
+        raise AgentError("wrong target: the bundle is for {!r} but this device is {!r}{}; build a bundle with "
+                         "--target for this device".format(target, model, guess), "wrong-target")
+    majors = [str(m).lstrip("R").split(".")[0] for m in hints["l4t_major"] + hints["tegra_release"]]
+    if majors and device.get("l4t"):
+        major = device["l4t"].split(".")[0]
+        if major not in majors:
+            raise AgentError("wrong software: the bundle for {!r} needs L4T R{} but this device runs R{} ({}); "
+                             "upgrade JetPack or build for this release".format(
+                                 target, "/R".join(majors), device["l4t"], device.get("nv_tegra_release")),
+                             "wrong-target")
+    return "device {!r} matches target {!r}".format(model, target)
+
+
+# ---------------------------------------------------------------------------------------- wheel + bundle
+
+
+def install_wheel(wheel_path, site_dir):
+    """Install a pure-Python wheel by unzipping it into site_dir, verifying every hash in its RECORD.
+
+    This is what `pip install --no-deps --target` does for a pure wheel, without needing pip on the device
+    (many JetPack images have none)."""
+    try:
+        zf = zipfile.ZipFile(wheel_path)
+    except (zipfile.BadZipfile, IOError, OSError) as exc:
+        raise AgentError("runtime wheel {} is not a valid zip ({}); the upload was damaged, flash again"
+                         .format(wheel_path, exc), "corrupt") from None
+    with zf:
+        names = zf.namelist()
+        record_name = [n for n in names if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
+        wheel_meta = [n for n in names if n.endswith(".dist-info/WHEEL") and n.count("/") == 1]
+        if not record_name or not wheel_meta:
+            raise AgentError("{} is not a wheel (no .dist-info/RECORD)".format(wheel_path), "corrupt")
+        meta = zf.read(wheel_meta[0]).decode("utf-8")
+        if "Root-Is-Purelib: true" not in meta:
+            raise AgentError("runtime wheel {} is not pure Python; build it with `pip wheel --no-deps .`"
+                             .format(wheel_path), "corrupt")
+        records = {}
+        for row in csv.reader(io.StringIO(zf.read(record_name[0]).decode("utf-8"))):
+            if len(row) >= 2 and row[1]:
+                records[row[0]] = row[1]
+        data_prefix = record_name[0].split("/")[0].replace(".dist-info", ".data") + "/"
+        for name in names:
+            if name.endswith("/"):
+                continue
+            payload = zf.read(name)
+            expected = records.get(name)
+            if expected:
+                algo, _, value = expected.partition("=")
+                digest = base64.urlsafe_b64encode(hashlib.new(algo, payload).digest()).rstrip(b"=").decode()
+                if digest != value:
+                    raise AgentError("runtime wheel: {} does not match its RECORD hash; the upload was damaged, "
+                                     "flash again".format(name), "corrupt")
+            elif name != record_name[0]:
+                raise AgentError("runtime wheel: {} is not listed in RECORD".format(name), "corrupt")
+            rel = name
+            if name.startswith(data_prefix):
+                kind, _, rest = name[len(data_prefix):].partition("/")
+                if kind not in ("purelib", "platlib"):
+                    continue  # scripts/headers/data: the service runs `python -m edge_sdk`
+                rel = rest
+            dest = os.path.join(site_dir, safe_member_path(rel, "runtime wheel"))
+            if not os.path.isdir(os.path.dirname(dest)):
+                os.makedirs(os.path.dirname(dest))
+            with open(dest, "wb") as f:
+                f.write(payload)
+    return os.path.basename(wheel_path)
+
+
+def unpack_bundle(tar_path, dest):
+    """Unpack a bundle .tar.gz safely (regular files and dirs only) and return the dir with manifest.json."""
+    tmp = dest + ".unpack"
+    remove_tree(tmp)
+    os.makedirs(tmp)
+    try:
+        with tarfile.open(tar_path, "r:*") as tf:
+            for member in tf.getmembers():
+                rel = safe_member_path(member.name, "bundle")
+                if rel == ".":
+                    continue
+                target = os.path.join(tmp, rel)
+                if member.isdir():
+                    if not os.path.isdir(target):
+                        os.makedirs(target)
+                elif member.isfile():
+                    if not os.path.isdir(os.path.dirname(target)):
+                        os.makedirs(os.path.dirname(target))
+                    src = tf.extractfile(member)
+                    with open(target, "wb") as f:
+                        shutil.copyfileobj(src, f, 1 << 20)
+                else:
+                    raise AgentError("bundle: {!r} is a link or special file; bundles hold regular files only"
+                                     .format(member.name), "corrupt")
+    except (tarfile.TarError, EOFError, IOError, OSError, zlib_error()) as exc:
+        remove_tree(tmp)
+        raise AgentError("bundle archive {} is damaged ({}); the upload was cut or the file is corrupt, flash "
+                         "again".format(tar_path, exc), "corrupt") from None
+    root = tmp
+    entries = [e for e in os.listdir(tmp)]
+    if "manifest.json" not in entries and len(entries) == 1 and os.path.isdir(os.path.join(tmp, entries[0])):
+        root = os.path.join(tmp, entries[0])
+    if not os.path.isfile(os.path.join(root, "manifest.json")):
+        remove_tree(tmp)
+        raise AgentError("bundle {} has no manifest.json; make it with `edge-sdk build`".format(tar_path),
+                         "corrupt")
+    os.rename(root, dest)
+    remove_tree(tmp)
+    return dest
+
+
+def bundle_has_engine(manifest):
+    return bool((manifest.get("engine") or {}).get("file")) or any(
+        rel.endswith((".plan", ".engine")) for rel in manifest.get("files", {}))
+
+
+def precision_of(manifest):
+    precision = manifest.get("precision")
+    return precision.get("used") if isinstance(precision, dict) else precision
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def verify_bundle(bundle_dir):
+    """Check every file against manifest.json (size and sha256); refuse missing or unlisted files."""
+    manifest = read_json(os.path.join(bundle_dir, "manifest.json"))
+    if not isinstance(manifest, dict):
+        raise AgentError("bundle manifest.json is not valid JSON", "corrupt")
+    fmt, fmt_version = manifest.get("format"), manifest.get("format_version", 1)
+    if fmt not in (1, "edge-sdk-bundle") or not isinstance(fmt_version, int) or fmt_version > 1:
+        raise AgentError("bundle format {!r} version {!r} is not supported by this agent (knows edge-sdk-bundle "
+                         "1); update edge-sdk".format(fmt, fmt_version), "corrupt")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise AgentError("bundle manifest.json lists no files", "corrupt")
+    present = set()
+    for dirpath, _dirs, names in os.walk(bundle_dir):
+        for name in names:
+            rel = os.path.relpath(os.path.join(dirpath, name), bundle_dir).replace(os.sep, "/")
+            if rel != "manifest.json":
+                present.add(rel)
+    problems = []
+    for rel, entry in sorted(files.items()):
+        path = os.path.join(bundle_dir, safe_member_path(rel, "manifest.json"))
+        if rel not in present:
+            problems.append("{}: missing".format(rel))
+            continue
+        size = os.path.getsize(path)
+        if "size" in entry and size != entry["size"]:
+            problems.append("{}: {} bytes, manifest says {}".format(rel, size, entry["size"]))
+            continue
+        if sha256_file(path) != entry.get("sha256"):
+            problems.append("{}: sha256 mismatch".format(rel))
+    for rel in sorted(present - set(files)):
+        problems.append("{}: not listed in manifest.json".format(rel))
+    if problems:
+        raise AgentError("bundle verification failed, nothing was switched: {}; rebuild the bundle or flash "
+                         "again if the upload was damaged".format("; ".join(problems)), "corrupt")
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------- deps
+
+
+def missing_deps(python, layout):
+    """The runtime's dependencies that `python` cannot import (one subprocess for all of them)."""
+    code = ("import importlib, json, sys\nmissing = []\nfor name in sys.argv[1:]:\n    try:\n"
+            "        importlib.import_module(name)\n    except Exception:\n        missing.append(name)\n"
+            "print(json.dumps(missing))")
+    proc = subprocess.run([python, "-c", code] + [m[0] for m in RUNTIME_DEPS], env=runtime_env(layout, None),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        names = json.loads(proc.stdout.decode("utf-8").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise AgentError("could not run the device's python {!r}: {}".format(
+            python, proc.stderr.decode("utf-8", "replace").strip()[-300:]), "deps") from None
+    return [m for m in RUNTIME_DEPS if m[0] in names]
+
+
+def ensure_deps(python, layout, mode, wheelhouse):
+    """Install the runtime's on-device dependencies into deps/site only when the device lacks them."""
+    if mode == "skip":
+        return "skipped"
+    missing = missing_deps(python, layout)
+    if not missing:
+        return "all present"
+    names = ", ".join(m[0] for m in missing)
+    if mode == "check":
+        raise AgentError("the device lacks {} ({}); install them or flash with --deps install".format(
+            names, "; ".join(m[2] for m in missing)), "deps")
+    not_pip = [m for m in missing if m[1] is None]
+    if not_pip:
+        raise AgentError("the device lacks {}: {}".format(", ".join(m[0] for m in not_pip),
+                                                          "; ".join(m[2] for m in not_pip)), "deps")
+    site = layout.path("deps", "site")
+    cmd = [python, "-m", "pip", "install", "--no-warn-script-location", "--target", site]
+    if wheelhouse:
+        cmd += ["--no-index", "--find-links", wheelhouse]
+    cmd += [m[1] for m in missing]
+    step("deps", "installing {} into {}".format(", ".join(m[1] for m in missing), site))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-5:]
+        raise AgentError("could not install {} on the device ({}); {}".format(
+            names, " | ".join(tail), "; ".join(m[2] for m in missing)), "deps")
+    return "installed " + names
+
+
+# ------------------------------------------------------------------------------------------- service
+
+
+def runtime_env(layout, version):
+    env = dict(os.environ)
+    paths = []
+    if version:
+        paths.append(layout.path("versions", version, "site"))
+    paths.append(layout.path("deps", "site"))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def resolve_python(python):
+    """An absolute path (systemd before v239, JetPack 4's, wants one in ExecStart)."""
+    if not python:
+        return sys.executable
+    return python if os.path.isabs(python) else (shutil.which(python) or python)
+
+
+def systemd_escape(arg):
+    """Quote one ExecStart argument: shell-like quotes, and % / $ are specifier / variable characters there."""
+    return shlex.quote(arg).replace("%", "%%").replace("$", "$$")
+
+
+def render_command(service, layout, version):
+    """The runtime's argv: the command template with paths of this version filled in (shell-quoted)."""
+    vdir = layout.path("versions", version)
+    values = {
+        "python": resolve_python(service.get("python")),
+        "root": layout.root,
+        "version_dir": vdir,
+        "site": os.path.join(vdir, "site"),
+        "bundle": os.path.join(vdir, "bundle"),
+        "health_file": layout.path(HEALTH_FILE),
+        "device_id": service.get("device_id") or socket.gethostname(),
+        "version": version,
+    }
+    template = service.get("command") or DEFAULT_COMMAND
+    quoted = dict((k, shlex.quote(v)) for k, v in values.items())
+    quoted["run_args"] = service.get("run_args") or ""
+    try:
+        return shlex.split(template.format(**quoted))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise AgentError("service command {!r} is invalid ({}); placeholders: {}".format(
+            template, exc, ", ".join("{" + k + "}" for k in sorted(quoted))), "config") from None
+
+
+def unit_text(service, layout, version):
+    """A systemd unit that runs this version; Restart=on-failure keeps it up across crashes."""
+    argv = render_command(service, layout, version)
+    env = "PYTHONPATH={}:{}".format(layout.path("versions", version, "site"), layout.path("deps", "site"))
+    return "\n".join([
+        "[Unit]",
+        "Description=edge-sdk pose runtime ({})".format(version),
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        "Environment=" + systemd_escape(env),
+        "WorkingDirectory=" + layout.path("versions", version),
+        "ExecStart=" + " ".join(systemd_escape(a) for a in argv),
+        "Restart=on-failure",
+        "RestartSec=3",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+def systemctl(service, *args):
+    cmd = [service.get("systemctl") or "systemctl"] + list(args)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as exc:
+        return 127, "{} not found ({}): on devices without systemd flash with --no-service".format(cmd[0], exc)
+    return proc.returncode, proc.stdout.decode("utf-8", "replace").strip()
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    stat = read_text("/proc/{}/stat".format(pid))
+    if stat:
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        return state not in ("Z", "X")
+    return True
+
+
+def read_pid(layout):
+    info = read_json(layout.path(PID_FILE))
+    if not info or not isinstance(info.get("pid"), int):
+        return None
+    return info
+
+
+def runtime_running(layout, service):
+    """(running?, detail) for the runtime of this device."""
+    mode = (service or {}).get("mode", "process")
+    if mode == "systemd":
+        code, out = systemctl(service, "is-active", service["name"])
+        return code == 0, out
+    info = read_pid(layout)
+    if not info:
+        return False, "no pid file"
+    alive = process_alive(info["pid"])
+    return alive, "pid {}{}".format(info["pid"], "" if alive else " (exited)")
+
+
+def stop_runtime(layout, service):
+    mode = (service or {}).get("mode", "process")
+    if mode == "systemd":
+        systemctl(service, "stop", service["name"])
+        return
+    info = read_pid(layout)
+    if not info:
+        return
+    pid = info["pid"]
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        if not process_alive(pid):
+            break
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.time() + wait
+        while time.time() < deadline and process_alive(pid):
+            reap(pid)
+            time.sleep(0.05)
+    os.unlink(layout.path(PID_FILE))
+
+
+def reap(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except OSError:
+        pass
+
+
+def start_runtime(layout, service, version):
+    """Start the runtime of `version` (systemd unit or background process); return a liveness probe."""
+    health = layout.path(HEALTH_FILE)
+    if os.path.exists(health):
+        os.unlink(health)
+    if service.get("mode") == "systemd":
+        unit_path = os.path.join(layout.sysroot, "etc/systemd/system", service["name"] + ".service")
+        if not os.path.isdir(os.path.dirname(unit_path)):
+            os.makedirs(os.path.dirname(unit_path))
+        with open(unit_path + ".tmp", "w") as f:
+            f.write(unit_text(service, layout, version))
+        os.rename(unit_path + ".tmp", unit_path)
+        for args in (("daemon-reload",), ("enable", service["name"]), ("restart", service["name"])):
+            code, out = systemctl(service, *args)
+            if code != 0:
+                raise AgentError("systemctl {} failed: {}".format(" ".join(args), out), "service")
+
+        def alive():
+            code, out = systemctl(service, "is-active", service["name"])
+            return out not in ("failed", "inactive"), "systemd unit {} is {}".format(service["name"], out)
+
+        return alive
+    argv = render_command(service, layout, version)
+    log = open(layout.path(LOG_FILE), "ab")
+    log.write("\n=== {} starting {}: {}\n".format(time.strftime("%Y-%m-%d %H:%M:%S"), version,
+                                                 " ".join(argv)).encode("utf-8"))
+    log.flush()
+    try:
+        proc = subprocess.Popen(argv, cwd=layout.path("versions", version), env=runtime_env(layout, version),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    except OSError as exc:
+        raise AgentError("could not start the runtime {!r}: {}".format(argv[0], exc), "service") from None
+    finally:
+        log.close()
+    write_json_atomic(layout.path(PID_FILE), {"pid": proc.pid, "version": version, "started": time.time()})
+
+    def alive():
+        code = proc.poll()
+        if code is None:
+            return True, "pid {}".format(proc.pid)
+        return False, "runtime exited with code {}; last log lines: {}".format(code, log_tail(layout))
+
+    return alive
+
+
+def log_tail(layout, lines=5):
+    text = read_text(layout.path(LOG_FILE)) or ""
+    return " | ".join(text.splitlines()[-lines:])
+
+
+def read_health(layout):
+    return read_json(layout.path(HEALTH_FILE))
+
+
+def wait_healthy(layout, alive, started_at, timeout):
+    """Wait for the runtime's health file to say 'running' with a timestamp newer than our start."""
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        health = read_health(layout)
+        if isinstance(health, dict):
+            last = health
+            ts = health.get("ts") or 0
+            fresh = isinstance(ts, (int, float)) and ts >= started_at
+            # "running" is written once the model is loaded (engine built) and the source opened; a frame
+            # counter, when the runtime reports one, must also move: it really processes video.
+            if fresh and health.get("status") == "running" and (health.get("frames") is None
+                                                                or health.get("frames", 0) >= 1):
+                return True, health
+            if fresh and health.get("status") in ("error", "failed", "stopped"):
+                return False, "runtime reported {}{}".format(
+                    health.get("status"), ": " + str(health["error"]) if health.get("error") else "")
+        ok, detail = alive()
+        if not ok:
+            return False, detail
+        if time.time() >= deadline:
+            return False, "no health signal within {:.0f}s (last health file: {}); the runtime log is {}".format(
+                timeout, json.dumps(last) if last else "none", layout.path(LOG_FILE))
+        time.sleep(0.1)
+
+
+def health_summary(health):
+    parts = ["healthy"]
+    for key, fmt in (("frames", "{} frames"), ("fps", "{} fps")):
+        if health.get(key) is not None:
+            parts.append(fmt.format(health[key]))
+    return ", ".join(parts)
+
+
+def activate(layout, version, timeout):
+    """Stop what runs, switch `current` to `version`, start it and wait for health. Returns (ok, detail)."""
+    service = read_json(layout.path("versions", version, "service.json"), {})
+    current = layout.current_version()
+    if current:
+        stop_runtime(layout, read_json(layout.path("versions", current, "service.json"), {}))
+    elif read_pid(layout):
+        stop_runtime(layout, {"mode": "process"})
+    layout.switch_current(version)
+    step("start", "starting {} ({})".format(version, service.get("mode", "process")))
+    started_at = time.time()
+    try:
+        alive = start_runtime(layout, service, version)
+    except (AgentError, IOError, OSError) as exc:
+        return False, "could not start it: {}".format(exc)
+    step("health", "waiting up to {:.0f}s for the health signal".format(timeout))
+    return wait_healthy(layout, alive, started_at, timeout)
+
+
+def prune(layout, keep):
+    """Keep the newest `keep` healthy versions (and whatever is current); delete the rest."""
+    history = layout.history()
+    keep_set = set(history[-keep:]) if keep > 0 else set()
+    current = layout.current_version()
+    if current:
+        keep_set.add(current)
+    removed = []
+    for version in layout.versions_on_disk():
+        if version not in keep_set:
+            remove_tree(layout.version_dir(version))
+            removed.append(version)
+    layout.set_history([v for v in history if v in keep_set or v == current])
+    return removed
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+def release_info(layout, version):
+    return read_json(layout.path("versions", version, "release.json"), {}) if version else {}
+
+
+def device_info(args, layout):
+    """What the host wants to know before deciding anything: version, runtime, health, target match."""
+    device = detect_device(layout)
+    current = layout.current_version()
+    service = read_json(layout.path("versions", current, "service.json"), {}) if current else {}
+    running, detail = runtime_running(layout, service) if current else (False, "nothing installed")
+    out = {
+        "agent": AGENT_VERSION, "python": sys.version.split()[0], "device": device,
+        "root": layout.root, "current": current, "release": release_info(layout, current),
+        "history": layout.history(), "versions": layout.versions_on_disk(),
+        "running": running, "running_detail": detail, "health": read_health(layout), "now": time.time(),
+    }
+    if getattr(args, "target", None):
+        try:
+            out["target_check"] = {"ok": True, "detail": check_target(args.target, parse_hints(args), device)}
+        except AgentError as exc:
+            out["target_check"] = {"ok": False, "detail": str(exc)}
+    try:
+        st = os.statvfs(layout.root if os.path.isdir(layout.root) else layout.sysroot)
+        out["free_bytes"] = st.f_bavail * st.f_frsize
+    except OSError:
+        pass
+    return out
+
+
+def cmd_info(args, layout):
+    emit("result", ok=True, **device_info(args, layout))
+
+
+def cmd_prepare(args, layout):
+    """Before any upload: refuse a wrong target, skip a version already running, then create the upload dir
+    (owned by the SSH user when we run under sudo), clean stale uploads, check disk space and dependencies."""
+    info = device_info(args, layout)
+    check = info.get("target_check") or {"ok": True}
+    if not check["ok"] and not args.skip_target_check:
+        info.update(ok=False, status="refused", code="wrong-target", error=check["detail"])
+        emit("result", **info)
+        return
+    if info["current"] == args.version and info["running"] and not args.force:
+        info.update(ok=True, status="unchanged")
+        emit("result", **info)
+        return
+    ensure_dirs(layout)
+    incoming = layout.path("incoming")
+    stale = []
+    with Lock(layout):
+        for name in os.listdir(incoming):
+            if name != args.version:
+                remove_tree(os.path.join(incoming, name))
+                stale.append(name)
+        for name in os.listdir(layout.path("versions")):
+            if name.startswith("."):
+                remove_tree(layout.path("versions", name))  # leftovers of an interrupted install
+    upload = os.path.join(incoming, args.version)
+    if not os.path.isdir(upload):
+        os.makedirs(upload)
+    uid = os.environ.get("SUDO_UID")
+    if uid and os.getuid() == 0:
+        gid = int(os.environ.get("SUDO_GID", uid))
+        for path in (incoming, upload):
+            os.chown(path, int(uid), gid)
+    st = os.statvfs(layout.root)
+    free = st.f_bavail * st.f_frsize
+    if args.need_bytes and free < args.need_bytes:
+        raise AgentError("not enough disk space under {}: {} MB free, {} MB needed; remove old versions or pass "
+                         "--keep 1".format(layout.root, free >> 20, args.need_bytes >> 20), "disk")
+    deps = ensure_deps(args.python or sys.executable, layout, args.deps, None)
+    info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free)
+    emit("result", **info)
+
+
+def parse_hints(args):
+    if not getattr(args, "target_hints", None):
+        return {}
+    try:
+        return json.loads(args.target_hints)
+    except ValueError:
+        raise AgentError("--target-hints is not JSON", "config") from None
+
+
+def cmd_install(args, layout):
+    with Lock(layout):
+        return install_locked(args, layout)
+
+
+def ensure_dirs(layout):
+    for sub in ("versions", "run", "incoming"):
+        if not os.path.isdir(layout.path(sub)):
+            os.makedirs(layout.path(sub))
+
+
+def install_locked(args, layout):
+    version = args.version
+    ensure_dirs(layout)
+    device = detect_device(layout)
+    previous = layout.current_version()
+    if previous == version and not args.force:
+        running, detail = runtime_running(layout, read_json(layout.path("versions", version, "service.json"), {}))
+        if running:
+            emit("result", ok=True, status="unchanged", version=version, previous=previous,
+                 message="{} is already current and running".format(version))
+            return
+    if not os.path.isfile(args.wheel):
+        raise AgentError("uploaded runtime wheel {} is missing; flash again".format(args.wheel), "corrupt")
+    if not os.path.isfile(args.bundle):
+        raise AgentError("uploaded bundle {} is missing; flash again".format(args.bundle), "corrupt")
+    stage = layout.path("versions", ".{}.tmp-{}".format(version, os.getpid()))
+    remove_tree(stage)
+    os.makedirs(stage)
+    try:
+        step("install-runtime", "installing {} into {}".format(os.path.basename(args.wheel),
+                                                              layout.path("versions", version, "site")))
+        install_wheel(args.wheel, os.path.join(stage, "site"))
+        step("unpack", "unpacking the bundle")
+        bundle_dir = unpack_bundle(args.bundle, os.path.join(stage, "bundle"))
+        step("verify", "verifying sha256 of every bundle file")
+        manifest = verify_bundle(bundle_dir)
+        if args.skip_target_check:
+            match = "target check skipped (--skip-target-check)"
+        else:
+            match = check_target(manifest.get("target"), merge_hints(parse_hints(args),
+                                                                     hints_from_manifest(manifest)), device)
+        step("target", match)
+        has_engine = bundle_has_engine(manifest)
+        if (manifest.get("engine") or {}).get("status") == "build-on-device":
+            step("engine", "the bundle has no TensorRT engine: the runtime builds it on the device at first start "
+                           "(minutes on a Nano; the health check waits for it)")
+        write_json_atomic(os.path.join(stage, "release.json"), {
+            "version": version, "runtime_wheel": os.path.basename(args.wheel),
+            "runtime_version": args.runtime_version, "target": manifest.get("target"),
+            "precision": precision_of(manifest), "has_engine": has_engine,
+            "installed_at": time.time(), "manifest_sha256": sha256_file(os.path.join(bundle_dir, "manifest.json")),
+        })
+        service = {"mode": args.service, "name": args.service_name, "command": args.service_command,
+                   "python": args.python or sys.executable, "run_args": args.run_args, "device_id": args.device_id,
+                   "systemctl": args.systemctl}
+        write_json_atomic(os.path.join(stage, "service.json"), service)
+        render_command(service, layout, version)  # refuse a bad template before touching anything
+        if args.service == "systemd" and not shutil.which(args.systemctl):
+            raise AgentError("this device has no systemd ({} not found); flash it with --no-service (the runtime "
+                             "then runs as a background process with a pid file)".format(args.systemctl), "config")
+        final = layout.version_dir(version)
+        if previous == version:
+            # re-installing the running version (--force): switch away first is impossible; replace in place
+            stop_runtime(layout, service)
+            layout.clear_current()
+        remove_tree(final)
+        os.rename(stage, final)
+    except Exception:
+        remove_tree(stage)
+        raise
+    step("switch", "{} -> {}".format(previous or "(none)", version))
+    ok, detail = activate(layout, version, args.health_timeout)
+    if ok:
+        history = [v for v in layout.history() if v != version] + [version]
+        layout.set_history(history)
+        removed = prune(layout, args.keep)
+        remove_tree(layout.path("incoming", version))
+        emit("result", ok=True, status="updated", version=version, previous=previous, health=detail,
+             removed=removed, message=health_summary(detail))
+        return
+    step("rollback", "{} did not become healthy: {}".format(version, detail))
+    stop_runtime(layout, read_json(layout.path("versions", version, "service.json"), {}))
+    if previous == version:  # a forced reinstall of the running version: go back to the one before it
+        older = [v for v in layout.history() if v != version and os.path.isdir(layout.version_dir(v))]
+        previous = older[-1] if older else None
+    if previous and os.path.isdir(layout.version_dir(previous)):
+        back_ok, back_detail = activate(layout, previous, args.health_timeout)
+        emit("result", ok=False, status="rolled-back", code="unhealthy", version=version, previous=previous,
+             rollback_healthy=back_ok,
+             error="{} did not become healthy ({}); rolled back to {}{}".format(
+                 version, detail, previous, "" if back_ok else " which is NOT healthy either: " + str(back_detail)))
+    else:
+        layout.clear_current()
+        emit("result", ok=False, status="failed", code="unhealthy", version=version, previous=previous,
+             error="{} did not become healthy ({}); no previous version to roll back to, runtime stopped".format(
+                 version, detail))
+    remove_tree(layout.path("incoming", version))
+
+
+def cmd_rollback(args, layout):
+    with Lock(layout):
+        current = layout.current_version()
+        history = layout.history()
+        on_disk = layout.versions_on_disk()
+        if args.to:
+            if args.to not in on_disk:
+                raise AgentError("version {!r} is not on the device; versions here: {}".format(
+                    args.to, ", ".join(on_disk) or "none"), "no-version")
+            target = args.to
+        else:
+            older = [v for v in history if v != current and v in on_disk]
+            if current in history:
+                older = [v for v in history[:history.index(current)] if v in on_disk]
+            if not older:
+                raise AgentError("nothing to roll back to: {} is the only version kept on the device".format(
+                    current or "nothing"), "no-version")
+            target = older[-1]
+        step("switch", "{} -> {}".format(current or "(none)", target))
+        ok, detail = activate(layout, target, args.health_timeout)
+        if ok:
+            if current in history:
+                history = history[:history.index(current)]
+            history = [v for v in history if v != target] + [target]
+            layout.set_history(history)
+        emit("result", ok=ok, status="rolled-back" if ok else "failed", version=target, previous=current,
+             health=detail if ok else None, error=None if ok else "{} did not become healthy: {}".format(
+                 target, detail))
+
+
+def cmd_stop(args, layout):
+    current = layout.current_version()
+    service = read_json(layout.path("versions", current, "service.json"), {}) if current else {"mode": "process"}
+    stop_runtime(layout, service)
+    emit("result", ok=True, status="stopped", version=current)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="edge-sdk-agent", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default="/opt/edge-sdk", help="install root on the device")
+    parser.add_argument("--sysroot", default="/", help="where /etc and /proc are (tests fake a device here)")
+    sub = parser.add_subparsers(dest="action")
+    info = sub.add_parser("info")
+    info.add_argument("--target")
+    info.add_argument("--target-hints")
+    prepare = sub.add_parser("prepare")
+    prepare.add_argument("--version", required=True)
+    prepare.add_argument("--need-bytes", type=int, default=0)
+    prepare.add_argument("--python")
+    prepare.add_argument("--deps", choices=("install", "check", "skip"), default="install")
+    prepare.add_argument("--target")
+    prepare.add_argument("--target-hints")
+    prepare.add_argument("--skip-target-check", action="store_true")
+    prepare.add_argument("--force", action="store_true")
+    install = sub.add_parser("install")
+    install.add_argument("--version", required=True)
+    install.add_argument("--wheel", required=True)
+    install.add_argument("--bundle", required=True)
+    install.add_argument("--runtime-version")
+    install.add_argument("--target-hints")
+    install.add_argument("--skip-target-check", action="store_true")
+    install.add_argument("--service", choices=("systemd", "process"), default="systemd")
+    install.add_argument("--service-name", default="edge-sdk")
+    install.add_argument("--systemctl", default="systemctl")
+    install.add_argument("--service-command", default=None)
+    install.add_argument("--python")
+    install.add_argument("--run-args", default="")
+    install.add_argument("--device-id")
+    install.add_argument("--health-timeout", type=float, default=90.0)
+    install.add_argument("--keep", type=int, default=3)
+    install.add_argument("--force", action="store_true")
+    rollback = sub.add_parser("rollback")
+    rollback.add_argument("--to")
+    rollback.add_argument("--health-timeout", type=float, default=90.0)
+    sub.add_parser("stop")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if argv is None:
+        # A dropped SSH connection must not kill us between "stop the old runtime" and "health or roll back".
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    layout = Layout(args.root, args.sysroot)
+    handlers = {"info": cmd_info, "prepare": cmd_prepare, "install": cmd_install, "rollback": cmd_rollback,
+                "stop": cmd_stop}
+    if args.action not in handlers:
+        emit("result", ok=False, code="usage", error="no command given")
+        return 2
+    try:
+        if args.action != "info" and not os.path.isdir(layout.root):
+            os.makedirs(layout.root)
+        handlers[args.action](args, layout)
+    except AgentError as exc:
+        emit("result", ok=False, code=exc.code, error=str(exc))
+        return 1
+    except (IOError, OSError) as exc:
+        emit("result", ok=False, code="os", error="{} failed on the device: {}".format(args.action, exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Draw pose messages as skeleton overlays: on a blank canvas of the frame size, or on the frames themselves.
+
+Used by ``edge-sdk subscribe --render``; writes PNGs (one per message, ``DIR/DEVICE/SEQ.png``) or, when the
+target ends in ``.mp4``/``.avi``, one video per device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.runtime.skeleton import COCO17_SKELETON
+
+_COLOURS = [(255, 64, 64), (64, 255, 64), (64, 128, 255), (255, 255, 64), (255, 64, 255), (64, 255, 255),
+            (255, 160, 64), (160, 64, 255)]
+VIDEO_SUFFIXES = (".mp4", ".avi")
+
+
+def draw_poses(image: np.ndarray, msg: dict, min_score: float = 0.05) -> np.ndarray:
+    """Draw every person's limbs and joints of ``msg`` onto ``image`` (BGR, modified in place and returned)."""
+    import cv2
+
+    scale = max(1, int(round(max(image.shape[:2]) / 400)))
+    for i, person in enumerate(msg["people"]):
+        colour = _COLOURS[i % len(_COLOURS)]
+        kps = np.asarray(person["keypoints"], dtype=np.float32)
+        for a, b in COCO17_SKELETON:
+            if kps[a, 2] > min_score and kps[b, 2] > min_score:
+                cv2.line(image, (int(round(kps[a, 0])), int(round(kps[a, 1]))),
+                         (int(round(kps[b, 0])), int(round(kps[b, 1]))), colour, 2 * scale, cv2.LINE_AA)
+        for x, y, s in kps:
+            if s > min_score:
+                cv2.circle(image, (int(round(x)), int(round(y))), 3 * scale, (255, 255, 255), -1, cv2.LINE_AA)
+    label = "{} #{}  {} people".format(msg["device"], msg["seq"], len(msg["people"]))
+    cv2.putText(image, label, (8, 20 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (200, 200, 200), scale,
+                cv2.LINE_AA)
+    return image
+
+
+class FrameSource:
+    """Frames to draw on, looked up by message ``seq`` (= frame index): a video file or an image folder."""
+
+    def __init__(self, path: str):
+        import cv2
+
+        self.path = path
+        self._images = None
+        self._cap = None
+        self._next = 0
+        if os.path.isdir(path):
+            self._images = sorted(p for p in Path(path).iterdir()
+                                  if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        else:
+            self._cap = cv2.VideoCapture(path)
+
+    def get(self, index: int) -> np.ndarray | None:
+        import cv2
+
+        if self._images is not None:
+            return cv2.imread(str(self._images[index])) if 0 <= index < len(self._images) else None
+        if index != self._next:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = self._cap.read()
+        self._next = index + 1
+        return frame if ok else None
+
+
+class OverlayWriter:
+    """Render messages to ``target``: a directory of PNGs, or a video file per device (``.mp4``/``.avi``)."""
+
+    def __init__(self, target: str, frames: str | None = None, fps: float = 15.0):
+        self.target = target
+        self.is_video = target.lower().endswith(VIDEO_SUFFIXES)
+        self.frames = FrameSource(frames) if frames else None
+        self.fps = fps
+        self._videos: dict = {}
+        self.written = 0
+        if not self.is_video:
+            os.makedirs(target, exist_ok=True)
+
+    def canvas(self, msg: dict) -> np.ndarray:
+        w, h = int(msg["frame"]["w"]), int(msg["frame"]["h"])
+        frame = self.frames.get(msg["seq"]) if self.frames else None
+        if frame is None or frame.shape[:2] != (h, w):
+            frame = np.zeros((max(h, 1), max(w, 1), 3), np.uint8)
+        return frame
+
+    def write(self, msg: dict) -> str:
+        """Draw one message; returns the file written to."""
+        import cv2
+
+        image = draw_poses(self.canvas(msg), msg)
+        device = msg["device"]
+        if self.is_video:
+            root, ext = os.path.splitext(self.target)
+            if device not in self._videos:  # the first device gets the name asked for, others a suffix
+                path = self.target if not self._videos else "{}-{}{}".format(root, device, ext)
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if ext.lower() == ".mp4" else "MJPG"))
+                size = (image.shape[1], image.shape[0])
+                self._videos[device] = (path, size, cv2.VideoWriter(path, fourcc, self.fps, size))
+            path, size, writer = self._videos[device]
+            if (image.shape[1], image.shape[0]) != size:
+                image = cv2.resize(image, size)
+            writer.write(image)
+        else:
+            folder = os.path.join(self.target, device)
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, "{:06d}.png".format(msg["seq"]))
+            cv2.imwrite(path, image)
+        self.written += 1
+        return path
+
+    def close(self) -> None:
+        for _path, _size, writer in self._videos.values():
+            writer.release()
+        self._videos.clear()

@@ -1,0 +1,614 @@
+"""The runtime pipeline: source -> preprocess -> infer -> decode (thread pool) -> sinks.
+
+Threaded mode (default), one thread per stage so the stages overlap::
+
+    capture --q_frames--> preprocess --q_batches--> infer --q_results (futures, in order)--> publish (caller)
+                          (writes into one of a few      \\--> decode pool (N workers)
+                           backend input buffers, reused)
+
+* Queues are bounded. A live source (camera, stream) drops the OLDEST waiting frame when the pipeline is
+  behind, so what is published stays fresh; a file source blocks instead, so no frame is ever dropped.
+* Decode runs in a thread pool (numpy/OpenCV release the GIL); futures are queued in frame order, so
+  results leave in frame order whatever order the workers finish in.
+* End of stream, ``stop()``, SIGINT (Ctrl-C) and SIGTERM all drain the frames already in flight, close
+  the sinks and return; a second Ctrl-C aborts at once.
+* Every message carries ``latency_ms``: ``capture`` (reading/decoding the frame; for a camera this
+  includes waiting for it), ``preprocess``, ``infer``, ``decode``, ``publish`` (waiting after decode for
+  earlier frames and the publisher) and ``total`` (frame captured -> handed to the sinks).
+
+Sequential mode runs the same stages one after another in the caller's thread (benchmarks, ``bench``).
+"""
+
+import collections
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from edge_sdk.errors import EdgeSdkError
+from edge_sdk.runtime.messages import build_pose_message, people_to_json
+from edge_sdk.runtime.preprocess import preprocess_frame
+
+STAGES = ("capture", "preprocess", "infer", "decode", "publish", "total")
+
+_END = object()  # end of stream marker passed down the queues
+
+
+def default_decoder(meta):
+    """``decode(maps, letterbox, stride) -> (keypoints17 [P, 17, 3] frame pixels, scores [P])`` using
+    :mod:`edge_sdk.runtime.decode` (``maps``: {role: array of one frame}, e.g. heatmaps/pafs or peaks/pafs)."""
+    from edge_sdk.runtime import decode as decode_module
+
+    use_peaks = "peaks" in meta.outputs
+    function_name = "decode_peaks" if use_peaks else "decode_poses"
+    function = getattr(decode_module, function_name, None)
+    if function is None:
+        raise EdgeSdkError("this edge-sdk has no PAF decoder (edge_sdk.runtime.decode.{} is missing); "
+                           "reinstall edge-sdk".format(function_name))
+
+    def decode(maps, letterbox, stride):
+        first = maps["peaks"] if use_peaks else maps["heatmaps"]
+        poses = function(first, maps["pafs"])
+        return poses.to_frame(letterbox, stride)
+
+    return decode
+
+
+class DropOldestQueue(object):
+    """A bounded FIFO. ``put(item, drop_oldest=True)`` never blocks: when full it discards the oldest
+    item and returns it; with ``drop_oldest=False`` it waits for room (``stop`` event aborts the wait)."""
+
+    def __init__(self, maxsize):
+        self.maxsize = max(1, int(maxsize))
+        self._items = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, item, drop_oldest=False, stop=None):
+        with self._cond:
+            dropped = None
+            if drop_oldest:
+                if len(self._items) >= self.maxsize:
+                    dropped = self._items.popleft()
+            else:
+                while len(self._items) >= self.maxsize:
+                    if stop is not None and stop.is_set():
+                        return item  # not queued: the caller is shutting down
+                    self._cond.wait(0.1)
+            self._items.append(item)
+            self._cond.notify_all()
+            return dropped
+
+    def put_end(self):
+        """Queue the end-of-stream marker even when full (it must never be dropped or block)."""
+        with self._cond:
+            self._items.append(_END)
+            self._cond.notify_all()
+
+    def get(self, timeout=None, stop=None):
+        """The oldest item; raises ``IndexError`` after ``timeout`` seconds without one, or as soon as the
+        ``stop`` event is set while waiting."""
+        with self._cond:
+            deadline = None if timeout is None else time.perf_counter() + timeout
+            while not self._items:
+                remaining = None if deadline is None else deadline - time.perf_counter()
+                if (remaining is not None and remaining <= 0) or (stop is not None and stop.is_set()):
+                    raise IndexError("empty")
+                self._cond.wait(remaining if remaining is not None else 0.1)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def get_nowait(self):
+        return self.get(timeout=0)
+
+    def __len__(self):
+        with self._cond:
+            return len(self._items)
+
+
+class PipelineStats(object):
+    """Counters and per-stage latency samples of one run (the last ``keep`` samples per stage)."""
+
+    def __init__(self, mode="pipelined", keep=5000):
+        self.mode = mode
+        self.frames = 0  # messages published
+        self.captured = 0  # frames read from the source
+        self.drops = 0  # live frames discarded because the pipeline was behind
+        self.started = None
+        self.finished = None
+        self.interrupted = False
+        self.stop_signal = None  # SIGINT / SIGTERM number when a signal stopped the run
+        self.error = None
+        self.latency = {stage: collections.deque(maxlen=keep) for stage in STAGES}
+        self._recent = collections.deque(maxlen=64)  # publish times, for the current fps
+        self._lock = threading.Lock()
+
+    @property
+    def elapsed_s(self):
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def fps(self):
+        elapsed = self.elapsed_s
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def current_fps(self, window=2.0):
+        """Frames per second over the last ``window`` seconds (what the health file reports)."""
+        now = time.perf_counter()
+        with self._lock:
+            recent = [t for t in self._recent if now - t <= window]
+        if len(recent) < 2:
+            return 0.0 if not recent or self.elapsed_s <= 0 else self.fps
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def record(self, latency_ms):
+        with self._lock:
+            self.frames += 1
+            self._recent.append(time.perf_counter())
+            for stage, value in latency_ms.items():
+                if stage in self.latency:
+                    self.latency[stage].append(value)
+
+    def percentile(self, stage, q=50):
+        values = list(self.latency.get(stage, ()))
+        return float(np.percentile(values, q)) if values else 0.0
+
+    def to_dict(self):
+        return {
+            "mode": self.mode, "frames": self.frames, "captured": self.captured, "drops": self.drops,
+            "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
+            "error": None if self.error is None else str(self.error),
+            "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES},
+            "latency_p95_ms": {s: round(self.percentile(s, 95), 2) for s in STAGES},
+        }
+
+    def metrics(self):
+        """The periodic metrics document (MQTT ``metrics`` topic): counters, current fps, p50 latencies."""
+        return {"frames": self.frames, "captured": self.captured, "drops": self.drops,
+                "fps": round(self.current_fps(), 2), "elapsed_s": round(self.elapsed_s, 1),
+                "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES}}
+
+    def summary(self):
+        """A few human lines for the end of ``edge-sdk run``."""
+        lines = ["{} frames in {:.1f} s: {:.1f} fps ({}{}{})".format(
+            self.frames, self.elapsed_s, self.fps, self.mode,
+            ", {} dropped".format(self.drops) if self.drops else "",
+            ", interrupted" if self.interrupted else "")]
+        lines.append("latency p50 ms: " + "  ".join(
+            "{} {:.1f}".format(stage, self.percentile(stage, 50)) for stage in STAGES))
+        return "\n".join(lines)
+
+
+class _Batch(object):
+    __slots__ = ("frames", "boxes", "buffer", "preprocess_ms", "infer_ms", "outputs")
+
+    def __init__(self, frames, boxes, buffer, preprocess_ms):
+        self.frames = frames
+        self.boxes = boxes
+        self.buffer = buffer
+        self.preprocess_ms = preprocess_ms
+        self.infer_ms = 0.0
+        self.outputs = None
+
+
+class Pipeline(object):
+    """Runs ``backend`` over ``source`` into ``sinks``. ``run()`` returns :class:`PipelineStats`."""
+
+    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
+                 buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0):
+        self.backend = backend
+        self.source = source
+        self.sinks = list(sinks)
+        self.workers = max(1, int(workers))
+        self.meta = backend.meta
+        self.decoder = decoder or default_decoder(self.meta)
+        self.device_id = device_id or socket.gethostname().split(".")[0]
+        self.live = bool(getattr(source, "live", False))
+        # frames waiting for preprocessing: a file keeps a few read ahead; a live source only the newest one,
+        # so what gets inferred is the freshest frame, not one that waited behind older ones
+        self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 4)
+        self.max_frames = None if max_frames is None else int(max_frames)
+        self.sequential = bool(sequential)
+        self.stats = PipelineStats("sequential" if self.sequential else "pipelined")
+        self._stop = threading.Event()  # finish: stop reading, drain what is in flight
+        self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
+        self._stopped_by_request = False
+        self._errors = []
+        self._lock = threading.Lock()
+        self._infer_async = hasattr(backend, "infer_async") and not self.sequential
+        self._infer_failed = False
+        self._metrics_at = time.perf_counter()
+        self.infer_depth = max(1, int(infer_depth))
+        self.metrics_interval = metrics_interval
+        # input buffers: the batches in flight in the engine, one being preprocessed, one waiting between
+        count = int(buffers) if buffers else (self.infer_depth if self._infer_async else 1) + 2
+        self._pool = DropOldestQueue(max(2, count))
+        for _ in range(max(2, count)):
+            self._pool.put(backend.new_input_buffer())
+        self._roles = dict(self.meta.outputs)
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def stop(self):
+        """Ask the pipeline to finish: stop reading the source, drain what is in flight, return."""
+        self._stop.set()
+
+    @property
+    def stopping(self):
+        return self._stop.is_set()
+
+    def _fail(self, exc, stop=True):
+        with self._lock:
+            self._errors.append(exc)
+        if stop:
+            self._stop.set()
+
+    # -- shared steps ----------------------------------------------------------------------------
+
+    def _frame_maps(self, outputs, i):
+        maps = {}
+        for role, name in self._roles.items():
+            array = outputs[name][i]
+            maps[role] = array if array.dtype == np.float32 else array.astype(np.float32)
+        return maps
+
+    def _decode(self, frame, box, maps):
+        t0 = time.perf_counter()
+        keypoints17, scores = self.decoder(maps, box, self.meta.stride)
+        people = people_to_json(keypoints17, scores)
+        return people, (time.perf_counter() - t0) * 1000.0, time.perf_counter()
+
+    def _message(self, frame, people, latency):
+        h, w = frame.image.shape[:2]
+        return build_pose_message(self.device_id, frame.seq, frame.ts, w, h, frame.source, people, latency)
+
+    def _publish(self, message):
+        for sink in self.sinks:
+            sink.write(message)
+        self.stats.record(message["latency_ms"])
+        now = time.perf_counter()
+        if self.metrics_interval and now - self._metrics_at >= self.metrics_interval:
+            self._metrics_at = now
+            metrics = self.stats.metrics()
+            for sink in self.sinks:
+                if hasattr(sink, "publish_metrics"):  # the MQTT publisher's periodic metrics topic
+                    sink.publish_metrics(metrics)
+
+    def _capture_allowed(self):
+        return self.max_frames is None or self.stats.captured < self.max_frames
+
+    # -- sequential ------------------------------------------------------------------------------
+
+    def _run_sequential(self):
+        spec = self.meta.input
+        buffer = self._pool.get()
+        for frame in self.source:
+            if self._stop.is_set() or not self._capture_allowed():
+                break
+            self.stats.captured += 1
+            t0 = time.perf_counter()
+            _, box = preprocess_frame(frame.image, spec, out=buffer[0])
+            t1 = time.perf_counter()
+            outputs = self.backend.infer(buffer)
+            t2 = time.perf_counter()
+            people, decode_ms, t3 = self._decode(frame, box, self._frame_maps(outputs, 0))
+            latency = {"capture": frame.read_ms, "preprocess": (t1 - t0) * 1000.0, "infer": (t2 - t1) * 1000.0,
+                       "decode": decode_ms, "publish": (time.perf_counter() - t3) * 1000.0,
+                       "total": (time.perf_counter() - frame.clock) * 1000.0}
+            self._publish(self._message(frame, people, latency))
+            if self.max_frames is not None and self.stats.captured >= self.max_frames:
+                break
+
+    # -- threaded --------------------------------------------------------------------------------
+
+    def _capture_loop(self, q_frames):
+        try:
+            for frame in self.source:
+                if self._stop.is_set() or not self._capture_allowed():
+                    break
+                self.stats.captured += 1
+                if self.live:
+                    if q_frames.put(frame, drop_oldest=True) is not None:
+                        with self._lock:
+                            self.stats.drops += 1
+                elif q_frames.put(frame, stop=self._stop) is frame:
+                    break  # stopping while waiting for room
+                if not self._capture_allowed():
+                    break
+        except Exception as exc:  # noqa: BLE001 - e.g. a truncated video: what was read is still processed
+            self._fail(exc, stop=False)
+        finally:
+            q_frames.put_end()
+
+    def _next_frames(self, q_frames, batch):
+        """Up to ``batch`` frames: waits for the first; a file source waits to fill the batch, a live one
+        takes what is there. Returns (frames, reached_end)."""
+        frames = []
+        stopped_at = None
+        while True:
+            try:
+                item = q_frames.get(timeout=0.1)
+            except IndexError:
+                if frames and self.live:
+                    return frames, False
+                if self._stop.is_set():  # a camera read may hang: do not wait for it for ever
+                    stopped_at = stopped_at or time.perf_counter()
+                    if time.perf_counter() - stopped_at > 2.0 or self._abort.is_set():
+                        return frames, True
+                continue
+            if item is _END:
+                return frames, True
+            frames.append(item)
+            if len(frames) >= batch:
+                return frames, False
+            if self.live and not len(q_frames):
+                return frames, False
+
+    def _preprocess_loop(self, q_frames, q_batches):
+        spec = self.meta.input
+        failed = False
+        try:
+            while True:
+                frames, ended = self._next_frames(q_frames, spec.batch)
+                if frames and not failed:
+                    try:
+                        try:
+                            buffer = self._pool.get(stop=self._abort)
+                        except IndexError:
+                            return
+                        t0 = time.perf_counter()
+                        boxes = [preprocess_frame(f.image, spec, out=buffer[i])[1] for i, f in enumerate(frames)]
+                        q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
+                                      stop=self._abort)
+                    except Exception as exc:  # noqa: BLE001
+                        failed = True
+                        self._fail(exc)
+                if ended:
+                    return
+        finally:
+            q_batches.put_end()
+
+    def _finish_inference(self, batch, handle, started, q_results, executor):
+        """Wait for a batch's outputs (``handle``: outputs, or a pending async inference), queue its
+        frames' decode in frame order, give its input buffer back to the pool."""
+        try:
+            if self._infer_failed:
+                return
+            outputs = handle.result() if self._infer_async else handle
+            batch.infer_ms = (time.perf_counter() - started) * 1000.0
+            for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
+                future = executor.submit(self._decode, frame, box, self._frame_maps(outputs, i))
+                q_results.put((frame, batch.preprocess_ms, batch.infer_ms, future), stop=self._abort)
+        except Exception as exc:  # noqa: BLE001
+            self._infer_failed = True
+            self._fail(exc)
+        finally:
+            self._pool.put(batch.buffer)
+
+    def _infer_loop(self, q_batches, q_results, executor):
+        """Runs inference. A backend with ``infer_async`` (TensorRT) keeps ``infer_depth`` batches in
+        flight, so the GPU queues the next frame while the host collects the previous one's outputs."""
+        pending = collections.deque()
+        try:
+            while True:
+                try:
+                    batch = q_batches.get(stop=self._abort)
+                except IndexError:
+                    return
+                if batch is _END:
+                    break
+                if self._infer_failed:
+                    self._pool.put(batch.buffer)
+                    continue
+                started = time.perf_counter()
+                try:
+                    if self._infer_async:
+                        pending.append((batch, self.backend.infer_async(batch.buffer), started))
+                    else:
+                        pending.append((batch, self.backend.infer(batch.buffer), started))
+                except Exception as exc:  # noqa: BLE001
+                    self._infer_failed = True
+                    self._fail(exc)
+                    self._pool.put(batch.buffer)
+                while len(pending) >= (self.infer_depth if self._infer_async else 1):
+                    self._finish_inference(*pending.popleft(), q_results=q_results, executor=executor)
+            while pending:
+                self._finish_inference(*pending.popleft(), q_results=q_results, executor=executor)
+        finally:
+            for batch, _handle, _started in pending:  # aborted: give the buffers back
+                self._pool.put(batch.buffer)
+            q_results.put_end()
+
+    def _publish_loop(self, q_results):
+        failed = False
+        while True:
+            item = q_results.get()
+            if item is _END:
+                return
+            frame, preprocess_ms, infer_ms, future = item
+            try:
+                people, decode_ms, decoded_at = future.result()
+            except Exception as exc:  # noqa: BLE001
+                if not failed:
+                    self._fail(exc)
+                failed = True
+                continue
+            if failed:
+                continue
+            now = time.perf_counter()
+            latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
+                       "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
+                       "total": (now - frame.clock) * 1000.0}
+            try:
+                self._publish(self._message(frame, people, latency))
+            except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
+                failed = True
+                self._fail(exc)
+
+    def _run_threaded(self):
+        q_frames = DropOldestQueue(self.queue_size)
+        q_batches = DropOldestQueue(1 if self.live else max(1, self.queue_size // 2))
+        q_results = DropOldestQueue(2 * self.workers + 2)
+        executor = ThreadPoolExecutor(max_workers=self.workers)
+        threads = [
+            threading.Thread(target=self._capture_loop, args=(q_frames,), name="capture", daemon=True),
+            threading.Thread(target=self._preprocess_loop, args=(q_frames, q_batches), name="preprocess",
+                             daemon=True),
+            threading.Thread(target=self._infer_loop, args=(q_batches, q_results, executor), name="infer",
+                             daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._publish_loop(q_results)
+        except BaseException:
+            self._abort.set()
+            raise
+        finally:
+            self._stop.set()
+            for thread in threads[1:]:
+                thread.join(10.0)
+            threads[0].join(2.0)  # a blocking camera read may take a moment; the thread is a daemon
+            executor.shutdown(wait=True)
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    def run(self):
+        """Process the source to its end (or until ``stop()``); returns the stats. The first error of any
+        stage is in ``stats.error`` (frames before it were still published)."""
+        self.stats.started = time.perf_counter()
+        try:
+            if self.sequential:
+                try:
+                    self._run_sequential()
+                except Exception as exc:  # noqa: BLE001 - same reporting as threaded mode
+                    self._fail(exc)
+            else:
+                self._run_threaded()
+        finally:
+            self.stats.finished = time.perf_counter()
+            self.stats.interrupted = self._stopped_by_request
+            if self._errors:
+                self.stats.error = self._errors[0]
+        return self.stats
+
+    def request_stop(self):
+        """``stop()`` from a signal handler or another thread, remembered as an interruption."""
+        self._stopped_by_request = True
+        self.stop()
+
+
+class _SignalHandlers(object):
+    """SIGINT/SIGTERM -> ``pipeline.request_stop()`` while the pipeline runs (main thread only); a second
+    SIGINT raises KeyboardInterrupt to abort."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.previous = {}
+        self.received = []
+
+    def _handle(self, signum, _frame):
+        if signum == signal.SIGINT and self.received:
+            raise KeyboardInterrupt
+        self.received.append(signum)
+        self.pipeline.stats.stop_signal = signum
+        self.pipeline.request_stop()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _error_with_stats(error, stats):
+    if not isinstance(error, EdgeSdkError):
+        wrapped = EdgeSdkError("pipeline failed: {}: {}".format(type(error).__name__, error))
+        wrapped.__cause__ = error
+        error = wrapped
+    error.stats = stats
+    return error
+
+
+def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
+                 prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
+                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None,
+                 metrics_interval=5.0):
+    """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
+    :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
+    ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
+    are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
+    ``.stats``.
+    ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
+    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`."""
+    from edge_sdk.runtime.sinks import JsonlSink
+    from edge_sdk.runtime.sources import open_source
+
+    own_backend = backend is None
+    all_sinks = list(sinks or [])
+    opened_source = None
+    current = {}  # the pipeline, once built, for the health snapshot
+    health = None
+    if health_file:
+        from edge_sdk.runtime.health import HealthFile
+
+        def snapshot():
+            stats = current["pipeline"].stats if "pipeline" in current else PipelineStats()
+            return {"frames": stats.frames, "fps": round(stats.current_fps(), 2), "drops": stats.drops}
+
+        # created first, so that a model or source that fails to open still leaves an "error" document
+        health = HealthFile(health_file, model or bundle or "model", snapshot)
+    try:
+        if own_backend:
+            from edge_sdk.runtime.backends.loader import load_backend
+
+            backend = load_backend(model=model, bundle=bundle, prefer=prefer, threads=threads)
+        opened_source = open_source(source)
+        if save:
+            all_sinks.append(JsonlSink(save))
+        pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
+                            device_id=device_id, queue_size=queue_size, max_frames=max_frames,
+                            sequential=sequential, metrics_interval=metrics_interval)
+        current["pipeline"] = pipeline
+        if health is not None:
+            if backend.meta.model != "unknown":
+                health.model = backend.meta.model
+            health.start()
+        if on_start is not None:
+            on_start(pipeline)
+        if handle_signals:
+            with _SignalHandlers(pipeline):
+                stats = pipeline.run()
+        else:
+            stats = pipeline.run()
+    except BaseException as exc:
+        if health is not None:
+            health.stop(error=exc if not isinstance(exc, KeyboardInterrupt) else None)
+        raise
+    finally:
+        for sink in all_sinks:
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the run's own error
+                pass
+        if opened_source is not None:
+            opened_source.close()
+        if own_backend and backend is not None:
+            backend.close()
+    if health is not None:
+        health.stop(error=stats.error)
+    if stats.error is not None:
+        raise _error_with_stats(stats.error, stats)
+    return stats
+
+
+__all__ = ["Pipeline", "PipelineStats", "DropOldestQueue", "run_pipeline", "default_decoder", "STAGES"]

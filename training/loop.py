@@ -1,0 +1,229 @@
+"""The training loop: multi-stage masked L2 loss, Adam/SGD with a schedule, checkpoints + resume,
+TensorBoard scalars, a tqdm bar with loss and images/s, and tf.distribute for several devices.
+
+Distribution is TensorFlow's own: ``MirroredStrategy`` over the GPUs of one host (``--gpus N``),
+``MultiWorkerMirroredStrategy`` across hosts when ``TF_CONFIG`` names several workers (run the same command
+on every host), and MirroredStrategy over logical CPU devices (``cpu_devices``) to test that path
+without GPUs. ``batch`` is the global batch, split evenly over the replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from edge_sdk.errors import ConfigError
+from training.config import CHECKPOINT_DIR, HISTORY_FILE, TENSORBOARD_DIR, TrainConfig, latest_checkpoint
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int  # the global step reached
+    losses: list[float]  # total loss of every step run in this call
+    images_per_second: float  # training throughput after the first (compiling) step
+    replicas: int
+
+
+def make_strategy(gpus: int = 1, cpu_devices: int = 0):
+    """The tf.distribute strategy for this machine and request (see the module docstring)."""
+    import tensorflow as tf
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    workers = tf_config.get("cluster", {}).get("worker", [])
+    if len(workers) + len(tf_config.get("cluster", {}).get("chief", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if cpu_devices and cpu_devices > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)])
+        except RuntimeError:  # already initialised (e.g. a second run in one process): keep what is there
+            pass
+        devices = ["/cpu:{}".format(i) for i in range(len(tf.config.list_logical_devices("CPU")))]
+        return tf.distribute.MirroredStrategy(devices[:cpu_devices],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    physical = tf.config.list_physical_devices("GPU")
+    if gpus > len(physical) and gpus > 1:
+        raise ConfigError("--gpus {} asked for, but TensorFlow sees {} GPU(s); check CUDA_VISIBLE_DEVICES and "
+                          "that tensorflow[and-cuda] is installed".format(gpus, len(physical)))
+    if gpus > 1:
+        return tf.distribute.MirroredStrategy(["/gpu:{}".format(i) for i in range(gpus)])
+    if physical and gpus >= 1:
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.get_strategy()
+
+
+def openpose_loss(outputs, targets, global_batch: int):
+    """Sum over stages of the masked L2 error (summed over channels, averaged over pixels and the global
+    batch), plus the per-stage terms. Masked cells (crowds, unlabelled people) cost nothing."""
+    import tensorflow as tf
+
+    mask = targets["mask"]
+    pixels = float(mask.shape[1] * mask.shape[2])
+    stages = []
+    for i in range(0, len(outputs), 2):
+        err = tf.reduce_sum(mask * tf.square(outputs[i] - targets["heatmaps"]))
+        err += tf.reduce_sum(mask * tf.square(outputs[i + 1] - targets["pafs"]))
+        stages.append(err / (global_batch * pixels))
+    return tf.add_n(stages), stages
+
+
+def write_scalars(writer, scalars: dict[str, float], step: int) -> None:
+    """TensorBoard scalars through TensorFlow's own summary ops (no tensorboard package needed to write)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    with writer.as_default(step=step):
+        for tag, value in scalars.items():
+            tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
+    writer.flush()
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    import keras
+
+    warmup = min(config.warmup_steps, max(0, total_steps // 10))
+    if config.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate, max(1, total_steps - warmup), alpha=0.02,
+            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    elif config.schedule == "step":
+        bounds = [max(1, int(total_steps * 2 / 3)), max(2, int(total_steps * 8 / 9))]
+        rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            bounds, [config.learning_rate, config.learning_rate * 0.1, config.learning_rate * 0.01])
+    else:
+        rate = config.learning_rate
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=config.momentum, nesterov=True)
+    return keras.optimizers.Adam(rate)
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Run (or continue) a training run; returns when ``config.steps`` global steps are done."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from training.data import open_source
+    from training.data.pipeline import make_dataset
+    from training.models import build_model
+
+    config.validate()
+    strategy = make_strategy(config.gpus, config.cpu_devices)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch % replicas:
+        raise ConfigError("--batch {} must be a multiple of the number of replicas ({})".format(
+            config.batch, replicas))
+    run_dir = Path(config.output)
+    resume_dir = Path(config.resume) if config.resume else None
+    if resume_dir is not None and latest_checkpoint(resume_dir) is None:
+        raise ConfigError("cannot resume from {}: {}".format(
+            resume_dir, "no such directory" if not resume_dir.exists() else "it has no checkpoints/ (give a run "
+            "directory written by `edge-sdk train -o`)"))
+    chief = _is_chief(strategy)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    input_hw = (config.model.input_height, config.model.input_width)
+    source = source if source is not None else open_source(config.data, input_hw, seed=config.seed)
+    steps_per_epoch = max(1, len(source) // config.batch)
+    total_steps = int(config.steps if config.steps is not None else round(config.epochs * steps_per_epoch))
+    if chief:
+        config.save(run_dir)
+
+    dataset = make_dataset(source, input_hw, config.batch, config.augment, config.spec(), seed=config.seed)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    with strategy.scope():
+        model = build_model(config.model)
+        optimizer = make_optimizer(config, total_steps)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    checkpoint_dir = run_dir / CHECKPOINT_DIR if chief else Path(tempfile.mkdtemp(prefix="edge_sdk_worker_ckpt_"))
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
+    restore_from = latest_checkpoint(resume_dir) if resume_dir is not None else manager.latest_checkpoint
+    if restore_from:
+        try:
+            checkpoint.restore(restore_from).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise ConfigError("checkpoint {} does not fit this model ({}); train into a new -o directory or "
+                              "give the same --model/--width/--stages/--input".format(restore_from,
+                                                                                      str(exc)[:200])) from None
+        print("resumed from {} at step {}".format(restore_from, int(step.numpy())))
+
+    @tf.function
+    def train_step(images, targets):
+        def replica_step(images, targets):
+            with tf.GradientTape() as tape:
+                outputs = model(images, training=True)
+                loss, stages = openpose_loss(outputs, targets, config.batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, tf.stack(stages)
+
+        loss, stages = strategy.run(replica_step, args=(images, targets))
+        step.assign_add(1)
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, stages, axis=None))
+
+    writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR)) if chief else tf.summary.create_noop_writer()
+    history = open(run_dir / HISTORY_FILE, "a") if chief else None
+    start = int(step.numpy())
+    losses: list[float] = []
+    bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (config.progress and chief),
+               dynamic_ncols=True, desc="train " + config.model.backbone)
+    timer, timed_images = None, 0
+    iterator = iter(distributed)
+    try:
+        for current in range(start + 1, total_steps + 1):
+            images, targets = next(iterator)
+            loss, stages = train_step(images, targets)
+            value = float(loss.numpy())
+            losses.append(value)
+            if timer is None:
+                timer = time.perf_counter()  # the first step compiles the graph: not timed
+            else:
+                timed_images += config.batch
+            rate = timed_images / max(1e-9, time.perf_counter() - timer) if timed_images else 0.0
+            bar.update(1)
+            bar.set_postfix(loss="{:.4f}".format(value), img_s="{:.1f}".format(rate))
+            if on_step is not None:
+                on_step(current, value)
+            if current % config.log_every == 0 or current == total_steps:
+                lr = optimizer.learning_rate
+                lr = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+                scalars = {"loss/total": value, "learning_rate": lr, "images_per_second": rate}
+                scalars.update({"loss/stage{}".format(i + 1): float(s) for i, s in enumerate(stages.numpy())})
+                write_scalars(writer, scalars, current)
+                if history is not None:
+                    history.write(json.dumps({"step": current, "loss": value, "stages": [float(s) for s in
+                                                                                        stages.numpy()],
+                                              "lr": lr, "images_per_second": rate}) + "\n")
+                    history.flush()
+            if current % config.checkpoint_every == 0 and current != total_steps:
+                manager.save(checkpoint_number=current)
+        if total_steps > start or manager.latest_checkpoint is None:
+            manager.save(checkpoint_number=int(step.numpy()))
+    finally:
+        bar.close()
+        writer.close()
+        if history is not None:
+            history.close()
+        if not chief:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    rate = timed_images / max(1e-9, time.perf_counter() - timer) if timed_images else 0.0
+    return TrainResult(run_dir, int(step.numpy()), losses, rate, replicas)
