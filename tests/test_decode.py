@@ -326,3 +326,15 @@ def test_min_parts_and_min_score_filter_people():
     assert len(decode_poses(heatmaps, pafs, DecodeConfig(min_person_score=1.01))) == 0
     best = decode_poses(heatmaps, pafs, DecodeConfig(max_people=1))
     assert len(best) == 1 and isinstance(best, Poses)
+
+
+def test_half_precision_maps_and_nan_maps(crowd_maps):
+    """TensorRT FP16 engines may hand over float16; a broken engine may output NaN: neither may crash."""
+    truth, (heatmaps, pafs) = crowd_maps
+    half = decode_poses(heatmaps.astype(np.float16), pafs.astype(np.float16))
+    found, _ = half.to_frame(None)
+    assert len(half) == len(truth)
+    assert max(err for _, _, err in match_people(truth, found)) < 1.5
+    nan = np.full_like(heatmaps, np.nan)
+    assert len(decode_poses(nan, pafs)) == 0
+    assert len(decode_poses(heatmaps, np.full_like(pafs, np.nan))) == 0
