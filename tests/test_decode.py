@@ -338,3 +338,16 @@ def test_half_precision_maps_and_nan_maps(crowd_maps):
     nan = np.full_like(heatmaps, np.nan)
     assert len(decode_poses(nan, pafs)) == 0
     assert len(decode_poses(heatmaps, np.full_like(pafs, np.nan))) == 0
+
+
+def test_decoding_in_a_thread_pool_gives_the_same_people(crowd_maps):
+    """The runtime decodes frames in worker threads: no shared state between calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, (heatmaps, pafs) = crowd_maps
+    expected = decode_poses(heatmaps, pafs)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: decode_poses(heatmaps, pafs), range(16)))
+    for poses in results:
+        np.testing.assert_array_equal(poses.keypoints, expected.keypoints)
+        np.testing.assert_array_equal(poses.scores, expected.scores)
