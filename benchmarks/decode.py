@@ -137,6 +137,9 @@ def run(datasets, decoders, repeat):
     from tqdm import tqdm
 
     report = {}
+    first = next(iter(datasets.values()))[1][0]
+    for decode in decoders.values():  # warm-up: imports, TensorFlow's first op, caches
+        decode(first.heatmaps, first.pafs, first.width, first.height)
     for data_name, (gt, frames) in datasets.items():
         times = {name: [] for name in decoders}
         results = {name: [] for name in decoders}
