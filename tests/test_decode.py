@@ -326,3 +326,47 @@ def test_min_parts_and_min_score_filter_people():
     assert len(decode_poses(heatmaps, pafs, DecodeConfig(min_person_score=1.01))) == 0
     best = decode_poses(heatmaps, pafs, DecodeConfig(max_people=1))
     assert len(best) == 1 and isinstance(best, Poses)
+
+
+def test_half_precision_maps_and_nan_maps(crowd_maps):
+    """TensorRT FP16 engines may hand over float16; a broken engine may output NaN: neither may crash."""
+    truth, (heatmaps, pafs) = crowd_maps
+    half = decode_poses(heatmaps.astype(np.float16), pafs.astype(np.float16))
+    found, _ = half.to_frame(None)
+    assert len(half) == len(truth)
+    assert max(err for _, _, err in match_people(truth, found)) < 1.5
+    nan = np.full_like(heatmaps, np.nan)
+    assert len(decode_poses(nan, pafs)) == 0
+    assert len(decode_poses(heatmaps, np.full_like(pafs, np.nan))) == 0
+
+
+def test_decoding_in_a_thread_pool_gives_the_same_people(crowd_maps):
+    """The runtime decodes frames in worker threads: no shared state between calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, (heatmaps, pafs) = crowd_maps
+    expected = decode_poses(heatmaps, pafs)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: decode_poses(heatmaps, pafs), range(16)))
+    for poses in results:
+        np.testing.assert_array_equal(poses.keypoints, expected.keypoints)
+        np.testing.assert_array_equal(poses.scores, expected.scores)
+
+
+def test_score_limb_scores_true_pairs_and_rejects_crossed_ones(crowd_maps):
+    from edge_sdk.runtime.decode import score_limb
+    from edge_sdk.runtime.skeleton import LIMBS
+
+    truth, (heatmaps, pafs) = crowd_maps
+    peaks = find_peaks(heatmaps)
+    limb = 6  # neck -> right hip: long, crosses other people in a crowd
+    a, b = LIMBS[limb]
+    cand_a, cand_b = peaks[a][peaks[a, :, 2] > 0], peaks[b][peaks[b, :, 2] > 0]
+    scores = score_limb(cand_a, cand_b, pafs[2 * limb], pafs[2 * limb + 1], DecodeConfig(), pafs.shape[1])
+    assert scores.shape == (len(cand_a), len(cand_b)) == (8, 8)
+    truth18 = coco17_to_coco18(truth)
+    owner_a = [np.argmin(np.hypot(*(truth18[:, a, :2] - (c[:2] + 0.5) * 8 + 0.5).T)) for c in cand_a]
+    owner_b = [np.argmin(np.hypot(*(truth18[:, b, :2] - (c[:2] + 0.5) * 8 + 0.5).T)) for c in cand_b]
+    same = np.equal.outer(owner_a, owner_b)
+    assert np.all(scores[same] > 0.9)
+    assert np.all(scores[~same] < scores[same].min())
