@@ -374,3 +374,15 @@ def test_where_the_engine_is_built(monkeypatch):
     monkeypatch.setattr(build_module, "local_compute_capability", lambda: "6.1")
     assert build_module.local_build_check(get_target("x86-gpu")) == (False, "this host's GPU is sm_61 (< sm_75)")
     assert build_module.local_build_check(get_target("cpu"))[0] is False
+
+
+def test_input_size_choice(tmp_path):
+    """--input wins; a static export keeps the size it was trained at; a size-agnostic one gets the target's."""
+    from edge_sdk.engine.build import choose_input_size
+
+    dynamic = make_pose_model(seed=0)
+    static = make_pose_model(seed=0, height=64, width=96)
+    nano = get_target("jetson-nano")
+    assert choose_input_size(dynamic, get_meta(dynamic), nano, (320, 240))[:2] == (320, 240)
+    assert choose_input_size(static, get_meta(static), nano, None)[:2] == (96, 64)
+    assert choose_input_size(dynamic, get_meta(dynamic), nano, None)[:2] == (nano.input_width, nano.input_height)
