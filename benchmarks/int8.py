@@ -6,8 +6,9 @@ Calibrates the model (entropy by default), then times FP32 and the Q/DQ model al
 (ORT_ENABLE_ALL, so ONNX Runtime may fuse Q/DQ into integer kernels) and prints the median latencies, the
 speed ratio and the pose agreement (OKS AP of INT8 poses against FP32 poses; map agreement without a
 decoder). Without --model it uses models/demo/*.onnx when present, else calibration.synthetic's model;
-without --images it draws synthetic frames. Note: the Q/DQ placement targets TensorRT (no Q/DQ on Conv
-outputs), so ORT CPU speed says little about Jetson INT8 speed; the accuracy half carries over.
+without --images it draws synthetic frames (edge_sdk.synthetic's figures for a trained model).
+Note: the Q/DQ placement targets TensorRT (no Q/DQ on Conv outputs), so ORT CPU speed says little about
+Jetson INT8 speed; the accuracy half carries over.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def pick_model(arg, workdir: Path) -> Path:
     path = workdir / "synthetic_pose.onnx"
     synthetic.build_model(path)
     return path
+
+
+def write_people_frames(folder: Path, count: int, spec):
+    """Frames of edge_sdk.synthetic's figures (what the demo model was trained on), when no --images."""
+    import cv2
+
+    from edge_sdk.synthetic import SyntheticPeople
+
+    folder.mkdir(parents=True, exist_ok=True)
+    people = SyntheticPeople(width=spec.width, height=spec.height, seed=12345)
+    for i in range(count):
+        cv2.imwrite(str(folder / "people_{:04d}.png".format(i)), people.sample(i).image)
 
 
 def time_session(session, feed, iters):
@@ -71,7 +84,10 @@ def main(argv=None):
         images = args.images
         if not images:
             images = workdir / "frames"
-            synthetic.write_frames(images, args.count + 16, seed=0, spec=meta.input)
+            if meta.model.startswith("synthetic-hadamard"):
+                synthetic.write_frames(images, args.count + 16, seed=0, spec=meta.input)
+            else:
+                write_people_frames(images, args.count + 16, meta.input)
         result = calibrate(model_path, images, workdir / "out", method=args.method, count=args.count,
                            cache_dir=False, plot=False, progress=False)
         report = result["report_data"]
