@@ -74,6 +74,8 @@ class Target:
         data = asdict(self)
         data["detect_model"] = list(self.detect_model)
         data["detect_l4t_major"] = list(self.detect_l4t_major)
+        # the same hint as /etc/nv_tegra_release spells it ("R32"): what the flash agent reads from manifests
+        data["detect_tegra_release"] = ["R{}".format(m) for m in self.detect_l4t_major]
         data["sources"] = list(self.sources)
         data.pop("path")
         return data

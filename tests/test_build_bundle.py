@@ -283,18 +283,23 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
 def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
     """The deploy agent (edge_sdk/deploy) verifies bundles and matches devices with the same manifest keys and
     [detect] hints this stage writes."""
-    from edge_sdk.deploy.agent import AgentError, check_target, verify_bundle
+    from edge_sdk.deploy.agent import AgentError, check_target, hints_from_manifest, verify_bundle
     from edge_sdk.deploy.release import target_hints
 
-    assert verify_bundle(str(tx2_bundle.bundle_dir))["target"] == "jetson-tx2"
-    hints = target_hints("jetson-tx2")
-    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "l4t_major": [32]}
+    manifest = verify_bundle(str(tx2_bundle.bundle_dir))
+    assert manifest["target"] == "jetson-tx2"
+    hints = hints_from_manifest(manifest)
+    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "tegra_release": ["R32"], "kind": "jetson"}
     device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)"}
-    assert "matches" in check_target("jetson-tx2", hints, device)
+    assert "matches" in check_target("jetson-tx2", target_hints(manifest), device)
     with pytest.raises(AgentError, match="needs L4T R32"):
         check_target("jetson-tx2", hints, dict(device, l4t="35.4.1"))
     thor = {"model": "NVIDIA Jetson AGX Thor Developer Kit", "l4t": "38.2.0"}
-    assert "matches" in check_target("jetson-thor", target_hints("jetson-thor"), thor)
+    thor_hints = target_hints({"target": "jetson-thor"})
+    assert "matches" in check_target("jetson-thor", thor_hints, thor)
+    with pytest.raises(AgentError, match="looks like jetson-orin-nano"):
+        check_target("jetson-nano", target_hints({"target": "jetson-nano"}),
+                     {"model": "NVIDIA Jetson Orin Nano Developer Kit", "l4t": "36.4.3"})
     copy = _copy(tx2_bundle.bundle_dir, tmp_path)
     (copy / "stray.bin").write_bytes(b"x")
     with pytest.raises(AgentError, match="not listed"):
