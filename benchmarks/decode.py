@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_sdk.eval import evaluate_keypoints, gt_from_results, load_coco_json  # noqa: E402
 from edge_sdk.eval.coco import poses_to_results  # noqa: E402
-from edge_sdk.eval.oracle import oracle_frames  # noqa: E402
+from edge_sdk.eval.oracle import OracleFrame, degrade_maps, oracle_frames  # noqa: E402
 from edge_sdk.runtime.decode import decode_poses  # noqa: E402
 from edge_sdk.runtime.skeleton import LIMBS, NUM_PARTS, coco18_to_coco17, map_to_image  # noqa: E402
 
@@ -127,6 +127,9 @@ def main(argv=None):
                         help="folder with coco_mini/ and coco_layouts/ (default: ../shared/data)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per frame and decoder; the fastest counts")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many frames of each set")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="degrade the oracle maps first (uneven peaks, blur, noise of this std; e.g. 0.02), "
+                             "the same maps for both decoders")
     parser.add_argument("--hyperpose-grid", choices=["image", "map"], default="image",
                         help="image: HyperPose resizes the maps to the image size first, as its own evaluation "
                              "does (default); map: it decodes on the stride-8 grid (faster, coarser)")
@@ -137,13 +140,18 @@ def main(argv=None):
                                  "person_keypoints_val2014_fakekeypoints100_results.json", image_size=(640, 640))
     datasets = {"coco_mini": (mini_gt, list(oracle_frames(mini_gt))[:args.max_frames]),
                 "coco_layouts": (layouts_gt, list(oracle_frames(layouts_gt))[:args.max_frames])}
+    if args.noise > 0:
+        rng = np.random.default_rng(0)
+        for _, frames in datasets.values():
+            frames[:] = [OracleFrame(f.image_id, f.width, f.height, *degrade_maps(f.heatmaps, f.pafs, rng, args.noise))
+                         for f in frames]
     for gt, frames in datasets.values():  # AP over the frames decoded
         ids = {frame.image_id for frame in frames}
         gt["images"] = [im for im in gt["images"] if im["id"] in ids]
         gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in ids]
     decoders = {"edge-sdk": ours, "hyperpose-2.2.0": HyperPoseDecoder(args.hyperpose_grid)}
-    print("baseline: hyperpose 2.2.0 PostProcessor on the {} grid; {} run(s) per frame, fastest counts".format(
-        args.hyperpose_grid, args.repeat))
+    print("baseline: hyperpose 2.2.0 PostProcessor on the {} grid; {} run(s) per frame, fastest counts; "
+          "map noise {}".format(args.hyperpose_grid, args.repeat, args.noise or "none (exact oracle maps)"))
     report = run(datasets, decoders, args.repeat)
 
     print()

@@ -43,11 +43,11 @@ def test_loads_oracle_model_reads_metadata_and_infers(oracle):
     assert backend.meta.model == "oracle"
     assert backend.input_spec == oracle.meta.input
     buffer = backend.new_input_buffer()
-    assert buffer.shape == (1, 3, 128, 192) and buffer.dtype == np.float32
+    assert buffer.shape == (1, 3, 192, 256) and buffer.dtype == np.float32
     buffer[...] = 0.0
     outputs = backend.infer(buffer)
-    assert outputs["heatmaps"].shape == (1, 19, 16, 24)
-    assert outputs["pafs"].shape == (1, 38, 16, 24)
+    assert outputs["heatmaps"].shape == (1, 19, 24, 32)
+    assert outputs["pafs"].shape == (1, 38, 24, 32)
     assert backend.session.get_session_options().intra_op_num_threads == 1
     assert "onnxruntime" in backend.describe()
     backend.close()
@@ -162,7 +162,7 @@ def test_bundle_for_the_cpu_target(oracle, tmp_path):
         assert isinstance(backend, OnnxRuntimeBackend) and backend.meta.model == "oracle"
         assert backend.session.get_session_options().intra_op_num_threads == 1
         assert backend.optimization == "basic"
-        assert backend.infer(np.zeros(backend.input_spec.shape, np.float32))["pafs"].shape == (1, 38, 16, 24)
+        assert backend.infer(np.zeros(backend.input_spec.shape, np.float32))["pafs"].shape == (1, 38, 24, 32)
 
 
 def test_bundle_errors(oracle, tmp_path):

@@ -1,11 +1,12 @@
 """`edge-sdk flash` against real OpenSSH servers: one sshd per test device, each device's filesystem a temp dir."""
 
-import hashlib
+import dataclasses
 import io
 import json
 import os
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,19 +29,26 @@ def runtime_command(mode="healthy"):
 
 
 def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
-    """A bundle as the build step writes it: files + manifest.json with the sha256 and size of each."""
+    """A bundle written by the build step's own writer (edge_sdk.bundle), around a tiny stand-in model file."""
+    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.runtime.model_meta import ModelMeta
+    from edge_sdk.targets import get_target, load_targets
+
     where = Path(where)
-    where.mkdir(parents=True)
-    files = {"model.onnx": payload, "labels/skeleton.json": json.dumps({"parts": 18}).encode()}
+    where.parent.mkdir(parents=True, exist_ok=True)
+    model = where.parent / (where.name + ".onnx")
+    model.write_bytes(payload)
+    if target in load_targets():
+        profile = get_target(target)
+    else:  # a board no profile describes (a custom carrier, a typo'd toml): no detection hints
+        profile = dataclasses.replace(get_target("jetson-tx2"), name=target, detect_model=(), detect_tegra_release=())
+    extra = {}
     if big:
-        files["calib.cache"] = os.urandom(big)
-    for rel, data in files.items():
-        (where / rel).parent.mkdir(parents=True, exist_ok=True)
-        (where / rel).write_bytes(data)
-    manifest = {"format": 1, "target": target, "precision": "fp16",
-                "files": {rel: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for rel, d in files.items()}}
-    (where / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return where
+        (where.parent / "calib.cache").write_bytes(os.urandom(big))
+        extra["calib.cache"] = where.parent / "calib.cache"
+    return write_bundle(where, model_path=model, meta=ModelMeta(), target=profile,
+                        precision=Precision("fp16", "fp16"), engine={"status": "build-on-device"},
+                        extra_files=extra).directory
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +57,9 @@ def runtime_wheel(tmp_path_factory):
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, monkeypatch):
     """Start fake devices on demand: ``lab.add("dev1")``; everything is stopped after the test."""
+    monkeypatch.setenv("EDGE_SDK_STATE_DIR", str(tmp_path / "state"))  # `last seen` memory of this test
 
     class Lab:
         def __init__(self):
@@ -78,10 +87,13 @@ def lab(tmp_path):
             return link
 
         def inventory(self, mode="healthy", ports=None, extra="", modes=None, unreachable=(), health_timeout=10,
-                      deps="skip", service="process"):
+                      deps="skip", service="process", run_args=None):
             lines = ['[defaults]', 'user = "root"', 'identity = "{}"'.format(self.client_key),
                      'python = "{}"'.format(sys.executable), 'service = "{}"'.format(service),
-                     'deps = "{}"'.format(deps), "service_command = '{}'".format(runtime_command(mode)),
+                     'deps = "{}"'.format(deps),
+                     # run_args given: the default service command, i.e. the real `edge-sdk run`
+                     "service_command = '{}'".format(runtime_command(mode)) if run_args is None else
+                     "run_args = '{}'".format(run_args),
                      "health_timeout = {}".format(health_timeout), extra, ""]
             for device in self.devices:
                 port = (ports or {}).get(device.name, device.port)
@@ -143,6 +155,7 @@ def test_flash_one_device_installs_switches_and_keeps_the_previous_version(lab, 
     assert health["runtime"].startswith(str(device.root / "versions" / v1.version / "site"))
     assert health["bundle"] == str(device.root / "versions" / v1.version / "bundle")
     assert (device.root / "versions" / v1.version / "bundle" / "model.onnx").read_bytes() == b"v1"
+    assert stages.seen("cam1", "engine", "builds it on the device at first start")
     first_pid = device.runtime_pid()
 
     v2 = release_of(tmp_path, runtime_wheel, "v2")
@@ -181,6 +194,7 @@ def test_cli_flashes_a_fleet_reports_an_unreachable_device_and_shows_status(lab,
     cams = [lab.add(name) for name in ("cam1", "cam2", "cam3")]
     inventory = lab.inventory(unreachable=["ghost"], extra='[groups.lobby]\ndevices = ["cam1", "cam2"]')
     v1 = make_bundle(tmp_path / "b1", payload=b"v1")
+    v1 = v1.parent / (v1.name + ".tar.gz")  # the archive the build step writes next to the directory
     proc = flash_cli(edge_sdk_cli, lab, v1, runtime_wheel, "--inventory", inventory, "--parallel", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr  # one device failed -> non-zero exit
     rows = table_rows(proc.stdout)
@@ -213,10 +227,19 @@ def test_cli_flashes_a_fleet_reports_an_unreachable_device_and_shows_status(lab,
     assert "online" in rows["cam1"]
     assert version in rows["cam3"] and "unreachable" in rows["ghost"]
 
-    proc = edge_sdk_cli("rollback", "--inventory", inventory, "--device", "cam1", "--known-hosts", lab.known_hosts)
+    # rollback of one device named on the command line (no inventory)
+    cam1 = cams[0]
+    proc = edge_sdk_cli("rollback", "--device", "root@{}:{}".format(cam1.host, cam1.port), "--identity",
+                        lab.client_key, "--root", cam1.root, "--sysroot", cam1.sysroot, "--python", sys.executable,
+                        "--known-hosts", lab.known_hosts)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert cams[0].current_version() == version and cams[1].current_version() == new
-    assert "{} -> {}".format(new, version) in table_rows(proc.stdout)["cam1"]
+    assert "{} -> {}".format(new, version) in table_rows(proc.stdout)["{}:{}".format(cam1.host, cam1.port)]
+
+    cams[2].stop()  # cam3 drops off the network: status remembers when it was last reached and what it ran
+    rows = fleet.status(load_inventory(inventory, names=["cam3"]), lab.options())
+    line = fleet.format_status(rows)
+    assert "unreachable" in line and " ago (ran {})".format(version) in line, line
 
 
 class CutDuringUpload(Reporter):
@@ -229,6 +252,15 @@ class CutDuringUpload(Reporter):
         if device == self.device and self.cut_at is None and total // 2 < done < total:
             self.link.cut()
             self.cut_at = (done, total)
+
+
+class CutAtStage(Reporter):
+    def __init__(self, device, stage, link):
+        self.device, self.stage_name, self.link = device, stage, link
+
+    def stage(self, device, stage, message=""):
+        if device == self.device and stage == self.stage_name:
+            self.link.cut()
 
 
 def test_connection_cut_mid_upload_leaves_that_device_on_the_old_version(lab, tmp_path, runtime_wheel):
@@ -251,10 +283,22 @@ def test_connection_cut_mid_upload_leaves_that_device_on_the_old_version(lab, tm
     assert cams[1].runtime_pid() == old_pid and cams[1].runtime_alive()  # untouched, still running
 
     link.restore()  # the next attempt cleans the partial upload and succeeds
-    [again] = fleet.flash([d for d in devices if d.name == "cam2"], v2, lab.options())
+    cam2 = [d for d in devices if d.name == "cam2"]
+    [again] = fleet.flash(cam2, v2, lab.options())
     assert again.status == "updated", again
     assert cams[1].current_version() == v2.version
     assert not list((cams[1].root / "incoming").iterdir())
+
+    # the connection drops while the device installs: the agent finishes alone (health check included)
+    link.restore()
+    v3 = release_of(tmp_path, runtime_wheel, "v3")
+    [lost] = fleet.flash(cam2, v3, lab.options(), CutAtStage("cam2", "health", link))
+    assert lost.status == "failed" and "goes on alone" in lost.message, lost
+    deadline = time.time() + 30
+    while time.time() < deadline and v3.version not in json.loads(
+            (cams[1].root / "history.json").read_text())["versions"]:
+        time.sleep(0.2)
+    assert cams[1].current_version() == v3.version and cams[1].runtime_alive()
 
 
 def rewrite_tar(tar_path, rel, data):
@@ -281,7 +325,7 @@ def test_corrupt_bundle_is_refused_before_switching(lab, tmp_path, runtime_wheel
 
     # on the host: a tampered bundle is refused before any device is touched
     bad = make_bundle(tmp_path / "bad", payload=b"v2")
-    (bad / "model.onnx").write_bytes(b"v3")
+    (bad / "model.onnx").write_bytes(b"v3")  # same size, other bytes
     proc = flash_cli(edge_sdk_cli, lab, bad, runtime_wheel, "--inventory", inventory)
     assert proc.returncode == 2 and "model.onnx: sha256 mismatch" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -384,3 +428,29 @@ def test_systemd_unit_is_generated_enabled_and_restarted(lab, tmp_path, runtime_
     later = device.systemctl_calls[len(calls):]
     assert ["stop", "pose"] in later and later.index(["stop", "pose"]) < later.index(["restart", "pose"])
     assert "/versions/{}/site".format(v2.version) in (device.sysroot / "etc/systemd/system/pose.service").read_text()
+
+
+def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, runtime_wheel):
+    """No stand-in: the default service command runs `python -m edge_sdk run` from versions/<v>/site on a cpu
+    bundle (oracle ONNX model, ONNX Runtime), and its health file is what the flash waits for."""
+    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.targets import get_target
+    from edge_sdk.testing.oracle_model import make_oracle
+
+    device = lab.add("edge1")
+    case = make_oracle(tmp_path / "oracle", num_frames=4, video=None)
+    bundle = write_bundle(tmp_path / "cpu-bundle", model_path=case.model_path, meta=case.meta,
+                          target=get_target("cpu"), precision=Precision("fp32", "fp32"),
+                          engine={"status": "none"}).directory
+    run_args = "--source synthetic:live?w=320&h=240&fps=5&frames=100000"
+    devices = load_inventory(lab.inventory(run_args=run_args, health_timeout=90, deps="check"))
+    release = prepare_release(bundle, tmp_path / "work", runtime_wheel=runtime_wheel)
+    [result] = fleet.flash(devices, release, lab.options())
+    assert result.status == "updated", result
+    health = json.loads((device.root / "run" / "health.json").read_text())
+    assert health["status"] == "running" and health["frames"] >= 1 and health["pid"] == device.runtime_pid()
+    environ = Path("/proc/{}/environ".format(health["pid"])).read_bytes().split(b"\0")
+    pythonpath = [e for e in environ if e.startswith(b"PYTHONPATH=")][0].decode()
+    assert pythonpath.startswith("PYTHONPATH={}".format(device.root / "versions" / release.version / "site"))
+    [row] = fleet.status(devices, lab.options())
+    assert row.running and row.target == "cpu" and row.precision == "fp32" and "frames" in row.health

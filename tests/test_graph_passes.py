@@ -250,3 +250,18 @@ def test_cli_rewrite_prints_each_pass(tmp_path, edge_sdk_cli):
     assert [o.name for o in out.graph.output] == ["peaks", "pafs"]
     bad = edge_sdk_cli("rewrite", src, "-o", dst, "--passes", "fold,foo")
     assert bad.returncode == 2 and "unknown pass 'foo'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_transposes_keep_map_layouts_consistent():
+    """If only one of the maps can drop its NHWC Transpose, neither does: the metadata layout stays true."""
+    from onnx import helper
+
+    model = make_pose_model(seed=0)
+    last = next(n for n in model.graph.node if n.output[0] == "pafs")
+    last.output[0] = "pafs_nhwc"
+    model.graph.node.append(helper.make_node("Relu", ["pafs_nhwc"], ["pafs"]))  # not a Transpose at the end
+    out, meta, reports = run_passes(model, ["transposes"])
+    assert meta.extra["output_layout"] == "NHWC" and "kept as they are" in " ".join(reports[0].changes)
+    shapes = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in out.graph.output}
+    assert shapes["heatmaps"][-1] == 19  # still NHWC
+    assert shapes["stage1_heatmaps"][1] == 19  # an output the runtime does not read may still change

@@ -60,6 +60,7 @@ def test_run_publishes_every_frame_in_order_with_the_right_keypoints(oracle, mos
         assert_keypoints(message, oracle.expected[message["seq"]])
     device = sub.devices["cam-e2e"]
     assert device.duplicates == 0 and device.gaps == 0
+    assert device.status["state"] == "online" and device.status["model"].endswith("oracle.onnx")
 
 
 def test_broker_restarted_mid_stream_at_qos1_loses_nothing(oracle, mosquitto_factory, request):
@@ -97,3 +98,13 @@ def test_broker_restarted_mid_stream_at_qos1_loses_nothing(oracle, mosquitto_fac
     assert [m["seq"] for m in received] == list(range(n))
     for message in received:
         assert_keypoints(message, oracle.expected[message["seq"]])
+
+
+def test_run_with_an_unreachable_broker_is_a_clear_error(oracle):
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = run_cli(oracle, "mqtt://127.0.0.1:{}".format(port), "cam-x", "--mqtt-connect-timeout", "2")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "127.0.0.1:{}".format(port) in err and "running" in err and "Traceback" not in err

@@ -147,33 +147,57 @@ class FakeBundle(object):
 
 
 def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_path, monkeypatch):
+    """First start: no engine in the bundle -> the real engine builder (on the TensorRT double) builds one,
+    cached next to the bundle under GPU + SM + TensorRT version; the second start loads the cache."""
     sim = SimCudaApi(integrated=True)
     trt.memory = sim
+    trt.network_io = SMALL_IO
+    trt.num_dla_cores = 2
     (tmp_path / "model.onnx").write_bytes(b"onnx")
-    builds = []
+    (tmp_path / "timing.cache").write_bytes(b"shipped")
+    manifest = {"precision": {"used": "fp16"},
+                "engine": {"status": "build-on-device", "options": {"precision": "fp16", "dla_core": 0,
+                                                                    "workspace_mb": 256}}}
+    device = CudaDevice(0, api=sim)
+    messages = []
+    backend = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
+    key = engine_cache_key("Simulated GPU", (8, 7), trt.__version__)
+    plan = tmp_path / "engine.{}.plan".format(key)
+    assert plan.is_file() and (tmp_path / "engine.{}.timing.cache".format(key)).is_file()
+    assert (tmp_path / "timing.cache").read_bytes() == b"shipped"  # the bundle's hashed files are untouched
+    assert trt.calls_named("IBuilderConfig.set_flag")[0].args == (trt.BuilderFlag.FP16,)
+    assert trt.calls_named("IBuilderConfig.DLA_core=")[-1].args == (0,)
+    assert trt.calls_named("Runtime.DLA_core=")[-1].args == (0,) and "building" in messages[0]
+    assert "DLA core 0" in backend.describe()
+    backend.close()
+    builds = len(trt.calls_named("Builder.build_serialized_network"))
+    again = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
+    assert len(trt.calls_named("Builder.build_serialized_network")) == builds  # the cache was used
+    again.close()
+    plan.write_bytes(plan.read_bytes()[:-3])  # a damaged cache is rebuilt, never loaded
+    load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append).close()
+    assert len(trt.calls_named("Builder.build_serialized_network")) == builds + 1
+
+
+def test_builder_seam_build_engine_from_onnx_is_used_when_present(trt, tmp_path, monkeypatch):
+    trt.memory = SimCudaApi()
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    seen = []
 
     def build_engine_from_onnx(onnx_path, precision, workspace_mb, dla_core, timing_cache_path, calib_cache=None):
-        builds.append((onnx_path, precision, workspace_mb, dla_core, timing_cache_path, calib_cache))
-        return plan_bytes(trt.flavour, io=SMALL_IO, dla_core=dla_core)
+        seen.append((os.path.basename(onnx_path), precision, workspace_mb, dla_core, calib_cache))
+        return plan_bytes(trt.flavour, io=SMALL_IO)
 
     builder = types.ModuleType("edge_sdk.engine.tensorrt_builder")
     builder.build_engine_from_onnx = build_engine_from_onnx
     monkeypatch.setitem(sys.modules, "edge_sdk.engine.tensorrt_builder", builder)
-    manifest = {"precision": {"used": "fp16"}, "engine": {"status": "build-on-device", "dla_core": 0,
-                                                          "workspace_mb": 256}}
-    device = CudaDevice(0, api=sim)
-    trt.num_dla_cores = 2
-    messages = []
-    backend = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
-    key = engine_cache_key("Simulated GPU", (8, 7), trt.__version__)
-    assert os.path.isfile(str(tmp_path / "engine.{}.plan".format(key)))
-    assert builds == [(str(tmp_path / "model.onnx"), "fp16", 256, 0, str(tmp_path / "timing.cache"), None)]
-    assert trt.calls_named("Runtime.DLA_core=")[-1].args == (0,) and "building" in messages[0]
-    assert "DLA core 0" in backend.describe()
-    backend.close()
-    again = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
-    assert len(builds) == 1  # the cached engine was used
-    again.close()
+    import edge_sdk.engine
+
+    monkeypatch.setattr(edge_sdk.engine, "tensorrt_builder", builder, raising=False)
+    manifest = {"precision": {"used": "int8"}, "engine": {"status": "build-on-device"}}
+    load_bundle_backend(FakeBundle(tmp_path, manifest), device=CudaDevice(0, api=trt.memory),
+                        progress=lambda m: None).close()
+    assert seen == [("model.onnx", "int8", 512, None, None)]
 
 
 def test_bundle_without_engine_or_onnx_says_what_to_do(trt, tmp_path, monkeypatch):
@@ -191,3 +215,64 @@ def test_bundle_without_engine_or_onnx_says_what_to_do(trt, tmp_path, monkeypatc
     bundle.engine_path = str(tmp_path / "engine.plan")  # built by another TensorRT: refused, reason kept
     with pytest.raises(BundleError, match="another TensorRT version"):
         load_bundle_backend(bundle, device=device, build=False)
+
+
+@pytest.fixture(scope="module")
+def orin_bundle(tmp_path_factory):
+    """A real bundle (edge-sdk build) for a Jetson target whose engine is to be built on the device."""
+    import onnx
+
+    from edge_sdk.engine.build import BuildRequest, build
+    from edge_sdk.graph.synthetic import make_pose_model
+
+    root = tmp_path_factory.mktemp("bundle")
+    onnx.save(make_pose_model(seed=3), str(root / "pose.onnx"))
+    result = build(BuildRequest(model=str(root / "pose.onnx"), target="jetson-orin-nano", output=str(root / "b"),
+                                precision="fp16", input_size=(96, 64), engine="device", archive=False),
+                   echo=lambda line: None)
+    return result.bundle_dir
+
+
+def test_loader_auto_picks_onnxruntime_here_and_says_why(orin_bundle):
+    from edge_sdk.runtime.backends.loader import load_backend
+
+    said = []
+    backend = load_backend(bundle=orin_bundle, say=said.append)
+    assert backend.name == "onnxruntime"
+    assert said == [said[0]] and said[0].startswith("backend: onnxruntime (TensorRT is not importable")
+    backend.close()
+
+
+def test_loader_auto_picks_tensorrt_builds_on_first_start_and_infers(orin_bundle, tmp_path, monkeypatch):
+    """auto + TensorRT (double) + a CUDA binding (simulated GPU): the loader picks TensorRT, the engine is
+    built from the bundle's ONNX by the real engine builder, cached, and the backend infers."""
+    import shutil
+
+    import edge_sdk.runtime.backends.selection as selection
+    import edge_sdk.runtime.cuda as cuda
+    from edge_sdk.runtime.backends.loader import load_backend
+    from edge_sdk.runtime.bundle import open_bundle
+
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(str(orin_bundle), str(bundle_dir))
+    meta = open_bundle(str(bundle_dir)).meta
+    trt = install_tensorrt_double(monkeypatch, "10")
+    h, w = meta.input.height // 8, meta.input.width // 8
+    trt.network_io = [(meta.input.name, "input", meta.input.shape, meta.input.dtype)] + [
+        (name, "output", (1, 19 if role == "heatmaps" else 38, h, w), "float32") for role, name in meta.outputs.items()]
+    sim = SimCudaApi(integrated=True)
+    trt.memory = sim
+    monkeypatch.setattr(selection, "probe_cuda_binding", lambda: ("cuda-python", ""))
+    monkeypatch.setattr(cuda, "get_api", lambda device=0, prefer=None: sim)
+    said = []
+    backend = load_backend(bundle=str(bundle_dir), say=said.append)
+    assert backend.name == "tensorrt" and "first start" in said[0]
+    assert list(bundle_dir.glob("engine.simulated-gpu_sm87_trt10.3.0.30.plan"))
+    buffer = backend.new_input_buffer()
+    assert buffer.shape == meta.input.shape and buffer.dtype == np.dtype(meta.input.dtype)
+    buffer[...] = 1
+    outputs = backend.infer(buffer)
+    assert set(outputs) == set(meta.outputs.values())
+    assert "execute_async_v3" in backend.describe() and not trt.deprecated_uses
+    backend.close()
+    open_bundle(str(bundle_dir))  # the bundle still verifies: its hashed files were not touched

@@ -61,6 +61,7 @@ KNOWN_TARGETS = {
     "jetson-orin-nano": ["Jetson Orin Nano"],
     "jetson-orin-nx": ["Jetson Orin NX"],
     "jetson-agx-orin": ["Jetson AGX Orin"],
+    "jetson-thor": ["Jetson AGX Thor", "Jetson Thor"],
 }
 ANY_DEVICE_TARGETS = ("cpu", "any", "x86_64", "generic")
 
@@ -236,23 +237,60 @@ def detect_device(layout):
             l4t = "{}.{}".format(major, minor)
         except (IndexError, ValueError):
             l4t = first
+    driver = read_text(os.path.join(layout.sysroot, "proc/driver/nvidia/version"))
     return {"model": model, "l4t": l4t, "nv_tegra_release": tegra.splitlines()[0] if tegra else None,
+            "nvidia_driver": driver.splitlines()[0] if driver else None,
             "machine": os.uname()[4], "hostname": socket.gethostname()}
 
 
+def hints_from_manifest(manifest):
+    """Detection hints from the target profile the bundle carries (``edge-sdk build`` writes it)."""
+    profile = manifest.get("target_profile") or {}
+    return {"model": list(profile.get("detect_model") or []),
+            "tegra_release": list(profile.get("detect_tegra_release") or []), "kind": profile.get("kind")}
+
+
+def merge_hints(*many):
+    out = {"model": [], "tegra_release": [], "l4t_major": [], "kind": None, "others": {}}
+    for hints in many:
+        for key in ("model", "tegra_release", "l4t_major"):
+            out[key] += [v for v in (hints or {}).get(key) or [] if v not in out[key]]
+        out["model"] += [v for v in (hints or {}).get("device_tree_model") or [] if v not in out["model"]]
+        out["kind"] = out["kind"] or (hints or {}).get("kind")
+        out["others"].update((hints or {}).get("others") or {})
+    return out
+
+
 def check_target(target, hints, device):
-    """Refuse a bundle made for another device. Returns a short description of the match."""
+    """Refuse a bundle made for another device. Returns a short description of the match.
+
+    ``hints``: the target profile's ``detect_model`` substrings of /proc/device-tree/model and
+    ``detect_tegra_release`` (``R32``...) of /etc/nv_tegra_release, plus ``others`` (the patterns of every
+    other target, so that the longest match wins: 'Orin Nano' is not a 'Nano')."""
     if not target:
         raise AgentError("the bundle's manifest.json names no target; rebuild it with `edge-sdk build --target`",
                          "wrong-target")
-    if target in ANY_DEVICE_TARGETS:
+    hints = merge_hints(hints)
+    kind = hints.get("kind")
+    if target in ANY_DEVICE_TARGETS or kind == "cpu":
         return "target {!r} runs on any device".format(target)
-    hints = hints or {}
-    patterns = list(hints.get("model", [])) + KNOWN_TARGETS.get(target, [])
+    if kind == "discrete-gpu":
+        if device.get("model") and "jetson" in device["model"].lower():
+            raise AgentError("wrong target: the bundle is for {!r} (a discrete GPU) but this device is {!r}; "
+                             "build a bundle with --target for this device".format(target, device["model"]),
+                             "wrong-target")
+        if not device.get("nvidia_driver"):
+            raise AgentError("the bundle is for {!r} (a discrete NVIDIA GPU) but this machine has no NVIDIA "
+                             "driver (/proc/driver/nvidia/version); build with --target cpu for it".format(target),
+                             "wrong-target")
+        return "NVIDIA driver found for target {!r}".format(target)
+    table = dict(KNOWN_TARGETS)
+    table.update(hints["others"])
+    patterns = hints["model"] + [p for p in table.get(target, []) if p not in hints["model"]]
     if not patterns:
-        raise AgentError("target {!r} is unknown to this agent and its targets/{}.toml has no [detect] model "
-                         "patterns, so the device cannot be checked; add them or pass --skip-target-check"
-                         .format(target, target), "wrong-target")
+        raise AgentError("target {!r} is unknown to this agent and its profile has no [detect] "
+                         "device_tree_model patterns, so the device cannot be checked; add them to targets/{}.toml "
+                         "or pass --skip-target-check".format(target, target), "wrong-target")
     model = device.get("model")
     if not model:
         raise AgentError("bundle is for {!r} but this device has no {} (not a Jetson?); flash a bundle built "
@@ -260,10 +298,8 @@ def check_target(target, hints, device):
                          .format(target, "/proc/device-tree/model"), "wrong-target")
     lowered = model.lower()
     matched = [p for p in patterns if p.lower() in lowered]
-    # 'Jetson Nano' must not match 'Jetson Orin Nano' through a shorter pattern of another target:
-    # prefer the target whose pattern matches longest.
     best_other = None
-    for other, other_patterns in KNOWN_TARGETS.items():
+    for other, other_patterns in table.items():
         if other == target:
             continue
         for p in other_patterns:
@@ -273,13 +309,14 @@ def check_target(target, hints, device):
         guess = " (looks like {})".format(best_other[0]) if best_other else ""
         raise AgentError("wrong target: the bundle is for {!r} but this device is {!r}{}; build a bundle with "
                          "--target for this device".format(target, model, guess), "wrong-target")
-    l4t_major = hints.get("l4t_major")
-    if l4t_major and device.get("l4t"):
+    majors = [str(m).lstrip("R").split(".")[0] for m in hints["l4t_major"] + hints["tegra_release"]]
+    if majors and device.get("l4t"):
         major = device["l4t"].split(".")[0]
-        if major not in [str(m) for m in l4t_major]:
-            raise AgentError("wrong software: the bundle for {!r} needs L4T R{} but this device runs R{} ({})"
-                             .format(target, "/R".join(str(m) for m in l4t_major), device["l4t"],
-                                     device.get("nv_tegra_release")), "wrong-target")
+        if major not in majors:
+            raise AgentError("wrong software: the bundle for {!r} needs L4T R{} but this device runs R{} ({}); "
+                             "upgrade JetPack or build for this release".format(
+                                 target, "/R".join(majors), device["l4t"], device.get("nv_tegra_release")),
+                             "wrong-target")
     return "device {!r} matches target {!r}".format(model, target)
 
 
@@ -379,6 +416,16 @@ def unpack_bundle(tar_path, dest):
     return dest
 
 
+def bundle_has_engine(manifest):
+    return bool((manifest.get("engine") or {}).get("file")) or any(
+        rel.endswith((".plan", ".engine")) for rel in manifest.get("files", {}))
+
+
+def precision_of(manifest):
+    precision = manifest.get("precision")
+    return precision.get("used") if isinstance(precision, dict) else precision
+
+
 def zlib_error():
     import zlib
 
@@ -390,9 +437,10 @@ def verify_bundle(bundle_dir):
     manifest = read_json(os.path.join(bundle_dir, "manifest.json"))
     if not isinstance(manifest, dict):
         raise AgentError("bundle manifest.json is not valid JSON", "corrupt")
-    if manifest.get("format") != 1:
-        raise AgentError("bundle format {!r} is not supported by this agent (knows format 1); update edge-sdk"
-                         .format(manifest.get("format")), "corrupt")
+    fmt, fmt_version = manifest.get("format"), manifest.get("format_version", 1)
+    if fmt not in (1, "edge-sdk-bundle") or not isinstance(fmt_version, int) or fmt_version > 1:
+        raise AgentError("bundle format {!r} version {!r} is not supported by this agent (knows edge-sdk-bundle "
+                         "1); update edge-sdk".format(fmt, fmt_version), "corrupt")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise AgentError("bundle manifest.json lists no files", "corrupt")
@@ -680,10 +728,15 @@ def wait_healthy(layout, alive, started_at, timeout):
         if isinstance(health, dict):
             last = health
             ts = health.get("ts") or 0
-            if health.get("status") == "running" and isinstance(ts, (int, float)) and ts >= started_at:
+            fresh = isinstance(ts, (int, float)) and ts >= started_at
+            # "running" is written once the model is loaded (engine built) and the source opened; a frame
+            # counter, when the runtime reports one, must also move: it really processes video.
+            if fresh and health.get("status") == "running" and (health.get("frames") is None
+                                                                or health.get("frames", 0) >= 1):
                 return True, health
-            if health.get("status") in ("error", "failed") and ts >= started_at:
-                return False, "runtime reported {}: {}".format(health.get("status"), health.get("error", ""))
+            if fresh and health.get("status") in ("error", "failed", "stopped"):
+                return False, "runtime reported {}{}".format(
+                    health.get("status"), ": " + str(health["error"]) if health.get("error") else "")
         ok, detail = alive()
         if not ok:
             return False, detail
@@ -691,6 +744,14 @@ def wait_healthy(layout, alive, started_at, timeout):
             return False, "no health signal within {:.0f}s (last health file: {}); the runtime log is {}".format(
                 timeout, json.dumps(last) if last else "none", layout.path(LOG_FILE))
         time.sleep(0.1)
+
+
+def health_summary(health):
+    parts = ["healthy"]
+    for key, fmt in (("frames", "{} frames"), ("fps", "{} fps")):
+        if health.get(key) is not None:
+            parts.append(fmt.format(health[key]))
+    return ", ".join(parts)
 
 
 def activate(layout, version, timeout):
@@ -735,19 +796,19 @@ def release_info(layout, version):
     return read_json(layout.path("versions", version, "release.json"), {}) if version else {}
 
 
-def cmd_info(args, layout):
+def device_info(args, layout):
+    """What the host wants to know before deciding anything: version, runtime, health, target match."""
     device = detect_device(layout)
     current = layout.current_version()
     service = read_json(layout.path("versions", current, "service.json"), {}) if current else {}
     running, detail = runtime_running(layout, service) if current else (False, "nothing installed")
-    health = read_health(layout)
     out = {
         "agent": AGENT_VERSION, "python": sys.version.split()[0], "device": device,
         "root": layout.root, "current": current, "release": release_info(layout, current),
         "history": layout.history(), "versions": layout.versions_on_disk(),
-        "running": running, "running_detail": detail, "health": health, "now": time.time(),
+        "running": running, "running_detail": detail, "health": read_health(layout), "now": time.time(),
     }
-    if args.target:
+    if getattr(args, "target", None):
         try:
             out["target_check"] = {"ok": True, "detail": check_target(args.target, parse_hints(args), device)}
         except AgentError as exc:
@@ -757,11 +818,26 @@ def cmd_info(args, layout):
         out["free_bytes"] = st.f_bavail * st.f_frsize
     except OSError:
         pass
-    emit("result", ok=True, **out)
+    return out
+
+
+def cmd_info(args, layout):
+    emit("result", ok=True, **device_info(args, layout))
 
 
 def cmd_prepare(args, layout):
-    """Create the upload dir (owned by the SSH user when we run under sudo) and clean stale uploads."""
+    """Before any upload: refuse a wrong target, skip a version already running, then create the upload dir
+    (owned by the SSH user when we run under sudo), clean stale uploads, check disk space and dependencies."""
+    info = device_info(args, layout)
+    check = info.get("target_check") or {"ok": True}
+    if not check["ok"] and not args.skip_target_check:
+        info.update(ok=False, status="refused", code="wrong-target", error=check["detail"])
+        emit("result", **info)
+        return
+    if info["current"] == args.version and info["running"] and not args.force:
+        info.update(ok=True, status="unchanged")
+        emit("result", **info)
+        return
     ensure_dirs(layout)
     incoming = layout.path("incoming")
     stale = []
@@ -787,7 +863,8 @@ def cmd_prepare(args, layout):
         raise AgentError("not enough disk space under {}: {} MB free, {} MB needed; remove old versions or pass "
                          "--keep 1".format(layout.root, free >> 20, args.need_bytes >> 20), "disk")
     deps = ensure_deps(args.python or sys.executable, layout, args.deps, None)
-    emit("result", ok=True, upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free)
+    info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free)
+    emit("result", **info)
 
 
 def parse_hints(args):
@@ -839,15 +916,17 @@ def install_locked(args, layout):
         if args.skip_target_check:
             match = "target check skipped (--skip-target-check)"
         else:
-            match = check_target(manifest.get("target"), parse_hints(args), device)
+            match = check_target(manifest.get("target"), merge_hints(parse_hints(args),
+                                                                     hints_from_manifest(manifest)), device)
         step("target", match)
-        has_engine = any(rel.endswith((".plan", ".engine")) for rel in manifest["files"])
-        if not has_engine and manifest.get("target") not in ANY_DEVICE_TARGETS:
-            step("engine", "the bundle has no TensorRT engine: the runtime builds it on the device at first start")
+        has_engine = bundle_has_engine(manifest)
+        if (manifest.get("engine") or {}).get("status") == "build-on-device":
+            step("engine", "the bundle has no TensorRT engine: the runtime builds it on the device at first start "
+                           "(minutes on a Nano; the health check waits for it)")
         write_json_atomic(os.path.join(stage, "release.json"), {
             "version": version, "runtime_wheel": os.path.basename(args.wheel),
             "runtime_version": args.runtime_version, "target": manifest.get("target"),
-            "precision": manifest.get("precision"), "has_engine": has_engine,
+            "precision": precision_of(manifest), "has_engine": has_engine,
             "installed_at": time.time(), "manifest_sha256": sha256_file(os.path.join(bundle_dir, "manifest.json")),
         })
         service = {"mode": args.service, "name": args.service_name, "command": args.service_command,
@@ -876,11 +955,14 @@ def install_locked(args, layout):
         removed = prune(layout, args.keep)
         remove_tree(layout.path("incoming", version))
         emit("result", ok=True, status="updated", version=version, previous=previous, health=detail,
-             removed=removed, message="healthy: {}".format(json.dumps(detail, sort_keys=True)))
+             removed=removed, message=health_summary(detail))
         return
     step("rollback", "{} did not become healthy: {}".format(version, detail))
     stop_runtime(layout, read_json(layout.path("versions", version, "service.json"), {}))
-    if previous and previous != version and os.path.isdir(layout.version_dir(previous)):
+    if previous == version:  # a forced reinstall of the running version: go back to the one before it
+        older = [v for v in layout.history() if v != version and os.path.isdir(layout.version_dir(v))]
+        previous = older[-1] if older else None
+    if previous and os.path.isdir(layout.version_dir(previous)):
         back_ok, back_detail = activate(layout, previous, args.health_timeout)
         emit("result", ok=False, status="rolled-back", code="unhealthy", version=version, previous=previous,
              rollback_healthy=back_ok,
@@ -944,6 +1026,10 @@ def build_parser():
     prepare.add_argument("--need-bytes", type=int, default=0)
     prepare.add_argument("--python")
     prepare.add_argument("--deps", choices=("install", "check", "skip"), default="install")
+    prepare.add_argument("--target")
+    prepare.add_argument("--target-hints")
+    prepare.add_argument("--skip-target-check", action="store_true")
+    prepare.add_argument("--force", action="store_true")
     install = sub.add_parser("install")
     install.add_argument("--version", required=True)
     install.add_argument("--wheel", required=True)

@@ -1,15 +1,19 @@
 """Flash, inspect and roll back many devices in parallel (bounded); one device's failure never stops another.
 
-Per device, `flash` is: connect (host key checked) -> `agent info` (old version, target check: a wrong target
-is refused before any upload) -> `agent prepare` (upload dir, stale uploads removed, on-device deps) ->
-upload wheel + bundle (SFTP, *.part then rename) -> `agent install` (unpack, verify, switch `current`,
-restart, wait for health, roll back if it does not come).
+Per device, `flash` is: connect (host key checked) -> `agent prepare` (old version; a wrong target is
+refused and an already-running version skipped before any upload; upload dir, stale uploads removed,
+disk space, on-device deps) -> upload wheel + bundle (one SFTP session, *.part then rename) ->
+`agent install` (unpack, verify, switch `current`, restart, wait for health, roll back if it does not come).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_sdk.deploy.inventory import Device
 from edge_sdk.deploy.progress import DeviceResult, Reporter, Stopwatch
@@ -34,7 +38,7 @@ def _health_timeout(device: Device, release: Release | None, options: FlashOptio
         return float(device.health_timeout)
     if options.health_timeout is not None:
         return float(options.health_timeout)
-    if release is not None and not release.has_engine and release.target not in ("cpu", "any", "generic"):
+    if release is not None and release.builds_engine_on_device:
         return ENGINE_BUILD_HEALTH_TIMEOUT
     return DEFAULT_HEALTH_TIMEOUT
 
@@ -71,22 +75,22 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         if conn.trusted_new_key:
             reporter.stage(name, "trusted new host key", conn.trusted_new_key)
         hints = _hints_json(release)
-        info = await run_agent(conn, device, ["info", "--target=" + release.target, "--target-hints=" + hints])
-        old = info.get("current")
-        target_check = info.get("target_check", {})
-        if not options.skip_target_check and not target_check.get("ok", True):
-            return DeviceResult(name, device.address, "refused", old, release.version, target_check["detail"],
-                                watch.seconds, "wrong-target")
-        if old == release.version and info.get("running") and not options.force:
-            return DeviceResult(name, device.address, "unchanged", old, release.version,
-                                "already runs this version (--force to reinstall)", watch.seconds)
-        reporter.stage(name, "preparing", "{} -> {}".format(old or "(none)", release.version))
-        prep = await run_agent(conn, device, ["prepare", "--version=" + release.version,
-                                              "--need-bytes={}".format(3 * release.upload_bytes),
-                                              "--python=" + device.python, "--deps=" + device.deps])
+        reporter.stage(name, "preparing")
+        argv = ["prepare", "--version=" + release.version, "--need-bytes={}".format(3 * release.upload_bytes),
+                "--python=" + device.python, "--deps=" + device.deps, "--target=" + release.target,
+                "--target-hints=" + hints]
+        argv += ["--force"] if options.force else []
+        argv += ["--skip-target-check"] if options.skip_target_check else []
+        prep = await run_agent(conn, device, argv)
+        old = prep.get("current")
+        if prep.get("status") in ("refused", "unchanged"):
+            message = prep.get("error") or "already runs this version (--force to reinstall)"
+            return DeviceResult(name, device.address, prep["status"], old, release.version, message,
+                                watch.seconds, prep.get("code", ""))
         if not prep.get("ok"):
             return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
                                 watch.seconds, prep.get("code", "prepare"))
+        reporter.stage(name, "prepared", "{} -> {}".format(old or "(none)", release.version))
         reporter.stage(name, "deps", prep.get("deps", ""))
         upload_dir = prep["upload_dir"]
         total = release.upload_bytes
@@ -101,8 +105,8 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         reporter.stage(name, "uploading")
         remote_wheel = upload_dir + "/" + release.wheel.name
         remote_bundle = upload_dir + "/bundle.tar.gz"
-        await upload(conn, release.wheel, remote_wheel, progress("wheel"))
-        await upload(conn, release.bundle_tar, remote_bundle, progress("bundle"))
+        await upload(conn, [(release.wheel, remote_wheel, progress("wheel")),
+                            (release.bundle_tar, remote_bundle, progress("bundle"))])
         # --opt=value: values such as run_args start with "--"
         argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
                 "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,
@@ -162,10 +166,13 @@ def flash(devices: list[Device], release: Release, options: FlashOptions | None 
     reporter = reporter or Reporter()
     reporter.start([d.name for d in devices])
     try:
-        return _run(_bounded(devices, options.parallel, lambda d: _guarded(
+        results = _run(_bounded(devices, options.parallel, lambda d: _guarded(
             d, reporter, lambda dev: flash_device(dev, release, options, reporter))))
     finally:
         reporter.close()
+    update_last_seen({r.address: r.new_version if r.ok else r.old_version for r in results
+                      if r.kind not in ("unreachable", "host-key", "auth")})
+    return results
 
 
 @dataclass
@@ -181,6 +188,7 @@ class DeviceStatus:
     model: str | None = None
     error: str = ""
     versions: list[str] = field(default_factory=list)
+    last_seen: dict | None = None  # {"ts", "version"} of the last time this host reached it
 
 
 def _health_text(info: dict) -> str:
@@ -215,14 +223,51 @@ async def status_device(device: Device, options: FlashOptions) -> DeviceStatus:
 
 
 def status(devices: list[Device], options: FlashOptions | None = None) -> list[DeviceStatus]:
-    """Version, runtime state and health of every device, read over SSH."""
+    """Version, runtime state and health of every device, read over SSH (remembered for `last seen`)."""
     options = options or FlashOptions()
-    return _run(_bounded(devices, options.parallel, lambda d: status_device(d, options)))
+    rows = _run(_bounded(devices, options.parallel, lambda d: status_device(d, options)))
+    seen = update_last_seen({r.address: r.version for r in rows if r.reachable})
+    for r in rows:
+        r.last_seen = seen.get(r.address)
+    return rows
+
+
+def state_file() -> Path:
+    """Where the host remembers when it last reached each device ($EDGE_SDK_STATE_DIR or ~/.local/state)."""
+    base = os.environ.get("EDGE_SDK_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "edge-sdk")
+    return Path(base) / "last_seen.json"
+
+
+def update_last_seen(reached: dict[str, str | None]) -> dict[str, dict]:
+    """Record the devices reached now; return what is known about every device (address -> ts, version)."""
+    path = state_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    now = time.time()
+    for address, version in reached.items():
+        known[address] = {"ts": now, "version": version}
+    if reached:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp{}".format(os.getpid()))
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home must not break `devices status`
+    return known
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "{:.0f}{} ago".format(seconds / size, unit)
+    return "{:.0f}s ago".format(seconds)
 
 
 def format_status(rows: list[DeviceStatus], mqtt_seen: dict | None = None) -> str:
-    import time
-
     header = ["DEVICE", "ADDRESS", "VERSION", "TARGET", "RUNTIME", "HEALTH", "LAST SEEN"]
     if mqtt_seen is not None:
         header.append("MQTT STATUS")
@@ -230,7 +275,10 @@ def format_status(rows: list[DeviceStatus], mqtt_seen: dict | None = None) -> st
     now = time.strftime("%H:%M:%S")
     for r in rows:
         if not r.reachable:
-            row = [r.device, r.address, "?", "?", "?", "unreachable", "-"]
+            seen = "never"
+            if r.last_seen:
+                seen = "{} (ran {})".format(_ago(time.time() - r.last_seen["ts"]), r.last_seen.get("version") or "-")
+            row = [r.device, r.address, "?", "?", "?", "unreachable", seen]
         else:
             row = [r.device, r.address, r.version or "(none)", "{}/{}".format(r.target or "-", r.precision or "-"),
                    "running" if r.running else "stopped", r.health, "now ({})".format(now)]

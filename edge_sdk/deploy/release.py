@@ -8,7 +8,6 @@ no-op), any change to either gets a new one.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,15 @@ class Release:
 
     @property
     def has_engine(self) -> bool:
-        return any(rel.endswith((".plan", ".engine")) for rel in self.manifest.get("files", {}))
+        return agent.bundle_has_engine(self.manifest)
+
+    @property
+    def builds_engine_on_device(self) -> bool:
+        return (self.manifest.get("engine") or {}).get("status") == "build-on-device"
+
+    @property
+    def precision(self) -> str:
+        return agent.precision_of(self.manifest) or "?"
 
     @property
     def upload_bytes(self) -> int:
@@ -128,22 +135,29 @@ def read_bundle(bundle: Path, workdir: Path) -> tuple[dict, Path, bytes]:
     return manifest, tar_path, manifest_bytes
 
 
-def target_hints(target: str) -> dict:
-    """Device-detection hints for a target from targets/<target>.toml: its [detect] table, if any.
+def target_hints(manifest: dict) -> dict:
+    """What the agent needs to recognise the bundle's device before anything is uploaded.
 
-    ``[detect] model = ["Jetson TX2", "quill"]`` (substrings of /proc/device-tree/model) and
-    ``l4t_major = [32]`` (the L4T release in /etc/nv_tegra_release). The agent also knows the usual Jetsons."""
+    The profile the bundle carries (``target_profile``: detect_model, detect_tegra_release, kind), else the
+    local targets/<target>.toml; plus the model patterns of every other known target, so the longest match
+    wins on the device ('Orin Nano' is not a 'Nano')."""
+    target = manifest.get("target", "")
+    profile = manifest.get("target_profile") or {}
+    others: dict[str, list[str]] = {}
     try:
-        import targets as targets_pkg
-    except ImportError:
-        return {}
-    path = Path(targets_pkg.__file__).parent / "{}.toml".format(target)
-    if not path.is_file():
-        return {}
-    from edge_sdk.deploy.inventory import load_toml
+        from edge_sdk.targets import load_targets
 
-    detect = load_toml(path).get("detect", {})
-    return {k: detect[k] for k in ("model", "l4t_major") if k in detect}
+        known = load_targets()
+    except Exception:  # a broken custom profile dir must not stop a flash; the agent has its own table
+        known = {}
+    if not profile and target in known:
+        profile = known[target].to_dict()
+    for name, t in known.items():
+        if name != target and t.detect_model:
+            others[name] = list(t.detect_model)
+    return {"model": list(profile.get("detect_model") or []),
+            "tegra_release": list(profile.get("detect_tegra_release") or []),
+            "kind": profile.get("kind"), "others": others}
 
 
 def prepare_release(bundle: Path, workdir: Path, runtime_wheel: Path | None = None,
@@ -163,14 +177,11 @@ def prepare_release(bundle: Path, workdir: Path, runtime_wheel: Path | None = No
     if not label.replace(".", "").replace("-", "").replace("_", "").replace("+", "").isalnum():
         raise ConfigError("version label {!r}: use letters, digits and . - _ + only".format(label))
     return Release(wheel=runtime_wheel, runtime_version=runtime_version, bundle_tar=Path(tar_path),
-                   manifest=manifest, version=label, target_hints=target_hints(manifest.get("target", "")))
+                   manifest=manifest, version=label, target_hints=target_hints(manifest))
 
 
 def describe(release: Release) -> str:
     return "{} (runtime {}, target {}, precision {}, {})".format(
-        release.version, release.runtime_version, release.target or "?", release.manifest.get("precision", "?"),
-        "engine included" if release.has_engine else "engine built on the device at first start")
-
-
-def manifest_summary(release: Release) -> str:
-    return json.dumps({k: release.manifest.get(k) for k in ("target", "precision")})
+        release.version, release.runtime_version, release.target or "?", release.precision,
+        "engine included" if release.has_engine else
+        "engine built on the device at first start" if release.builds_engine_on_device else "no engine needed")

@@ -182,22 +182,25 @@ async def run_agent(conn, device: Device, argv: list[str], on_event: Callable[[d
     return result
 
 
-async def upload(conn, local: Path, remote: str, on_progress: Callable[[int, int], None] | None = None) -> None:
-    """SFTP upload to ``remote + '.part'`` then rename: a cut transfer never looks like a complete file."""
+async def upload(conn, files: list[tuple[Path, str, Callable[[int, int], None] | None]]) -> None:
+    """SFTP upload of (local, remote, on_progress) items, each to ``remote + '.part'`` then renamed: a cut
+    transfer never looks like a complete file."""
     import asyncssh
 
+    local = None
     try:
         async with conn.start_sftp_client() as sftp:
-            part = remote + ".part"
+            for local, remote, on_progress in files:
+                part = remote + ".part"
 
-            def progress(_src, _dst, done, total):
-                if on_progress is not None:
-                    on_progress(done, total)
+                def progress(_src, _dst, done, total, on_progress=on_progress):
+                    if on_progress is not None:
+                        on_progress(done, total)
 
-            await sftp.put(str(local), part, progress_handler=progress)
-            if await sftp.exists(remote):
-                await sftp.remove(remote)
-            await sftp.rename(part, remote)
+                await sftp.put(str(local), part, progress_handler=progress)
+                if await sftp.exists(remote):
+                    await sftp.remove(remote)
+                await sftp.rename(part, remote)
     except (asyncssh.Error, OSError) as exc:
-        raise DeviceError("connection lost during upload of {}: {}".format(Path(local).name, _why(exc)),
-                          "lost") from None
+        raise DeviceError("connection lost during upload of {}: {}".format(Path(local).name if local else "files",
+                                                                          _why(exc)), "lost") from None

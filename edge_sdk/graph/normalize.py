@@ -94,14 +94,14 @@ def fold_input_normalization(model: onnx.ModelProto, meta: ModelMeta, dtype: str
                       shape=[n, h, w, 3] if layout == "NHWC" else [n, 3, h, w])
     x: gs.Tensor = raw
     prefix = "edge_sdk_raw"
-    if layout == "NHWC":
-        nchw = gs.Variable(prefix + "_nchw", dtype=raw.dtype, shape=[n, 3, h, w])
-        graph.nodes.append(gs.Node("Transpose", prefix + "_transpose", {"perm": [0, 3, 1, 2]}, [x], [nchw]))
-        x = nchw
-    if dtype == "uint8":
-        as_float = gs.Variable(prefix + "_float", dtype=np.float32, shape=[n, 3, h, w])
+    if dtype == "uint8":  # cast first: TensorRT takes UINT8 I/O only into a cast (IIdentityLayer)
+        as_float = gs.Variable(prefix + "_float", dtype=np.float32, shape=list(raw.shape))
         graph.nodes.append(gs.Node("Cast", prefix + "_cast", {"to": onnx.TensorProto.FLOAT}, [x], [as_float]))
         x = as_float
+    if layout == "NHWC":
+        nchw = gs.Variable(prefix + "_nchw", dtype=np.float32, shape=[n, 3, h, w])
+        graph.nodes.append(gs.Node("Transpose", prefix + "_transpose", {"perm": [0, 3, 1, 2]}, [x], [nchw]))
+        x = nchw
     centred = None
     changes = []
     for node, pad in paths:

@@ -155,7 +155,8 @@ def append_peak_extraction(model: onnx.ModelProto, meta: ModelMeta, k: int = 10,
     pooled = b.op("MaxPool", [parts], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
     keep = b.op("And", [b.op("Equal", [parts, pooled], np.bool_),
                         b.op("Greater", [parts, b.const(threshold)], np.bool_)], np.bool_)
-    padded = b.op("Pad", [parts, b.const([0, 0, 1, 1, 0, 0, 0, 1], np.int64), b.const(-3.0e38)],
+    # zero padding (TensorRT's plain padding layer): a kept peak is > threshold >= 0, so never equals a pad
+    padded = b.op("Pad", [parts, b.const([0, 0, 1, 1, 0, 0, 0, 1], np.int64)],
                   shape=[n, NUM_PARTS, h + 1, w + 2], mode="constant")
     earlier = None
     for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):

@@ -8,7 +8,8 @@ every frame is processed, none dropped).
 
     video.mp4 | clip.avi          a video file (a truncated file yields what was readable, then SourceError)
     photos/  | photo.jpg          an image folder (sorted by name) or one image
-    0 | 1 | /dev/video0          a camera (V4L2 index or device)
+    0 | 1 | /dev/video0          a camera (V4L2 index or device); ?w=1280&h=720&fps=30&fourcc=MJPG asks
+                                  the camera for a size, rate and pixel format
     csi://0[?w=1280&h=720&fps=30&flip=0]
                                   a Jetson CSI camera (nvarguscamerasrc; needs OpenCV with GStreamer)
     "... ! appsink"               any GStreamer pipeline ending in appsink
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - reported when a source is opened
     cv2 = None
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+EXACT_COUNT_EXTENSIONS = (".avi", ".mp4", ".m4v", ".mov", ".3gp")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -121,10 +123,17 @@ class VideoFileSource(Source):
             index += 1
         if index == 0:
             raise SourceError("video {} has no readable frame (corrupt or truncated file)".format(self.path))
-        if self.frame_count > 0 and index < self.frame_count - 1:
+        if self.frame_count > 0 and self.frame_count - index > self._count_tolerance():
             raise SourceError("video {} ended after {} of its {} frames: the file is truncated or corrupt; "
                               "the frames before the damage were processed".format(
                                   self.path, index, self.frame_count))
+
+    def _count_tolerance(self):
+        """Frames that may be missing before we call the file truncated: AVI/MP4/MOV headers count frames
+        exactly; other containers (MKV, TS, ...) only estimate (duration x fps), so allow 5 %."""
+        if self.path.lower().endswith(EXACT_COUNT_EXTENSIONS):
+            return 1
+        return max(1, int(0.05 * self.frame_count))
 
     def close(self):
         self.capture.release()
@@ -161,8 +170,11 @@ class LiveCaptureSource(Source):
 
     live = True
 
-    def __init__(self, target, name, reconnect=3, reconnect_delay=1.0, open_timeout_s=10.0):
+    def __init__(self, target, name, reconnect=3, reconnect_delay=1.0, open_timeout_s=10.0, settings=None):
+        """``settings``: camera properties to request after opening (``width``, ``height``, ``fps``,
+        ``fourcc``), e.g. MJPG at 1280x720 to get 30 fps from a USB webcam."""
         _need_cv2()
+        self.settings = dict(settings or {})
         self.target = target
         self.name = name
         self.reconnect = int(reconnect)
@@ -191,7 +203,16 @@ class LiveCaptureSource(Source):
         if not capture.isOpened():
             capture.release()
             return None
+        self._apply_settings(capture)
         return capture
+
+    def _apply_settings(self, capture):
+        if "fourcc" in self.settings:  # before the size: some drivers offer large sizes only in MJPG
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.settings["fourcc"]))
+        for key, prop in (("width", cv2.CAP_PROP_FRAME_WIDTH), ("height", cv2.CAP_PROP_FRAME_HEIGHT),
+                          ("fps", cv2.CAP_PROP_FPS)):
+            if key in self.settings:
+                capture.set(prop, float(self.settings[key]))
 
     def _not_found_message(self):
         if is_gstreamer_pipeline(self.target):
@@ -374,6 +395,27 @@ def _parse_synthetic(spec):
                            seed=values.get("seed", 0), live=live)
 
 
+def _parse_camera_settings(spec, query):
+    options = dict(item.partition("=")[::2] for item in query.split("&") if item)
+    known = {"w": "width", "h": "height", "fps": "fps", "fourcc": "fourcc"}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SourceError("unknown camera option(s) {} in {!r}; known: w, h, fps, fourcc (e.g. 0?w=1280&h=720"
+                          "&fps=30&fourcc=MJPG)".format(", ".join(unknown), spec))
+    settings = {}
+    for key, value in options.items():
+        if key == "fourcc":
+            if len(value) != 4:
+                raise SourceError("camera fourcc must be 4 characters (MJPG, YUYV), got {!r}".format(value))
+            settings["fourcc"] = value
+            continue
+        try:
+            settings[known[key]] = float(value)
+        except ValueError:
+            raise SourceError("bad camera option {}={!r} in {!r}: not a number".format(key, value, spec)) from None
+    return settings
+
+
 def open_source(spec, reconnect=3, reconnect_delay=1.0):
     """A :class:`Source` for a user's ``--source`` value (see the module docstring for the forms)."""
     if isinstance(spec, Source):
@@ -383,15 +425,17 @@ def open_source(spec, reconnect=3, reconnect_delay=1.0):
     spec = str(spec)
     if spec.startswith("synthetic"):
         return _parse_synthetic(spec)
-    if spec.isdigit():
-        return LiveCaptureSource(int(spec), "camera{}".format(spec), reconnect, reconnect_delay)
+    device, _, query = spec.partition("?")
+    if device.isdigit() or device.startswith("/dev/video"):
+        settings = _parse_camera_settings(spec, query)
+        target = int(device) if device.isdigit() else device
+        name = "camera{}".format(device) if device.isdigit() else os.path.basename(device)
+        return LiveCaptureSource(target, name, reconnect, reconnect_delay, settings=settings)
     if spec.startswith("csi://"):
         pipeline, name = _parse_csi(spec)
         return LiveCaptureSource(pipeline, name, reconnect, reconnect_delay)
     if is_gstreamer_pipeline(spec):
         return LiveCaptureSource(spec, "gstreamer", reconnect, reconnect_delay)
-    if spec.startswith("/dev/video"):
-        return LiveCaptureSource(spec, os.path.basename(spec), reconnect, reconnect_delay)
     if spec.lower().startswith(STREAM_SCHEMES):
         host = spec.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
         return LiveCaptureSource(spec, host, reconnect, reconnect_delay)

@@ -309,44 +309,84 @@ class TensorRTBackend(Backend):
 # -- bundles: cached engines, first-start builds -------------------------------------------------------------
 
 def bundle_engine_settings(manifest):
-    """DLA core, workspace and precision for the engine, from the bundle manifest (engine section first)."""
+    """The engine build options from the bundle manifest (``engine.options``, written by `edge-sdk build`),
+    with the DLA core as an int (-1: GPU) for the runtime."""
     engine = manifest.get("engine") or {}
-    target = manifest.get("target_profile") or {}
-    dla = engine.get("dla_core", manifest.get("dla_core", -1))
+    options = dict(engine.get("options") or {})
     precision = manifest.get("precision") or {}
-    return {
-        "dla_core": -1 if dla is None else int(dla),
-        "workspace_mb": int(engine.get("workspace_mb") or target.get("workspace_mb") or DEFAULT_WORKSPACE_MB),
-        "precision": precision.get("used", "fp32") if isinstance(precision, dict) else str(precision),
-    }
+    options.setdefault("precision", precision.get("used", "fp16") if isinstance(precision, dict) else str(precision))
+    options.setdefault("workspace_mb", DEFAULT_WORKSPACE_MB)
+    dla = options.get("dla_core", engine.get("dla_core"))
+    options["dla_core"] = None if dla is None or int(dla) < 0 else int(dla)
+    return options
+
+
+def _runtime_dla_core(settings):
+    return -1 if settings.get("dla_core") is None else int(settings["dla_core"])
+
+
+def _sha256(data):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cached_engine_ok(path):
+    """The cached engine exists and matches the sha256 written beside it (a half-written or damaged cache
+    is rebuilt, never loaded)."""
+    try:
+        with open(path + ".sha256") as handle:
+            expected = handle.read().strip()
+        return _sha256(_read(path)) == expected
+    except (IOError, OSError):
+        return False
 
 
 def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
-    """Build the engine from the bundle's ONNX with the engine builder; write it to ``engine_path``."""
+    """Build the engine from the bundle's ONNX with the engine builder (edge_sdk.engine.tensorrt_builder);
+    write it to ``engine_path`` (+ its sha256). The timing cache lives beside it (never the bundle's own
+    hashed files, so the bundle still verifies afterwards)."""
+    import shutil
+
     try:
-        from edge_sdk.engine.tensorrt_builder import build_engine_from_onnx
+        from edge_sdk.engine import tensorrt_builder
     except ImportError as exc:
         raise BundleError("bundle {} has no engine for this GPU and the engine builder is not installed ({}); "
                           "build the engine on a host with `edge-sdk build`, or install edge-sdk with the "
                           "engine builder on this device".format(bundle.dir, exc)) from exc
-    if not bundle.model_path or not os.path.isfile(bundle.model_path):
+    engine = bundle.manifest.get("engine") or {}
+    model = bundle.file_path(engine["source_model"]) if engine.get("source_model") else bundle.model_path
+    if not model or not os.path.isfile(model):
         raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
                           "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
-    timing_cache = bundle.file_path("timing.cache")
-    calib = bundle.file_path("calib.cache")
-    progress("building the TensorRT engine for this GPU from {} ({}, DLA core {}); this takes minutes the "
-             "first time only".format(bundle.model_path, settings["precision"], settings["dla_core"]))
-    data = build_engine_from_onnx(bundle.model_path, settings["precision"], settings["workspace_mb"],
-                                  settings["dla_core"], timing_cache if os.access(bundle.dir, os.W_OK) else None,
-                                  calib_cache=calib if os.path.isfile(calib) else None)
+    timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
+    shipped = bundle.file_path("timing.cache")
+    if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
+        directory = os.path.dirname(timing_cache)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory)
+        shutil.copyfile(shipped, timing_cache)  # a head start; TensorRT ignores entries of other GPUs
+    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
+    calib = calib if os.path.isfile(calib) else None
+    progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
+             "only".format(model, settings["precision"], ", DLA core {}".format(settings["dla_core"])
+                           if settings["dla_core"] is not None else ""))
+    if hasattr(tensorrt_builder, "build_engine_from_onnx"):
+        data = tensorrt_builder.build_engine_from_onnx(model, settings["precision"], settings["workspace_mb"],
+                                                       settings["dla_core"], timing_cache, calib_cache=calib)
+    else:
+        options = tensorrt_builder.EngineOptions.from_dict(settings, timing_cache=timing_cache, calib_cache=calib)
+        data, _ = tensorrt_builder.build_serialized_engine(model, options, log=progress)
+    data = bytes(data)
     _write_atomic(engine_path, data)
+    _write_atomic(engine_path + ".sha256", _sha256(data).encode())
     return data
 
 
 def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2):
     """A TensorRTBackend for an opened bundle (``edge_sdk.runtime.bundle.Bundle``).
 
-    Tries the bundle's engine, then the engine cached for this GPU + TensorRT version; builds one from the
+    Tries the bundle's own engine, then the engine cached for this GPU + TensorRT version; builds one from the
     bundle's ONNX when neither loads (and ``build``). Raises BundleError saying what to do otherwise.
     """
     import tensorrt as trt
@@ -355,19 +395,22 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
 
     device = device or CudaDevice(0)
     settings = bundle_engine_settings(bundle.manifest)
+    dla_core = _runtime_dla_core(settings)
     key = engine_cache_key(device.name, device.compute_capability, trt.__version__)
     cached = cached_engine_path(bundle.dir, key)
     tried = []
-    for path in (bundle.engine_path, cached):
-        if path and os.path.isfile(path):
+    candidates = [bundle.engine_path] if bundle.engine_path else []
+    if _cached_engine_ok(cached):
+        candidates.append(cached)
+    for path in candidates:
+        if os.path.isfile(path):
             try:
-                return TensorRTBackend(path, meta=bundle.meta, dla_core=settings["dla_core"], device=device,
-                                       depth=depth)
+                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)
             except ModelError as exc:
                 tried.append(str(exc))
     if not build:
         raise BundleError("no usable TensorRT engine in bundle {} for {} ({}){}; let the runtime build one "
-                          "(drop --no-build) or use --backend onnxruntime".format(
+                          "or use --backend onnxruntime".format(
                               bundle.dir, device.name, key, ": " + "; ".join(tried) if tried else ""))
     build_engine_for_bundle(bundle, cached, settings, progress)
-    return TensorRTBackend(cached, meta=bundle.meta, dla_core=settings["dla_core"], device=device, depth=depth)
+    return TensorRTBackend(cached, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)
