@@ -14,17 +14,24 @@ from edge_sdk.runtime.cuda import CudaDevice, get_api
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def device():
-    try:
-        from cuda.bindings import runtime  # noqa: F401
-    except ImportError:
+def _binding_or_skip(name):
+    import importlib
+
+    modules = {"cuda-python": ("cuda.bindings.runtime", "cuda.cudart"), "pycuda": ("pycuda.driver",)}[name]
+    for module in modules:
         try:
-            from cuda import cudart  # noqa: F401
+            importlib.import_module(module)
+            return
         except ImportError:
-            pytest.skip("cuda-python is not installed")
+            continue
+    pytest.skip("{} is not installed".format(name))
+
+
+@pytest.fixture(scope="module", params=["cuda-python", "pycuda"])
+def device(request):
+    _binding_or_skip(request.param)
     try:
-        dev = CudaDevice(0, api=get_api(0, "cuda-python"))
+        dev = CudaDevice(0, api=get_api(0, request.param))
     except Exception as exc:  # noqa: BLE001 - no driver / no GPU: skip, do not fail
         pytest.skip("no usable CUDA GPU: {}".format(exc))
     if not dev.info["can_map_host_memory"]:
@@ -180,16 +187,19 @@ def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, ze
     from edge_sdk.runtime.model_meta import InputSpec, ModelMeta
     from tests.tensorrt_double import install_tensorrt_double, plan_bytes
 
+    _binding_or_skip("cuda-python")
+    runtime_api = get_api(0, "cuda-python")  # the fake engine's own memory access (unified addressing)
+
     class DeviceMemory(object):
         def read(self, ptr, nbytes):
             device.api.synchronize()  # the engine runs after the queued input copy
             out = np.empty(nbytes, np.uint8)
-            device.api.memcpy(out.ctypes.data, ptr, nbytes, "default")
+            runtime_api.memcpy(out.ctypes.data, ptr, nbytes, "default")
             return out.tobytes()
 
         def write(self, ptr, data):
             src = np.frombuffer(data, np.uint8).copy()
-            device.api.memcpy(ptr, src.ctypes.data, len(data), "default")
+            runtime_api.memcpy(ptr, src.ctypes.data, len(data), "default")
 
     trt = install_tensorrt_double(monkeypatch, flavour)
     trt.memory = DeviceMemory()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -50,16 +51,22 @@ def test_doctor_cli_reports_and_chooses_onnxruntime(edge_sdk_cli):
     report = json.loads(edge_sdk_cli("doctor", "--json", check=True).stdout)
     assert report["runtime_will_use"]["backend"] == "onnxruntime"
     assert report["tensorrt"]["version"] is None and "tensorrt" in report["tensorrt"]["error"]
-    assert report["packages"]["numpy"][0].isdigit()
+    assert report["packages"]["numpy"][0].isdigit() and report["package_errors"] == {}
 
 
 def test_doctor_with_tensorrt_but_no_cuda_binding_says_so(monkeypatch):
+    import sys
+
     trt = install_tensorrt_double(monkeypatch, "8.2", num_dla_cores=2)
+    monkeypatch.setitem(sys.modules, "paho", None)  # a device without paho-mqtt: reported, not raised
+    monkeypatch.setitem(sys.modules, "paho.mqtt", None)
     report = collect()
+    assert report["packages"]["paho-mqtt"] is None
+    assert re.search(r"paho-mqtt\s+not available \(ModuleNotFoundError", format_report(report))
     assert report["tensorrt"] == {"version": trt.__version__, "error": "", "dla_cores": 2}
     assert report["runtime_will_use"]["backend"] == "onnxruntime"
     assert "neither cuda-python nor pycuda" in report["runtime_will_use"]["because"]
-    assert "DLA cores     2" in format_report(report)
+    assert re.search(r"DLA cores\s+2\n", format_report(report))
 
 
 class Opened(object):
