@@ -94,3 +94,36 @@ def test_selection_rules(tmp_path):
     assert select_backend("onnxruntime", with_engine, trt_ok, cuda_ok)[0] == "onnxruntime"
     assert select_backend("tensorrt", None, trt_missing, cuda_ok)[0] == "tensorrt"  # the loader then explains
     assert os.path.isfile(str(engine))
+
+
+def test_selection_follows_the_bundles_target(tmp_path):
+    trt_ok = lambda: ("10.3.0", "")  # noqa: E731
+    cuda_ok = lambda: ("cuda-python", "")  # noqa: E731
+    engine = tmp_path / "engine.plan"
+    engine.write_bytes(b"plan")
+    cpu = Opened(tmp_path, engine=str(engine))
+    cpu.manifest = {"backend": "onnxruntime", "target": "cpu"}
+    assert select_backend("auto", cpu, trt_ok, cuda_ok) == (
+        "onnxruntime", "the bundle was made for target cpu (onnxruntime backend)")
+    gpu = Opened(tmp_path, engine=str(engine))
+    gpu.manifest = {"backend": "tensorrt", "target": "jetson-orin-nano"}
+    assert select_backend("auto", gpu, trt_ok, cuda_ok)[0] == "tensorrt"
+
+
+def test_doctor_judges_a_bundle(tmp_path, edge_sdk_cli):
+    import onnx
+
+    from edge_sdk.engine.build import BuildRequest, build
+    from edge_sdk.graph.synthetic import make_pose_model
+
+    onnx.save(make_pose_model(seed=5), str(tmp_path / "pose.onnx"))
+    request = BuildRequest(model=str(tmp_path / "pose.onnx"), target="jetson-orin-nano", output=str(tmp_path / "b"),
+                           precision="fp16", input_size=(96, 64), engine="device", archive=False)
+    result = build(request, echo=lambda line: None)
+    proc = edge_sdk_cli("doctor", "--json", "--bundle", str(result.bundle_dir), check=True)
+    report = json.loads(proc.stdout)
+    assert report["bundle"] == str(result.bundle_dir)
+    assert report["runtime_will_use"]["backend"] == "onnxruntime"
+    assert "TensorRT is not importable" in report["runtime_will_use"]["because"]
+    bad = edge_sdk_cli("doctor", "--bundle", str(tmp_path / "missing"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
