@@ -179,6 +179,36 @@ def test_no_leak_over_10k_frames(device):
         free_before - free_after)
 
 
+def test_buffers_and_streams_work_from_another_thread(device):
+    """The pipeline calls CUDA from its inference thread, not the thread that opened the device."""
+    import threading
+
+    errors, results = [], []
+
+    def work():
+        try:
+            tensor = device.tensor((3, 32, 48), np.float32, zero_copy=False)
+            tensor.host[...] = 7.0
+            stream = device.stream()
+            tensor.to_device(stream)
+            tensor.host[...] = 0.0
+            tensor.to_host(stream)
+            done = device.event()
+            done.record(stream)
+            done.synchronize()
+            results.append(float(tensor.host.min()))
+            tensor.free()
+            done.close()
+            stream.close()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(60)
+    assert not errors and results == [7.0]
+
+
 @pytest.mark.parametrize("zero_copy", [True, False], ids=["jetson-style-mapped", "discrete-pinned-async"])
 @pytest.mark.parametrize("flavour", ["8.2", "8.6", "10"])
 def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, zero_copy):
@@ -209,13 +239,17 @@ def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, ze
     dev.info = dict(dev.info, integrated=zero_copy)  # on the H100, zero_copy=True takes the Jetson path
     backend = TensorRTBackend(plan_bytes(flavour, io=io), meta=ModelMeta(InputSpec(height=32, width=48)), device=dev)
     assert dev.zero_copy == zero_copy
+    import concurrent.futures
+
     rng = np.random.default_rng(3)
-    for _ in range(3):
+    worker = concurrent.futures.ThreadPoolExecutor(1)  # the pipeline infers on its own thread
+    for frame in range(4):
         buffer = backend.new_input_buffer()
         buffer[...] = rng.random(buffer.shape, dtype=np.float32)
-        outputs = backend.infer(buffer)
+        outputs = backend.infer(buffer) if frame % 2 == 0 else worker.submit(backend.infer, buffer).result(60)
         flat = buffer.astype(np.float64).ravel()
         np.testing.assert_array_equal(outputs["pafs"], np.resize(flat * 2.0, 38 * 24).reshape(1, 38, 4, 6)
                                       .astype(np.float32))
+    worker.shutdown()
     backend.close()
     assert "tests.tensorrt_double" in sys.modules

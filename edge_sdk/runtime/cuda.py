@@ -15,6 +15,7 @@ Two backends behind one small API (:class:`CudaApi`): cuda-python (``cuda.bindin
 numpy at import time.
 """
 
+import atexit
 import ctypes
 import threading
 
@@ -75,6 +76,33 @@ def _version_string(v):
     return "{}.{}".format(v // 1000, (v % 1000) // 10)
 
 
+API_METHODS = ("device_info", "versions", "host_alloc", "host_device_pointer", "free_host", "malloc", "free",
+               "memcpy_async", "memcpy", "stream_create", "stream_handle", "stream_synchronize", "stream_destroy",
+               "stream_wait_event", "event_create", "event_record", "event_query", "event_synchronize",
+               "event_elapsed_ms", "event_destroy", "mem_get_info", "synchronize")
+
+
+def _per_thread(cls):
+    """Make every API method first call ``cls._enter_thread`` once per calling thread: the pipeline calls
+    CUDA from its inference thread, not the thread that made the device (pycuda's context is per thread;
+    the runtime API's current device is too)."""
+    def wrap(method):
+        def call(self, *args, **kwargs):
+            local = self._thread
+            if not getattr(local, "ready", False):
+                self._enter_thread()
+                local.ready = True
+            return method(self, *args, **kwargs)
+        call.__name__ = method.__name__
+        call.__doc__ = method.__doc__
+        return call
+
+    for name in API_METHODS:
+        setattr(cls, name, wrap(getattr(cls, name)))
+    return cls
+
+
+@_per_thread
 class CudaPythonApi(CudaApi):
     """cuda-python: ``from cuda.bindings import runtime`` (12.x+) or ``from cuda import cudart`` (11.x)."""
 
@@ -91,7 +119,12 @@ class CudaPythonApi(CudaApi):
         self._success = rt.cudaError_t.cudaSuccess
         self._not_ready = rt.cudaError_t.cudaErrorNotReady
         self.device = device
-        self._call("cudaSetDevice", rt.cudaSetDevice(device))
+        self._thread = threading.local()
+        self._enter_thread()
+        self._thread.ready = True
+
+    def _enter_thread(self):
+        self._call("cudaSetDevice", self.rt.cudaSetDevice(self.device))
 
     def _error_name(self, err):
         try:
@@ -200,6 +233,7 @@ class CudaPythonApi(CudaApi):
         self._call("cudaDeviceSynchronize", self.rt.cudaDeviceSynchronize())
 
 
+@_per_thread
 class PyCudaApi(CudaApi):
     """pycuda (JetPack 4.6 / CUDA 10.2): the device's primary context, so TensorRT shares it."""
 
@@ -214,11 +248,29 @@ class PyCudaApi(CudaApi):
             drv.init()
             self.dev = drv.Device(device)
             self.context = self.dev.retain_primary_context()
-            self.context.push()
         except drv.Error as exc:
             raise self._error("cuInit/primary context", exc) from exc
+        self._thread = threading.local()
+        self._enter_thread()
+        self._thread.ready = True
+        atexit.register(self._pop_at_exit)
         self._host = {}    # host ptr -> pycuda HostAllocation (keeps it alive)
         self._device = {}  # device ptr -> DeviceAllocation
+
+    def _enter_thread(self):
+        """Make the device's primary context (the one TensorRT and the runtime API use) current here."""
+        try:
+            if self.drv.Context.get_current() is None:
+                self.context.push()
+        except self.drv.Error as exc:
+            raise self._error("cuCtxPushCurrent", exc) from exc
+
+    def _pop_at_exit(self):
+        try:
+            if self.drv.Context.get_current() is not None:
+                self.drv.Context.pop()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
+            pass
 
     def _error(self, what, exc):
         text = str(exc)
