@@ -15,7 +15,6 @@ Two backends behind one small API (:class:`CudaApi`): cuda-python (``cuda.bindin
 numpy at import time.
 """
 
-import atexit
 import ctypes
 import threading
 
@@ -233,7 +232,6 @@ class CudaPythonApi(CudaApi):
         self._call("cudaDeviceSynchronize", self.rt.cudaDeviceSynchronize())
 
 
-@_per_thread
 class PyCudaApi(CudaApi):
     """pycuda (JetPack 4.6 / CUDA 10.2): the device's primary context, so TensorRT shares it."""
 
@@ -250,27 +248,8 @@ class PyCudaApi(CudaApi):
             self.context = self.dev.retain_primary_context()
         except drv.Error as exc:
             raise self._error("cuInit/primary context", exc) from exc
-        self._thread = threading.local()
-        self._enter_thread()
-        self._thread.ready = True
-        atexit.register(self._pop_at_exit)
         self._host = {}    # host ptr -> pycuda HostAllocation (keeps it alive)
         self._device = {}  # device ptr -> DeviceAllocation
-
-    def _enter_thread(self):
-        """Make the device's primary context (the one TensorRT and the runtime API use) current here."""
-        try:
-            if self.drv.Context.get_current() is None:
-                self.context.push()
-        except self.drv.Error as exc:
-            raise self._error("cuCtxPushCurrent", exc) from exc
-
-    def _pop_at_exit(self):
-        try:
-            if self.drv.Context.get_current() is not None:
-                self.drv.Context.pop()
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-            pass
 
     def _error(self, what, exc):
         text = str(exc)
@@ -282,10 +261,21 @@ class PyCudaApi(CudaApi):
         return CudaError(what, name, text)
 
     def _guard(self, what, fn, *args):
+        """Run one pycuda call with the device's primary context current (the one TensorRT and the runtime
+        API use). Pushed and popped around the call when the calling thread has none: pycuda aborts the
+        process if a thread ends with a context left on its stack, and the pipeline infers on a worker thread."""
+        drv = self.drv
+        pushed = False
         try:
+            if drv.Context.get_current() is None:
+                self.context.push()
+                pushed = True
             return fn(*args)
-        except self.drv.Error as exc:
+        except drv.Error as exc:
             raise self._error(what, exc) from exc
+        finally:
+            if pushed:
+                drv.Context.pop()
 
     def device_info(self, device):
         dev = self.drv.Device(device)
