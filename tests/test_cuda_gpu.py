@@ -203,10 +203,18 @@ def test_buffers_and_streams_work_from_another_thread(device):
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join(60)
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(60)
+        gc.collect()
     assert not errors and results == [7.0]
+    leaked = [str(w.message) for w in caught if "could not be cleaned up" in str(w.message)]
+    assert not leaked, leaked  # pycuda could not destroy a stream/event made on another thread
 
 
 @pytest.mark.parametrize("zero_copy", [True, False], ids=["jetson-style-mapped", "discrete-pinned-async"])

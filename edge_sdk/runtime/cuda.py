@@ -15,6 +15,7 @@ Two backends behind one small API (:class:`CudaApi`): cuda-python (``cuda.bindin
 numpy at import time.
 """
 
+import contextlib
 import ctypes
 import threading
 
@@ -69,6 +70,11 @@ class CudaApi(object):
     def versions(self):
         """{driver: 'X.Y', runtime: 'X.Y'}."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def activated(self):
+        """The device's context is current inside (for dropping pycuda objects); nothing to do by default."""
+        yield
 
 
 def _version_string(v):
@@ -260,6 +266,18 @@ class PyCudaApi(CudaApi):
                 name = value
         return CudaError(what, name, text)
 
+    @contextlib.contextmanager
+    def activated(self):
+        drv = self.drv
+        pushed = drv.Context.get_current() is None
+        if pushed:
+            self.context.push()
+        try:
+            yield
+        finally:
+            if pushed:
+                drv.Context.pop()
+
     def _guard(self, what, fn, *args):
         """Run one pycuda call with the device's primary context current (the one TensorRT and the runtime
         API use). Pushed and popped around the call when the calling thread has none: pycuda aborts the
@@ -448,8 +466,9 @@ class Stream(object):
 
     def close(self):
         if self.raw is not None:
-            self.api.stream_destroy(self.raw)
-            self.raw = None
+            with self.api.activated():  # pycuda destroys the stream when the last reference goes: here
+                self.api.stream_destroy(self.raw)
+                self.raw = None
 
 
 class Event(object):
@@ -476,8 +495,9 @@ class Event(object):
 
     def close(self):
         if self.raw is not None:
-            self.api.event_destroy(self.raw)
-            self.raw = None
+            with self.api.activated():
+                self.api.event_destroy(self.raw)
+                self.raw = None
 
 
 class HostBuffer(object):
