@@ -179,6 +179,11 @@ def test_flash_one_device_installs_switches_and_keeps_the_previous_version(lab, 
     assert back.ok and (back.old_version, back.new_version) == (v2.version, v1.version)
     assert device.current_version() == v1.version and device.runtime_alive()
 
+    devices[0].keep = 1  # keep only what runs
+    v3 = release_of(tmp_path, runtime_wheel, "v3")
+    assert fleet.flash(devices, v3, lab.options())[0].status == "updated"
+    assert os.listdir(device.root / "versions") == [v3.version]
+
 
 def flash_cli(edge_sdk_cli, lab, bundle, wheel, *args):
     return edge_sdk_cli("flash", bundle, "--runtime-wheel", wheel, "--known-hosts", lab.known_hosts,
@@ -254,6 +259,18 @@ class CutDuringUpload(Reporter):
             self.cut_at = (done, total)
 
 
+class ConcurrencyProbe(Reporter):
+    def __init__(self):
+        self.active, self.most = set(), 0
+
+    def stage(self, device, stage, message=""):
+        self.active.add(device)
+        self.most = max(self.most, len(self.active))
+
+    def finish(self, result):
+        self.active.discard(result.device)
+
+
 class CutAtStage(Reporter):
     def __init__(self, device, stage, link):
         self.device, self.stage_name, self.link = device, stage, link
@@ -268,7 +285,9 @@ def test_connection_cut_mid_upload_leaves_that_device_on_the_old_version(lab, tm
     link = lab.link(cams[1])
     devices = load_inventory(lab.inventory(ports={"cam2": link.port}))
     v1 = release_of(tmp_path, runtime_wheel, "v1")
-    assert all(r.status == "updated" for r in fleet.flash(devices, v1, lab.options()))
+    bound = ConcurrencyProbe()
+    assert all(r.status == "updated" for r in fleet.flash(devices, v1, lab.options(parallel=2), bound))
+    assert bound.most == 2  # --parallel 2: two devices at a time, never three
     old_pid = cams[1].runtime_pid()
 
     v2 = release_of(tmp_path, runtime_wheel, "v2", big=2 << 20)

@@ -54,7 +54,22 @@ async def _bounded(devices, parallel, work):
 
 
 def _run(coro):
-    return asyncio.run(coro)
+    """asyncio.run, without "Task exception was never retrieved" noise from SFTP requests still in flight
+    when a device's connection dropped: that device's failure is already in its result row."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def handler(loop, context):
+            exc = context.get("exception")
+            if isinstance(exc, (OSError, EOFError)) or type(exc).__module__.startswith("asyncssh"):
+                return
+            loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        return await coro
+
+    return asyncio.run(main())
 
 
 def _failure(device: Device, exc: DeviceError, watch: Stopwatch, old=None, new=None) -> DeviceResult:
