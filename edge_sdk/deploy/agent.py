@@ -684,7 +684,8 @@ def start_runtime(layout, service, version):
 
         def alive():
             code, out = systemctl(service, "is-active", service["name"])
-            return out not in ("failed", "inactive"), "systemd unit {} is {}".format(service["name"], out)
+            return out not in ("failed", "inactive"), "systemd unit {} is {} (see `journalctl -u {}`)".format(
+                service["name"], out, service["name"])
 
         return alive
     argv = render_command(service, layout, version)
@@ -759,7 +760,11 @@ def activate(layout, version, timeout):
     service = read_json(layout.path("versions", version, "service.json"), {})
     current = layout.current_version()
     if current:
-        stop_runtime(layout, read_json(layout.path("versions", current, "service.json"), {}))
+        old = read_json(layout.path("versions", current, "service.json"), {})
+        stop_runtime(layout, old)
+        if old.get("mode") == "systemd" and (service.get("mode") != "systemd" or service.get("name") !=
+                                             old.get("name")):
+            systemctl(old, "disable", old["name"])  # else both would start at the next boot
     elif read_pid(layout):
         stop_runtime(layout, {"mode": "process"})
     layout.switch_current(version)
