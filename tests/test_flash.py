@@ -301,10 +301,14 @@ def test_connection_cut_mid_upload_leaves_that_device_on_the_old_version(lab, tm
     assert cams[1].current_version() == v1.version
     assert cams[1].runtime_pid() == old_pid and cams[1].runtime_alive()  # untouched, still running
 
-    link.restore()  # the next attempt cleans the partial upload and succeeds
+    link.restore()  # the next attempt resumes the partial upload and succeeds
     cam2 = [d for d in devices if d.name == "cam2"]
-    [again] = fleet.flash(cam2, v2, lab.options())
+    stages = StageLog()
+    [again] = fleet.flash(cam2, v2, lab.options(), stages)
     assert again.status == "updated", again
+    assert stages.seen("cam2", "uploading", "already on the device")  # the wheel made it before the cut
+    resumed = [m for d, s, m in stages.stages if m.startswith("resuming bundle.tar.gz at")]
+    assert resumed and float(resumed[0].split()[-2]) > 0.5, stages.stages  # not from zero
     assert cams[1].current_version() == v2.version
     assert not list((cams[1].root / "incoming").iterdir())
 

@@ -121,7 +121,9 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         remote_wheel = upload_dir + "/" + release.wheel.name
         remote_bundle = upload_dir + "/bundle.tar.gz"
         await upload(conn, [(release.wheel, remote_wheel, progress("wheel")),
-                            (release.bundle_tar, remote_bundle, progress("bundle"))])
+                            (release.bundle_tar, remote_bundle, progress("bundle"))],
+                     existing=prep.get("existing"), chunk=prep.get("chunk_bytes", 0),
+                     note=lambda text: reporter.stage(name, "uploading", text))
         # --opt=value: values such as run_args start with "--"
         argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
                 "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,
