@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_sdk.eval import evaluate_keypoints, gt_from_results, load_coco_json  # noqa: E402
 from edge_sdk.eval.coco import poses_to_results  # noqa: E402
-from edge_sdk.eval.oracle import oracle_frames  # noqa: E402
+from edge_sdk.eval.oracle import OracleFrame, degrade_maps, oracle_frames  # noqa: E402
 from edge_sdk.runtime.decode import decode_poses  # noqa: E402
 from edge_sdk.runtime.skeleton import LIMBS, NUM_PARTS, coco18_to_coco17, map_to_image  # noqa: E402
 
@@ -97,11 +97,49 @@ def ours(heatmaps, pafs, width, height):
     return decode_poses(heatmaps, pafs).to_frame(None)
 
 
+def save_overlays(out_dir, gt, images_dir, results):
+    """One JPEG per photo: each decoder's people drawn on it (ground truth thin white), side by side."""
+    import cv2
+
+    from edge_sdk.runtime.skeleton import COCO17_SKELETON
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def draw(image, people, colour, thickness):
+        for kp in people:
+            kp = np.asarray(kp, dtype=np.float64).reshape(17, 3)
+            for a, b in COCO17_SKELETON:
+                if kp[a, 2] > 0 and kp[b, 2] > 0:
+                    cv2.line(image, tuple(int(round(v)) for v in kp[a, :2]), tuple(int(round(v)) for v in kp[b, :2]),
+                             colour, thickness, cv2.LINE_AA)
+            for x, y, v in kp:
+                if v > 0:
+                    cv2.circle(image, (int(round(x)), int(round(y))), thickness + 1, colour, -1, cv2.LINE_AA)
+
+    for image_info in gt["images"]:
+        photo = cv2.imread(str(images_dir / image_info["file_name"]))
+        if photo is None:
+            continue
+        truth = [a["keypoints"] for a in gt["annotations"] if a["image_id"] == image_info["id"]]
+        panels = []
+        for name, decoder_results in results.items():
+            panel = photo.copy()
+            draw(panel, [r["keypoints"] for r in decoder_results if r["image_id"] == image_info["id"]],
+                 (60, 220, 60) if name == "edge-sdk" else (60, 60, 230), 3)
+            draw(panel, truth, (255, 255, 255), 1)
+            cv2.putText(panel, name, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+            panels.append(panel)
+        cv2.imwrite(str(out_dir / image_info["file_name"]), np.hstack(panels))
+
+
 def run(datasets, decoders, repeat):
-    """{decoder: {dataset: (median ms per frame, AP stats)}} with the decoders interleaved frame by frame."""
+    """{decoder: {dataset: (median ms per frame, AP stats, times, results)}}, decoders interleaved per frame."""
     from tqdm import tqdm
 
     report = {}
+    first = next(iter(datasets.values()))[1][0]
+    for decode in decoders.values():  # warm-up: imports, TensorFlow's first op, caches
+        decode(first.heatmaps, first.pafs, first.width, first.height)
     for data_name, (gt, frames) in datasets.items():
         times = {name: [] for name in decoders}
         results = {name: [] for name in decoders}
@@ -117,7 +155,8 @@ def run(datasets, decoders, repeat):
                 results[name] += poses_to_results(kp17, scores, frame.image_id)
         for name in decoders:
             stats = evaluate_keypoints(gt, results[name])
-            report.setdefault(name, {})[data_name] = (1000 * statistics.median(times[name]), stats, times[name])
+            report.setdefault(name, {})[data_name] = (1000 * statistics.median(times[name]), stats, times[name],
+                                                      results[name])
     return report
 
 
@@ -127,6 +166,11 @@ def main(argv=None):
                         help="folder with coco_mini/ and coco_layouts/ (default: ../shared/data)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per frame and decoder; the fastest counts")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many frames of each set")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="degrade the oracle maps first (uneven peaks, blur, noise of this std; e.g. 0.02), "
+                             "the same maps for both decoders")
+    parser.add_argument("--overlays", type=Path, default=None,
+                        help="save each coco_mini photo with both decoders' people drawn on it into this folder")
     parser.add_argument("--hyperpose-grid", choices=["image", "map"], default="image",
                         help="image: HyperPose resizes the maps to the image size first, as its own evaluation "
                              "does (default); map: it decodes on the stride-8 grid (faster, coarser)")
@@ -137,22 +181,31 @@ def main(argv=None):
                                  "person_keypoints_val2014_fakekeypoints100_results.json", image_size=(640, 640))
     datasets = {"coco_mini": (mini_gt, list(oracle_frames(mini_gt))[:args.max_frames]),
                 "coco_layouts": (layouts_gt, list(oracle_frames(layouts_gt))[:args.max_frames])}
+    if args.noise > 0:
+        rng = np.random.default_rng(0)
+        for _, frames in datasets.values():
+            frames[:] = [OracleFrame(f.image_id, f.width, f.height, *degrade_maps(f.heatmaps, f.pafs, rng, args.noise))
+                         for f in frames]
     for gt, frames in datasets.values():  # AP over the frames decoded
         ids = {frame.image_id for frame in frames}
         gt["images"] = [im for im in gt["images"] if im["id"] in ids]
         gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in ids]
     decoders = {"edge-sdk": ours, "hyperpose-2.2.0": HyperPoseDecoder(args.hyperpose_grid)}
-    print("baseline: hyperpose 2.2.0 PostProcessor on the {} grid; {} run(s) per frame, fastest counts".format(
-        args.hyperpose_grid, args.repeat))
+    print("baseline: hyperpose 2.2.0 PostProcessor on the {} grid; {} run(s) per frame, fastest counts; "
+          "map noise {}".format(args.hyperpose_grid, args.repeat, args.noise or "none (exact oracle maps)"))
     report = run(datasets, decoders, args.repeat)
 
     print()
     print("{:<16} {:<13} {:>8} {:>14} {:>7} {:>7} {:>7}".format(
         "decoder", "frames", "n", "median ms/frame", "AP", "AP50", "AR"))
     for name, per_data in report.items():
-        for data_name, (ms, stats, _) in per_data.items():
+        for data_name, (ms, stats, _, _) in per_data.items():
             print("{:<16} {:<13} {:>8} {:>14.2f} {:>7.3f} {:>7.3f} {:>7.3f}".format(
                 name, data_name, len(datasets[data_name][1]), ms, stats["AP"], stats["AP50"], stats["AR"]))
+    if args.overlays:
+        save_overlays(args.overlays, datasets["coco_mini"][0], args.data / "coco_mini" / "images",
+                      {name: per_data["coco_mini"][3] for name, per_data in report.items()})
+        print("overlays of coco_mini saved in", args.overlays)
     print()
     for data_name in datasets:
         ours_times = np.array(report["edge-sdk"][data_name][2])

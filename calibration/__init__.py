@@ -1,11 +1,13 @@
 """INT8 calibration: representative frames -> activation ranges -> Q/DQ ONNX, TensorRT cache, report.
 
-``calibrate(onnx_path, source, out_dir, method="entropy", count=500, seed=0, threshold=0.05) -> dict`` is the
+``calibrate(onnx_path, source, out_dir, method="entropy", count=500, seed=0, threshold=0.1) -> dict`` is the
 entry point (``edge-sdk calibrate`` and ``edge-sdk build --int8 --calib DIR`` call it). Heavy imports happen
 on first use so ``import calibration`` stays cheap.
 """
 
-DEFAULT_THRESHOLD = 0.05
+DEFAULT_THRESHOLD = 0.1
+"""Largest accepted agreement drop: INT8 pose AP against FP32 poses >= 0.90. (Sub-pixel map differences
+already cost a few AP points at the strict OKS thresholds, so 0.05 would flag harmless INT8 models.)"""
 
 __all__ = ["calibrate", "read_cache", "write_cache", "DEFAULT_THRESHOLD"]
 

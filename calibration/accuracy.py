@@ -73,6 +73,12 @@ def decode_all(decode_poses, heatmaps, pafs, stride=STRIDE):
 
 def pose_agreement_ap(reference_people, candidate_people):
     """OKS AP of candidate poses with reference poses as ground truth; None when the reference has no people."""
+    stats = pose_agreement_stats(reference_people, candidate_people)
+    return None if stats is None else stats["ap"]
+
+
+def pose_agreement_stats(reference_people, candidate_people):
+    """{"ap", "ap50", "ap75"} (pycocotools OKS AP at .50:.95, .50, .75) of candidate vs reference poses."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -96,7 +102,7 @@ def pose_agreement_ap(reference_people, candidate_people):
     if not annotations:
         return None
     if not detections:
-        return 0.0
+        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = {"images": images, "annotations": annotations,
@@ -107,7 +113,7 @@ def pose_agreement_ap(reference_people, candidate_people):
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return max(0.0, float(evaluator.stats[0]))
+    return {key: max(0.0, float(evaluator.stats[i])) for i, key in enumerate(("ap", "ap50", "ap75"))}
 
 
 class Evaluator(object):
@@ -140,7 +146,8 @@ class Evaluator(object):
         result = {"map_errors": map_errors(self.reference, maps), "rel_l2": total_rel_l2(self.reference, maps),
                   "pose_ap": None, "people_fp32": None}
         if self.has_people:
-            result["pose_ap"] = pose_agreement_ap(self.reference_people, self._people(maps))
+            stats = pose_agreement_stats(self.reference_people, self._people(maps))
+            result["pose_ap"], result["pose_ap50"], result["pose_ap75"] = stats["ap"], stats["ap50"], stats["ap75"]
             result["people_fp32"] = int(sum(len(k) for k, _ in self.reference_people))
             result["agreement"] = result["pose_ap"]
         else:

@@ -165,20 +165,27 @@ def _to_bgr(image, name):
     return np.ascontiguousarray(image), None
 
 
-def _read_images(paths, spec, progress, what):
+def _read_images(paths, spec, wanted, progress, what):
+    """Decode + preprocess ``paths`` in order until ``wanted`` usable frames; returns (arrays, names,
+    {problem: [paths]}, number of files looked at)."""
     import cv2
     from tqdm import tqdm
 
-    arrays, names, rejected = [], [], {}
-    for path in tqdm(paths, desc=what, unit="frame", disable=not progress, leave=False):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        frame, problem = _to_bgr(image, path)
-        if problem:
-            rejected.setdefault(problem, []).append(path)
-            continue
-        arrays.append(preprocess_frame(frame, spec)[0])
-        names.append(path.name)
-    return arrays, names, rejected
+    arrays, names, rejected, looked = [], [], {}, 0
+    with tqdm(total=min(wanted, len(paths)), desc=what, unit="frame", disable=not progress, leave=False) as bar:
+        for path in paths:
+            if len(arrays) >= wanted:
+                break
+            looked += 1
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            frame, problem = _to_bgr(image, path)
+            if problem:
+                rejected.setdefault(problem, []).append(path)
+                continue
+            arrays.append(preprocess_frame(frame, spec)[0])
+            names.append(path.name)
+            bar.update(1)
+    return arrays, names, rejected, looked
 
 
 def _report_rejected(rejected, total, where):
@@ -297,8 +304,10 @@ def load_frames(source, spec: InputSpec, count: int = 500, seed: int = 0, holdou
     if source.kind == "video":
         arrays, names, _every = _video_frames(source, spec, count + holdout, progress)
     else:
-        arrays, names, rejected = _read_images(files, spec, progress, "calibration frames")
-        message = _report_rejected(rejected, len(files), source.path)
+        shuffled = [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
+        arrays, names, rejected, looked = _read_images(shuffled, spec, count + holdout, progress,
+                                                       "calibration frames")
+        message = _report_rejected(rejected, looked, source.path)
         if not arrays:
             raise ConfigError("no usable calibration images in {}: {}".format(source.path, message))
         if message:

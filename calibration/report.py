@@ -18,6 +18,9 @@ def summary_text(report: dict) -> str:
     lines.append("  {} on {}: {:.3f} (drop {:.3f}, allowed {:.3f}) -> {}".format(
         report["accuracy"]["metric"], evaluated, final["agreement"], final["drop"], report["threshold"],
         "PASS" if report["passed"] else "FAIL"))
+    if final.get("pose_ap") is not None:
+        lines.append("  (AP50 {:.3f}, AP75 {:.3f}; FP32 found {} people)".format(
+            final["pose_ap50"], final["pose_ap75"], final["people_fp32"]))
     if report["float_nodes"]:
         lines.append("  all-INT8 agreement was {:.3f}; kept in float (mixed precision): {}".format(
             full["agreement"], ", ".join(report["float_nodes"])))

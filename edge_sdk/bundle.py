@@ -22,8 +22,8 @@ from typing import Any
 from edge_sdk import __version__
 from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.bundle import (
-    BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
+    BUNDLE_KIND,
     MANIFEST_NAME,
     open_bundle,
     sha256_file,
@@ -114,8 +114,8 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
         for path in sorted(staging.iterdir()):
             files[path.name] = {"sha256": sha256_file(str(path)), "size": path.stat().st_size}
         manifest: dict[str, Any] = {
-            "format": BUNDLE_FORMAT,
-            "format_version": BUNDLE_FORMAT_VERSION,
+            "format": BUNDLE_FORMAT_VERSION,
+            "kind": BUNDLE_KIND,
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "target": target.name,
             "target_profile": target.to_dict(),
@@ -164,7 +164,7 @@ def _describe(bundle) -> str:
     engine = m.get("engine", {})
     lines = [
         "bundle      {}".format(bundle.source),
-        "format      {} v{}".format(m.get("format"), m.get("format_version")),
+        "format      {} v{}".format(m.get("kind"), m.get("format")),
         "created     {}".format(m.get("created")),
         "target      {} ({})".format(m.get("target"), (m.get("target_profile") or {}).get("description", "")),
         "backend     {}".format(m.get("backend")),

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from edge_sdk.errors import BrokerError
+from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
 from edge_sdk.runtime.mqtt import (
     _CONNACK_HINTS,
@@ -69,7 +69,13 @@ class DeviceStats:
         """Frames missing here: seq gaps seen, or what the device reported (frames it dropped + messages its
         delivery queue dropped), whichever is larger (a gap here has one of those causes, or the network)."""
         m = self.metrics
-        reported = sum(int(m.get(k, 0) or 0) for k in ("dropped_frames", "dropped_queue_full", "dropped_offline"))
+
+        def count(key):
+            value = m.get(key, 0)
+            return int(value) if isinstance(value, (int, float)) else 0
+
+        reported = max(count("dropped_frames"), count("drops")) + count("dropped_queue_full") + \
+            count("dropped_offline")
         return max(reported, self.gaps)
 
     def seen(self, key) -> bool:
@@ -131,7 +137,7 @@ class Subscription:
                 if t.endswith("/poses"):
                     self.side_topics += [t[:-len("poses")] + "status", t[:-len("poses")] + "metrics"]
         if persistent_session and not client_id:
-            raise BrokerError("a persistent session needs a fixed client id (--client-id)")
+            raise ConfigError("a persistent session needs a fixed client id: add --client-id NAME")
         self._queue: queue.Queue = queue.Queue()
         self._connected = threading.Event()
         self._connack: int | None = None
@@ -185,8 +191,11 @@ class Subscription:
         return self.devices[name]
 
     def _skip(self, topic: str, why: str) -> None:
+        """Count and warn; a flood of bad messages (a misconfigured device) warns every 100th after 20."""
         self.skipped += 1
-        log.warning("skipped a message on %s: %s", topic, why)
+        if self.skipped <= 20 or self.skipped % 100 == 0:
+            log.warning("skipped a message on %s: %s%s", topic, why,
+                        " ({} skipped so far)".format(self.skipped) if self.skipped > 20 else "")
 
     def _side_message(self, topic: str, payload: bytes) -> None:
         """A status or metrics message: update the device's stats (never yielded)."""

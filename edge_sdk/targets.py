@@ -2,8 +2,9 @@
 
 A profile holds the hardware and software facts a build decision depends on (compute capability, fast
 FP16/INT8, DLA cores, JetPack/TensorRT/CUDA/Python versions, memory) plus our defaults for that device
-(workspace, model, input size) and hints to recognise a device from ``/proc/device-tree/model`` and
-``/etc/nv_tegra_release``. Host-side code (Python >= 3.10); the bundle manifest carries the profile to the
+(workspace, model, input size) and hints to recognise a device: ``[detect] model`` (substrings of
+``/proc/device-tree/model``) and ``l4t_major`` (the L4T release in ``/etc/nv_tegra_release``), the keys the
+flash agent (edge_sdk/deploy) reads too. Host-side code (Python >= 3.10); the bundle manifest carries the profile to the
 device so the runtime never reads TOML.
 """
 
@@ -55,7 +56,7 @@ class Target:
     input_height: int = 256
     soc: str | None = None
     detect_model: tuple[str, ...] = ()
-    detect_tegra_release: tuple[str, ...] = ()
+    detect_l4t_major: tuple[int, ...] = ()
     onnxruntime: dict[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     path: str = ""
@@ -72,7 +73,7 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["detect_model"] = list(self.detect_model)
-        data["detect_tegra_release"] = list(self.detect_tegra_release)
+        data["detect_l4t_major"] = list(self.detect_l4t_major)
         data["sources"] = list(self.sources)
         data.pop("path")
         return data
@@ -178,8 +179,9 @@ def load_target_file(path: str | os.PathLike) -> Target:
         input_width=width,
         input_height=height,
         soc=data.get("soc"),
-        detect_model=tuple(detect.get("device_tree_model", ())),
-        detect_tegra_release=tuple(detect.get("tegra_release", ())),
+        detect_model=tuple(_require(detect, "model", list, where + " [detect]", optional=True, default=[])),
+        detect_l4t_major=tuple(int(v) for v in _require(detect, "l4t_major", list, where + " [detect]",
+                                                         optional=True, default=[])),
         onnxruntime=dict(data.get("onnxruntime", {})),
         sources=tuple(_require(data, "sources", list, where)),
         path=str(path),
@@ -230,12 +232,11 @@ def match_device(device_tree_model: str, tegra_release: str | None = None) -> Ta
 
 def release_supported(target: Target, tegra_release: str) -> bool:
     """Whether an ``/etc/nv_tegra_release`` line (``# R32 (release), REVISION: 7.1``) names an L4T major
-    release the profile lists."""
+    release the profile lists (``[detect] l4t_major``)."""
     import re
 
     found = re.search(r"R(\d+)", tegra_release or "")
-    majors = {hint.split(".")[0] for hint in target.detect_tegra_release}
-    return bool(found) and "R" + found.group(1) in majors
+    return bool(found) and int(found.group(1)) in target.detect_l4t_major
 
 
 def detect_local_target() -> Target | None:

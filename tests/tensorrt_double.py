@@ -40,8 +40,9 @@ such a plan or that were "built" by another TensorRT version. The I/O of parsed 
 
 Execution: the execute calls validate what TensorRT validates (every I/O address set and non-zero, input
 shapes specified, bindings list complete) and return ``False`` otherwise. If ``trt.memory`` is set to an
-object with ``read(ptr, nbytes) -> bytes`` and ``write(ptr, data)`` (see ``tests/cuda_double.py``), the
-double also "runs" the engine: every output is filled with ``output_function(inputs, output_index)`` read
+object with ``read(ptr, nbytes) -> bytes`` and ``write(ptr, data)`` (and optionally
+``enqueue(stream_handle, fn)`` to run in stream order; see ``tests/cuda_double.py``), the double also "runs"
+the engine: every output is filled with ``output_function(inputs, output_index)`` read
 from and written to the bound addresses, so a test can prove that the right buffers were bound.
 
 Use it as the ``tensorrt`` module (``import tensorrt`` in the code under test then gets the double)::
@@ -751,8 +752,16 @@ class IExecutionContext(Recorded):
             if not addresses.get(name):
                 return self._fail("address of tensor {!r} is not set (or 0)".format(name))
         memory = self._trt.memory
+        self._trt.executions.append({"addresses": addresses, "stream": stream_handle})
         if memory is None:
             return True
+        if hasattr(memory, "enqueue"):  # a simulated GPU: the engine runs in stream order, like TensorRT's
+            memory.enqueue(stream_handle, lambda: self._compute(memory, addresses))
+        else:
+            self._compute(memory, addresses)
+        return True
+
+    def _compute(self, memory, addresses):
         inputs, outputs = [], []
         for name, mode, shape, dtype in self.engine._io:
             shape = tuple(self.shapes[name]) if mode == "input" else shape
@@ -766,8 +775,6 @@ class IExecutionContext(Recorded):
             value = self._trt.output_function(inputs, k)
             out = np.resize(value, int(np.prod(shape))).astype(dtype)
             memory.write(addresses[name], out.tobytes())
-        self._trt.executions.append({"addresses": addresses, "stream": stream_handle})
-        return True
 
 
 # -- the module ----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_sdk.errors import ConfigError, ModelError
+from edge_sdk.errors import BundleError, ConfigError, ModelError
 from edge_sdk.runtime.backends.loader import load_backend
 from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_sdk.runtime.model_meta import METADATA_KEY, InputSpec, ModelMeta
@@ -43,11 +43,11 @@ def test_loads_oracle_model_reads_metadata_and_infers(oracle):
     assert backend.meta.model == "oracle"
     assert backend.input_spec == oracle.meta.input
     buffer = backend.new_input_buffer()
-    assert buffer.shape == (1, 3, 128, 192) and buffer.dtype == np.float32
+    assert buffer.shape == (1, 3, 192, 256) and buffer.dtype == np.float32
     buffer[...] = 0.0
     outputs = backend.infer(buffer)
-    assert outputs["heatmaps"].shape == (1, 19, 16, 24)
-    assert outputs["pafs"].shape == (1, 38, 16, 24)
+    assert outputs["heatmaps"].shape == (1, 19, 24, 32)
+    assert outputs["pafs"].shape == (1, 38, 24, 32)
     assert backend.session.get_session_options().intra_op_num_threads == 1
     assert "onnxruntime" in backend.describe()
     backend.close()
@@ -140,3 +140,40 @@ def test_cli_reports_a_corrupt_model_without_traceback(tmp_path, edge_sdk_cli):
     proc = edge_sdk_cli("run", "--model", bad, "--source", "synthetic?frames=2", timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "cannot load ONNX model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def write_cpu_bundle(out, case, **target_overrides):
+    """A real bundle for the ``cpu`` target around ``case``'s model (edge_sdk.bundle.write_bundle)."""
+    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.targets import get_target
+
+    target = get_target("cpu")
+    options = dict(target.onnxruntime, **target_overrides)
+    return write_bundle(out, model_path=case.model_path, meta=case.meta, target=target,
+                        precision=Precision("fp32", "fp32"), engine={"status": "none", "file": None},
+                        onnxruntime_options=options)
+
+
+def test_bundle_for_the_cpu_target(oracle, tmp_path):
+    result = write_cpu_bundle(tmp_path / "bundle", oracle, intra_op_num_threads=1,
+                              graph_optimization_level="ORT_ENABLE_BASIC")
+    for path in (result.directory, result.archive):
+        backend = load_backend(bundle=str(path))  # auto: the cpu target's bundle runs on ONNX Runtime
+        assert isinstance(backend, OnnxRuntimeBackend) and backend.meta.model == "oracle"
+        assert backend.session.get_session_options().intra_op_num_threads == 1
+        assert backend.optimization == "basic"
+        assert backend.infer(np.zeros(backend.input_spec.shape, np.float32))["pafs"].shape == (1, 38, 24, 32)
+
+
+def test_bundle_errors(oracle, tmp_path):
+    directory = write_cpu_bundle(tmp_path / "bundle", oracle).directory
+    with pytest.raises(BundleError, match="built for target 'cpu', but this device is 'jetson-nano'"):
+        load_backend(bundle=str(directory), target="jetson-nano")
+    with pytest.raises(ConfigError, match="is a bundle directory; pass it with --bundle"):
+        load_backend(model=str(directory))
+    model = directory / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-10] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256 of 'model.onnx' does not match"):
+        load_backend(bundle=str(directory))

@@ -65,7 +65,7 @@ def test_cli_tx2_int8_builds_fp16_and_says_why(model_path, tmp_path, edge_sdk_cl
 
 def test_bundle_contents_and_manifest(tx2_bundle):
     m = tx2_bundle.manifest
-    assert m["format"] == "edge-sdk-bundle" and m["format_version"] == 1 and m["target"] == "jetson-tx2"
+    assert m["format"] == 1 and m["kind"] == "edge-sdk-bundle" and m["target"] == "jetson-tx2"
     assert m["target_profile"]["compute_capability"] == "6.2"
     # TensorRT 8.2 has no UINT8 I/O: raw float32 pixels, BGR, HWC -- preprocess only letterboxes
     assert (m["input"]["dtype"], m["input"]["layout"], m["input"]["color"]) == ("float32", "NHWC", "BGR")
@@ -218,3 +218,159 @@ def test_first_start_build_on_device(tx2_bundle, tmp_path, monkeypatch):
     monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-nano"))
     with pytest.raises(BundleError, match="built for target 'jetson-tx2'"):
         build_on_device(str(copy), echo=lines.append)
+
+
+@pytest.fixture(scope="module")
+def calibration_case(tmp_path_factory):
+    """The calibration stage's own synthetic pose model (quantises cleanly) and frames drawn for it."""
+    from calibration.synthetic import build_model, write_frames
+
+    root = tmp_path_factory.mktemp("calib")
+    build_model(str(root / "pose.onnx"))
+    write_frames(root / "frames", 24, seed=0)
+    return root
+
+
+@pytest.mark.parametrize("dla", [None, 1])
+def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch, dla):
+    """--int8 --calib on a fast-INT8 target: Q/DQ model + cache + report in the bundle; the device then builds
+    from the Q/DQ model (GPU, explicit quantisation) or from the float model + cache (DLA)."""
+    from edge_sdk.engine.build import build_on_device
+
+    monkeypatch.setenv("EDGE_SDK_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "nx"
+    result, text = quiet_build(model=str(calibration_case / "pose.onnx"), target="jetson-xavier-nx",
+                               output=str(out), precision="int8", calib=str(calibration_case / "frames"),
+                               calib_count=8, peaks=4, dla_core=dla, input_size=None, engine="device")
+    m = result.manifest
+    assert m["precision"] == {"requested": "int8", "used": "int8", "reason": None}
+    assert {"model.qdq.onnx", "calib.cache", "calib_report.json", "calib_report.txt"} <= set(m["files"])
+    assert "calibrate INT8" in text and m["graph"]["calibration_summary"]
+    options = m["engine"]["options"]
+    assert options["precision"] == "int8" and options["dla_core"] == dla and m["engine"]["dla_core"] == dla
+    assert options["explicit_quantization"] == (dla is None)
+    assert m["engine"]["source_model"] == ("model.qdq.onnx" if dla is None else "model.onnx")
+    qdq = onnx.load(str(out / "model.qdq.onnx"))
+    assert "QuantizeLinear" in [n.op_type for n in qdq.graph.node]
+    assert [o.name for o in qdq.graph.output] == ["peaks", "pafs"]  # peaks appended after calibration
+    assert "QuantizeLinear" not in [n.op_type for n in qdq.graph.node if n.name.startswith("peaks")]
+    bundle = open_bundle(str(out))
+    frame = np.random.default_rng(1).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    x, _ = preprocess_frame(frame, bundle.meta.input)
+    peaks = ort.InferenceSession(str(out / "model.qdq.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["peaks"], {"image": x[None]})[0]
+    assert peaks.shape == (1, 18, 4, 3)
+
+    trt = install_tensorrt_double(monkeypatch, "8.6", num_dla_cores=2)
+
+    class IInt8EntropyCalibrator2(object):
+        def __init__(self):
+            pass
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-xavier-nx"))
+    build_on_device(str(out), echo=lambda line: None)
+    flags = sorted(c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag"))
+    calibrators = trt.calls_named("IBuilderConfig.int8_calibrator=")
+    if dla is None:
+        assert flags == ["FP16", "INT8"] and not calibrators  # Q/DQ: explicit quantisation
+    else:
+        assert flags == ["FP16", "GPU_FALLBACK", "INT8"]
+        assert calibrators[0].args[0].read_calibration_cache() == (out / "calib.cache").read_bytes()
+        assert trt.calls_named("IBuilderConfig.DLA_core=")[0].args == (1,)
+    assert open_bundle(str(out), expected_target="jetson-xavier-nx").manifest["engine"]["status"] == "built"
+
+
+def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
+    """The deploy agent (edge_sdk/deploy) verifies bundles and matches devices with the same manifest keys and
+    [detect] hints this stage writes."""
+    from edge_sdk.deploy.agent import AgentError, check_target, verify_bundle
+    from edge_sdk.deploy.release import target_hints
+
+    assert verify_bundle(str(tx2_bundle.bundle_dir))["target"] == "jetson-tx2"
+    hints = target_hints("jetson-tx2")
+    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "l4t_major": [32]}
+    device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)"}
+    assert "matches" in check_target("jetson-tx2", hints, device)
+    with pytest.raises(AgentError, match="needs L4T R32"):
+        check_target("jetson-tx2", hints, dict(device, l4t="35.4.1"))
+    thor = {"model": "NVIDIA Jetson AGX Thor Developer Kit", "l4t": "38.2.0"}
+    assert "matches" in check_target("jetson-thor", target_hints("jetson-thor"), thor)
+    copy = _copy(tx2_bundle.bundle_dir, tmp_path)
+    (copy / "stray.bin").write_bytes(b"x")
+    with pytest.raises(AgentError, match="not listed"):
+        verify_bundle(str(copy))
+
+
+def test_ops_tensorrt8_cannot_import_are_reported(tmp_path):
+    """A layer TensorRT 8 has no importer for (Mod) is reported for a TRT 8 target, not for TRT 10 or CPU."""
+    from onnx import helper
+
+    model = make_pose_model(seed=0)
+    last = next(n for n in model.graph.node if n.output[0] == "pafs")  # the output Transpose of pafs
+    model.graph.node.insert(list(model.graph.node).index(last), helper.make_node(
+        "Mod", [last.input[0], last.input[0]], ["pafs_mod"], fmod=1))
+    last.input[0] = "pafs_mod"
+    path = tmp_path / "mod.onnx"
+    onnx.save(model, str(path))
+    _, text = quiet_build(model=str(path), target="jetson-nano", output=str(tmp_path / "nano"), engine="device")
+    assert "warning: the model uses Mod which TensorRT 8.2 cannot import" in text
+    with pytest.raises(ConfigError, match="Mod.*--strict"):
+        quiet_build(model=str(path), target="jetson-nano", output=str(tmp_path / "nano2"), strict=True)
+    _, text = quiet_build(model=str(path), target="jetson-orin-nano", output=str(tmp_path / "orin"), engine="device")
+    assert "cannot import" not in text
+
+
+@pytest.mark.parametrize("flavour", ["8.2", "10"])
+def test_runtime_tensorrt_backend_builds_our_bundle_at_first_start(tx2_bundle, tmp_path, monkeypatch, flavour):
+    """End to end across stages: a bundle from `build` (engine left to the device) -> open_bundle -> the
+    runtime's TensorRT backend -> this stage's real builder (TensorRT double, simulated Jetson GPU) -> infer."""
+    from edge_sdk.runtime.backends.tensorrt_backend import load_bundle_backend
+    from edge_sdk.runtime.cuda import CudaDevice
+    from tests.cuda_double import SimCudaApi
+
+    bundle = open_bundle(str(_copy(tx2_bundle.bundle_dir, tmp_path)), expected_target="jetson-tx2")
+    spec = bundle.meta.input
+    io = [("image", "input", spec.shape, spec.dtype), ("peaks", "output", (1, 18, 5, 3), "float32"),
+          ("pafs", "output", (1, 38, 8, 12), "float32")]
+    trt = install_tensorrt_double(monkeypatch, flavour, io=io)
+    trt.memory = SimCudaApi(integrated=True)
+    messages = []
+    backend = load_bundle_backend(bundle, device=CudaDevice(0, api=trt.memory), progress=messages.append)
+    try:
+        workspace = 512 << 20  # jetson-tx2's default, through the API this TensorRT has
+        if flavour == "8.2":
+            assert trt.calls_named("IBuilderConfig.max_workspace_size=")[0].args == (workspace,)
+        else:
+            assert trt.calls_named("IBuilderConfig.set_memory_pool_limit")[0].args[1] == workspace
+        assert [c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag")] == ["FP16"]
+        assert not trt.deprecated_uses
+        frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        buffer = backend.new_input_buffer()
+        preprocess_frame(frame, spec, out=buffer[0])
+        outputs = backend.infer(buffer)
+        assert outputs["peaks"].shape == (1, 18, 5, 3) and outputs["pafs"].shape == (1, 38, 8, 12)
+    finally:
+        backend.close()
+
+
+def test_where_the_engine_is_built(monkeypatch):
+    """Build here only with TensorRT and the target's own GPU; otherwise say why (the one line on screen)."""
+    import sys
+
+    from edge_sdk.engine import build as build_module
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails: no TensorRT on this host
+    assert build_module.local_build_check(get_target("x86-gpu")) == (False, "this host has no TensorRT")
+    install_tensorrt_double(monkeypatch, "10")
+    monkeypatch.setattr(build_module, "detect_local_target", lambda: None)
+    assert build_module.local_build_check(get_target("jetson-orin-nano")) == (
+        False, "this host is not a Jetson, not a jetson-orin-nano")
+    monkeypatch.setattr(build_module, "detect_local_target", lambda: get_target("jetson-nano"))
+    assert build_module.local_build_check(get_target("jetson-orin-nano"))[1] == \
+        "this host is jetson-nano, not a jetson-orin-nano"
+    monkeypatch.setattr(build_module, "detect_local_target", lambda: get_target("x86-gpu"))
+    monkeypatch.setattr(build_module, "local_compute_capability", lambda: "8.6")
+    assert build_module.local_build_check(get_target("x86-gpu")) == (True, "")
+    monkeypatch.setattr(build_module, "local_compute_capability", lambda: "6.1")
+    assert build_module.local_build_check(get_target("x86-gpu")) == (False, "this host's GPU is sm_61 (< sm_75)")
+    assert build_module.local_build_check(get_target("cpu"))[0] is False

@@ -20,6 +20,7 @@ from calibration.trt_cache import (
     CalibrationCache,
     hex_to_scale,
     read_cache,
+    retarget_cache,
     scale_to_hex,
     trt_version_code,
     write_cache,
@@ -90,7 +91,7 @@ def test_trt_cache_format_and_round_trip(tmp_path):
     assert scale_to_hex(hex_to_scale("3c010a14")) == "3c010a14"
     assert scale_to_hex(1.0 / 127.0) == "3c010204"
     assert trt_version_code("8.2.1") == 8201 and trt_version_code("10.3.0") == 100300
-    scales = {"image": 1.0 / 127.0, "stage1/Conv_output_0": 0.0123, "tiny": 1.5e-7}
+    scales = {"image": 1.0 / 127.0, "stage1/Conv_output_0": 0.0123, "model/conv2d_1/BiasAdd:0": 0.5, "tiny": 1.5e-7}
     path = write_cache(tmp_path / "calib.cache", scales, "EntropyCalibration2", "8.6.1")
     lines = path.read_text().splitlines()
     assert lines[0] == "TRT-8601-EntropyCalibration2"
@@ -98,6 +99,8 @@ def test_trt_cache_format_and_round_trip(tmp_path):
     back = read_cache(path)
     assert back.algorithm == "EntropyCalibration2" and back.version == 8601
     assert back.scales == {k: float(np.float32(v)) for k, v in scales.items()}
+    retarget_cache(path, "10.3.0")
+    assert read_cache(path).header == "TRT-100300-EntropyCalibration2" and read_cache(path).scales == back.scales
     with pytest.raises(ConfigError, match="header"):
         CalibrationCache.from_text("image: 3c010a14\n")
     with pytest.raises(ConfigError, match="line 2"):
@@ -197,7 +200,7 @@ def test_single_channel_images(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frames = load_frames(gray, spec, count=1, holdout=1, cache_dir=False, progress=False)
-    assert any("3 single-channel" in str(w.message) for w in caught)
+    assert any("single-channel" in str(w.message) and "colour" in str(w.message) for w in caught)
     assert len(frames.calib) == 1 and len(frames.holdout) == 1
 
 

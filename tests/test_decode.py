@@ -11,7 +11,7 @@ from conftest import COCO_LAYOUTS, COCO_MINI
 
 from edge_sdk.errors import EdgeSdkError
 from edge_sdk.eval import evaluate_keypoints, gt_from_results
-from edge_sdk.eval.oracle import decode_frames, oracle_frames
+from edge_sdk.eval.oracle import OracleFrame, decode_frames, degrade_maps, oracle_frames
 from edge_sdk.runtime.decode import DecodeConfig, DecodeError, Poses, decode_peaks, decode_poses, find_peaks
 from edge_sdk.runtime.maps import map_size_for, render_heatmaps, render_maps
 from edge_sdk.runtime.preprocess import letterbox_params
@@ -46,8 +46,19 @@ def test_oracle_maps_of_real_crowd_layouts_decode_to_high_coco_ap():
     print("coco_layouts oracle OKS:", {k: round(v, 3) for k, v in stats.items()})
     # The layouts hold people whose visible joints do not connect through the 19-limb skeleton (no hips,
     # no shoulders): no PAF decoder can join those, so the bar is below the coco_mini one.
-    assert stats["AP"] >= 0.7
-    assert stats["AP50"] >= 0.8
+    assert stats["AP"] >= 0.8
+    assert stats["AP50"] >= 0.85
+
+
+def test_noisy_blurred_maps_of_real_photos_still_decode_well(coco_mini_frames, coco_mini_gt):
+    """Maps that look more like a network's (uneven peak heights, blur, noise) keep most of the AP."""
+    rng = np.random.default_rng(0)
+    noisy = [OracleFrame(f.image_id, f.width, f.height, *degrade_maps(f.heatmaps, f.pafs, rng, noise=0.02))
+             for f in coco_mini_frames]
+    stats = evaluate_keypoints(coco_mini_gt, decode_frames(noisy, decode_to_image))
+    print("coco_mini noisy oracle OKS:", {k: round(v, 3) for k, v in stats.items()})
+    assert stats["AP"] >= 0.8
+    assert stats["AP50"] >= 0.95
 
 
 def test_a_wrong_decoder_scores_low(coco_mini_frames, coco_mini_gt):
@@ -306,8 +317,56 @@ def test_min_parts_and_min_score_filter_people():
     truth = synthetic_crowd(rng, 3, 480, 400)
     truth[0, 5:] = 0  # person 0: only the head (5 joints) -> 4 parts: nose, eyes, ears joined, no neck
     heatmaps, pafs = render_maps(coco17_to_coco18(truth), 400, 480)
-    assert len(decode_poses(heatmaps, pafs)) == 3
+    poses = decode_poses(heatmaps, pafs)
+    assert len(poses) == 3
+    parts_found = (poses.keypoints[..., 2] > 0).sum(axis=1)
+    assert parts_found.tolist() == [18, 18, 5], "complete people rank above a head alone"
+    assert np.all(np.diff(poses.scores) <= 0)
     assert len(decode_poses(heatmaps, pafs, DecodeConfig(min_parts=6))) == 2
     assert len(decode_poses(heatmaps, pafs, DecodeConfig(min_person_score=1.01))) == 0
     best = decode_poses(heatmaps, pafs, DecodeConfig(max_people=1))
     assert len(best) == 1 and isinstance(best, Poses)
+
+
+def test_half_precision_maps_and_nan_maps(crowd_maps):
+    """TensorRT FP16 engines may hand over float16; a broken engine may output NaN: neither may crash."""
+    truth, (heatmaps, pafs) = crowd_maps
+    half = decode_poses(heatmaps.astype(np.float16), pafs.astype(np.float16))
+    found, _ = half.to_frame(None)
+    assert len(half) == len(truth)
+    assert max(err for _, _, err in match_people(truth, found)) < 1.5
+    nan = np.full_like(heatmaps, np.nan)
+    assert len(decode_poses(nan, pafs)) == 0
+    assert len(decode_poses(heatmaps, np.full_like(pafs, np.nan))) == 0
+
+
+def test_decoding_in_a_thread_pool_gives_the_same_people(crowd_maps):
+    """The runtime decodes frames in worker threads: no shared state between calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, (heatmaps, pafs) = crowd_maps
+    expected = decode_poses(heatmaps, pafs)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: decode_poses(heatmaps, pafs), range(16)))
+    for poses in results:
+        np.testing.assert_array_equal(poses.keypoints, expected.keypoints)
+        np.testing.assert_array_equal(poses.scores, expected.scores)
+
+
+def test_score_limb_scores_true_pairs_and_rejects_crossed_ones(crowd_maps):
+    from edge_sdk.runtime.decode import score_limb
+    from edge_sdk.runtime.skeleton import LIMBS
+
+    truth, (heatmaps, pafs) = crowd_maps
+    peaks = find_peaks(heatmaps)
+    limb = 6  # neck -> right hip: long, crosses other people in a crowd
+    a, b = LIMBS[limb]
+    cand_a, cand_b = peaks[a][peaks[a, :, 2] > 0], peaks[b][peaks[b, :, 2] > 0]
+    scores = score_limb(cand_a, cand_b, pafs[2 * limb], pafs[2 * limb + 1], DecodeConfig(), pafs.shape[1])
+    assert scores.shape == (len(cand_a), len(cand_b)) == (8, 8)
+    truth18 = coco17_to_coco18(truth)
+    owner_a = [np.argmin(np.hypot(*(truth18[:, a, :2] - (c[:2] + 0.5) * 8 + 0.5).T)) for c in cand_a]
+    owner_b = [np.argmin(np.hypot(*(truth18[:, b, :2] - (c[:2] + 0.5) * 8 + 0.5).T)) for c in cand_b]
+    same = np.equal.outer(owner_a, owner_b)
+    assert np.all(scores[same] > 0.9)
+    assert np.all(scores[~same] < scores[same].min())

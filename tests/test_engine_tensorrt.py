@@ -133,9 +133,31 @@ def test_parse_and_build_failures_are_clear(monkeypatch, onnx_file):
 
 
 def test_builder_is_python36_syntax():
-    """The device runs the builder at first start, on JetPack 4.6's Python 3.6."""
+    """The device runs the builder at first start, on JetPack 4.6's Python 3.6 (and the CLI imports every
+    command module there)."""
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     proc = subprocess.run([vermin, "--target=3.6-", "--no-tips", "--violations", "--eval-annotations",
-                           "edge_sdk/engine/tensorrt_builder.py", "edge_sdk/runtime/bundle.py"],
+                           "edge_sdk/engine/tensorrt_builder.py", "edge_sdk/runtime/bundle.py", "edge_sdk/errors.py",
+                           "edge_sdk/commands/build.py", "edge_sdk/commands/rewrite.py", "edge_sdk/commands/inspect.py",
+                           "edge_sdk/commands/targets.py"],
                           capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("qdq", [False, True])
+def test_first_start_entry_point_for_the_tensorrt_backend(monkeypatch, tmp_path, qdq):
+    """``build_engine_from_onnx`` (what the runtime's TensorRT backend calls): INT8 from a Q/DQ file builds
+    with explicit quantisation; from a float file it replays the calibration cache; -1 means no DLA."""
+    from edge_sdk.engine.tensorrt_builder import build_engine_from_onnx
+
+    trt = install_tensorrt_double(monkeypatch, "8.2")
+    add_calibrator_base(trt)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"graph with QuantizeLinear nodes" if qdq else b"float graph")
+    cache = tmp_path / "calib.cache"
+    cache.write_bytes(b"TRT-8201-EntropyCalibration2\n")
+    plan = build_engine_from_onnx(str(model), "int8", 300, -1, str(tmp_path / "timing.cache"), str(cache))
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan).plan["flags"] == ["FP16", "INT8"]
+    assert bool(trt.calls_named("IBuilderConfig.int8_calibrator=")) == (not qdq)
+    assert trt.calls_named("IBuilderConfig.max_workspace_size=")[0].args == (300 * MIB,)
+    assert not trt.calls_named("IBuilderConfig.default_device_type=")

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -260,6 +261,7 @@ def test_queue_bound_drops_oldest_and_reports_it(mosquitto):
     link = LinkCutter(mosquitto)
     pub = publisher(link.url, qos=1, queue_size=10).connect(5)
     pub.write(pose("cam-01", 0))
+    assert pub.flush(5)  # acknowledged: nothing in flight when the link goes
     assert rec.wait(lambda got: any(t.endswith("/poses") for t, _, _ in got))
     link.cut()
     assert wait_until(lambda: not pub.stats()["connected"])
@@ -307,11 +309,29 @@ def test_delivery_queue_spills_to_disk_in_order_and_drops_oldest(tmp_path):
     assert q.pop() is None and not list(tmp_path.glob("*.bin"))
 
 
-def test_paho_1x_client_library(mosquitto, tmp_path):
-    """The real paho-mqtt 1.x (no CallbackAPIVersion), if a copy is given in $EDGE_SDK_TEST_PAHO1."""
+def paho1_source():
+    """A paho-mqtt 1.x source tree: $EDGE_SDK_TEST_PAHO1, else 1.6.1 fetched once with pip into ~/.cache."""
     path = os.environ.get("EDGE_SDK_TEST_PAHO1")
-    if not path:
-        pytest.skip("set EDGE_SDK_TEST_PAHO1 to a paho-mqtt 1.x source dir (e.g. paho-mqtt-1.6.1/src)")
+    if path:
+        return path
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-sdk-test" / "paho-mqtt-1.6.1"
+    src = cache / "paho-mqtt-1.6.1" / "src"
+    if not (src / "paho" / "mqtt" / "client.py").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+                            "paho-mqtt==1.6.1", "-d", str(cache)], check=True, capture_output=True, timeout=60)
+            with tarfile.open(str(cache / "paho-mqtt-1.6.1.tar.gz")) as tar:
+                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(str(cache), **kwargs)
+        except (subprocess.SubprocessError, OSError, tarfile.TarError) as exc:
+            pytest.skip("paho-mqtt 1.6.1 not available (set EDGE_SDK_TEST_PAHO1 to its src dir): {}".format(exc))
+    return str(src)
+
+
+def test_paho_1x_client_library(mosquitto, tmp_path):
+    """The real paho-mqtt 1.x (no CallbackAPIVersion): publisher and subscriber, in a subprocess."""
+    path = paho1_source()
     code = (
         "import sys; sys.path[:0] = [{!r}, {!r}]\n"
         "import paho.mqtt.client as c; assert not hasattr(c, 'CallbackAPIVersion')\n"
@@ -360,3 +380,16 @@ def test_publisher_from_args_connects_and_publishes_periodic_metrics(mosquitto, 
     with pytest.raises(BrokerError, match="127.0.0.1:{}".format(mosquitto.port + 0)):
         mosquitto.stop()
         publisher_from_args(args)
+
+
+def test_status_names_the_bundle_target_and_precision(tmp_path):
+    import argparse
+
+    from edge_sdk.runtime.mqtt import _status_from_args
+
+    bundle = tmp_path / "pose-orin"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"target": "jetson-orin-nano",
+                                                      "precision": {"requested": "int8", "used": "fp16"}}))
+    info = _status_from_args(argparse.Namespace(model=None, bundle=str(bundle)))
+    assert info == {"model": "pose-orin", "target": "jetson-orin-nano", "precision": "fp16"}

@@ -49,11 +49,12 @@ def pki():
                  cwd=d)
     _issue("ca", "server", "127.0.0.1", d, server=True)
     _issue("ca", "client", "cam-01", d)
+    _issue("ca", "dashboard", "dashboard", d)
     _issue("rogue-ca", "rogue", "cam-01", d)
     for f in d.iterdir():
         f.chmod(0o644)
     yield {k: str(d / k) for k in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key",
-                                    "rogue-ca.crt", "rogue.crt", "rogue.key")}
+                                    "dashboard.crt", "dashboard.key", "rogue-ca.crt", "rogue.crt", "rogue.key")}
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -170,3 +171,40 @@ def test_broker_config_cli(edge_sdk_cli, tmp_path):
     assert (tmp_path / "out" / "passwd").read_text().startswith(("cam-01:$7$", "cam-01:$6$"))
     bad = edge_sdk_cli("broker-config", "--devices", tmp_path / "missing.toml", "-o", tmp_path / "o2")
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_certificate_identity_is_the_device_id(mosquitto_factory, pki, tmp_path):
+    """require_certificate + use_identity_as_username: the certificate's CN is the user the ACL applies to,
+    so a device with the certificate of cam-01 can publish only as cam-01, with no password at all."""
+    port = free_port()
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text((
+        '[broker]\nport = {}\nbind = "127.0.0.1"\ncafile = "{}"\ncertfile = "{}"\nkeyfile = "{}"\n'
+        'require_certificate = true\nuse_identity_as_username = true\n[[devices]]\nid = "cam-01"\n'
+        '[[devices]]\nid = "cam-02"\n[[subscribers]]\nname = "dashboard"\n').format(
+            port, pki["ca.crt"], pki["server.crt"], pki["server.key"]))
+    out = Path(tempfile.mkdtemp(prefix="edge-sdk-broker-"))
+    try:
+        out.chmod(0o755)
+        result = write_broker_config(fleet, out)
+        for f in (result.password_file, result.acl_file):
+            f.chmod(0o644)
+        assert "use_identity_as_username true" in result.conf.read_text()
+        broker = mosquitto_factory(port=port, listener_config=result.conf.read_text()).start()
+        url = "mqtts://127.0.0.1:{}".format(port)
+        sub = subscribe(url, topic="edge-sdk/#", tls_ca=pki["ca.crt"], tls_cert=pki["dashboard.crt"],
+                        tls_key=pki["dashboard.key"], idle_timeout=1.5)
+        cam = _publisher(url, "cam-01", tls_ca=pki["ca.crt"], tls_cert=pki["client.crt"],
+                         tls_key=pki["client.key"]).connect(5)
+        impostor = _publisher(url, "cam-02", tls_ca=pki["ca.crt"], tls_cert=pki["client.crt"],
+                              tls_key=pki["client.key"]).connect(5)  # cam-01's certificate, cam-02's topic
+        impostor.write(_message("cam-02", 5))
+        assert impostor.flush(5)
+        cam.write(_message("cam-01", 0))
+        got = [(m["device"], m["seq"]) for m in sub]
+        cam.close()
+        impostor.close(timeout=1)
+        broker.stop()
+        assert got == [("cam-01", 0)]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

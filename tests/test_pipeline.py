@@ -6,6 +6,7 @@ frame: per-part argmax with an exact log-parabola sub-cell fit of the Gaussian p
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -83,7 +84,7 @@ def read_jsonl(path):
         return [json.loads(line) for line in handle]
 
 
-@pytest.mark.parametrize("sequential", [False, True], ids=["threaded", "sequential"])
+@pytest.mark.parametrize("sequential", [False, True], ids=["pipelined", "sequential"])
 def test_oracle_video_every_frame_in_order_with_right_keypoints(oracle, tmp_path, sequential):
     save = tmp_path / "poses.jsonl"
     health = tmp_path / "health.json"
@@ -99,7 +100,7 @@ def test_oracle_video_every_frame_in_order_with_right_keypoints(oracle, tmp_path
         assert all(v >= 0 for v in message["latency_ms"].values())
         assert_matches_oracle(message, oracle.expected[message["seq"]])
     assert stats.frames == oracle.num_frames and stats.drops == 0 and stats.error is None
-    assert stats.mode == ("sequential" if sequential else "threaded")
+    assert stats.mode == ("sequential" if sequential else "pipelined")
     doc = json.loads(health.read_text())
     assert doc["status"] == "stopped" and doc["frames"] == oracle.num_frames and doc["pid"] == os.getpid()
     assert doc["model"] == "oracle"
@@ -349,7 +350,7 @@ def test_sigint_shuts_down_cleanly(oracle, tmp_path):
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_for_lines(save, 5, proc)
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -365,14 +366,9 @@ def test_sigint_shuts_down_cleanly(oracle, tmp_path):
     assert json.loads(open(health).read())["status"] == "stopped"
 
 
-def _decoder_available():
-    from edge_sdk.runtime import decode
-
-    return hasattr(decode, "decode_poses")
-
-
-@pytest.mark.skipif(not _decoder_available(), reason="the PAF decoder (branch decode) is not merged yet")
-def test_cli_run_and_sigint(oracle, tmp_path):
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)], ids=["SIGINT", "SIGTERM"])
+def test_cli_run_stops_cleanly_on_signal(oracle, tmp_path, signum, exit_code):
+    """Ctrl-C (SIGINT) and a service stop (SIGTERM): drain, close, summary, exit 130 / 0."""
     save, health = str(tmp_path / "poses.jsonl"), str(tmp_path / "health.json")
     proc = subprocess.Popen([sys.executable, "-m", "edge_sdk", "run", "--model", str(oracle.model_path),
                              "--source", "synthetic:live?fps=50&w=160&h=120", "--save", save,
@@ -380,24 +376,30 @@ def test_cli_run_and_sigint(oracle, tmp_path):
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_lines(save, 5, proc)
-        proc.send_signal(2)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == exit_code, err
     assert "Traceback" not in err and "interrupted" in out and "latency p50 ms" in out
     messages = read_jsonl(save)
     assert messages and all(m["device"] == "cam-07" for m in messages)
     assert json.loads(open(health).read())["status"] == "stopped"
 
 
-@pytest.mark.skipif(not _decoder_available(), reason="the PAF decoder (branch decode) is not merged yet")
-def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli):
+@pytest.mark.parametrize("packaging", ["model", "bundle"])
+def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli, packaging):
     case = make_oracle(tmp_path, num_frames=12, people=3, video="three.avi")
     save = tmp_path / "poses.jsonl"
-    proc = edge_sdk_cli("run", "--model", case.model_path, "--source", case.video_path, "--save", save,
-                        "--workers", "3", "--device-id", "cam-02", timeout=120)
+    if packaging == "bundle":
+        from test_backend_onnxruntime import write_cpu_bundle
+
+        what = ["--bundle", write_cpu_bundle(tmp_path / "bundle", case).archive]
+    else:
+        what = ["--model", case.model_path]
+    proc = edge_sdk_cli("run", *what, "--source", case.video_path, "--save", save, "--workers", "3",
+                        "--device-id", "cam-02", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "12 frames" in proc.stdout and "latency p50 ms" in proc.stdout
     messages = read_jsonl(save)
@@ -412,3 +414,24 @@ def test_cli_run_oracle_video_with_the_real_decoder(tmp_path, edge_sdk_cli):
             errors = [np.abs(g[present, :2] - person[present, :2]).max() for g in got]
             best = got[int(np.argmin(errors))]
             assert min(errors) <= TOLERANCE_PX and np.all(best[~present, 2] == 0)
+
+
+def test_cli_build_then_run_a_cpu_bundle(tmp_path, edge_sdk_cli):
+    """`edge-sdk build` folds the normalisation into the oracle's first conv (uint8 BGR HWC input); the
+    runtime must feed that bundle raw frames and still get every keypoint right."""
+    case = make_oracle(tmp_path, num_frames=6, people=2)
+    bundle = tmp_path / "bundle-cpu"
+    edge_sdk_cli("build", case.model_path, "--target", "cpu", "-o", bundle, check=True)
+    save = tmp_path / "poses.jsonl"
+    edge_sdk_cli("run", "--bundle", bundle, "--source", case.video_path, "--save", save, "--quiet", check=True)
+    from edge_sdk.runtime.bundle import open_bundle
+
+    assert open_bundle(str(bundle)).meta.input.dtype == "uint8"
+    messages = read_jsonl(save)
+    assert [m["seq"] for m in messages] == list(range(6))
+    for message in messages:
+        got = np.array([p["keypoints"] for p in message["people"]], np.float32)
+        assert len(got) == 2
+        for person in case.expected[message["seq"]]:
+            present = person[:, 2] > 0
+            assert min(np.abs(g[present, :2] - person[present, :2]).max() for g in got) <= TOLERANCE_PX

@@ -10,12 +10,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUNTIME = REPO / "edge_sdk" / "runtime"
+ON_DEVICE = [RUNTIME, REPO / "edge_sdk" / "bench"]  # `edge-sdk bench` runs on the device too
 FORBIDDEN = ["tensorflow", "onnx", "onnx_graphsurgeon", "polygraphy", "onnxruntime", "tf2onnx", "keras"]
 
 
 def runtime_modules():
     mods = []
-    for path in sorted(RUNTIME.rglob("*.py")):
+    for path in sorted(p for folder in ON_DEVICE for p in folder.rglob("*.py")):
         rel = path.relative_to(REPO).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
@@ -24,10 +25,23 @@ def runtime_modules():
     return mods
 
 
+def on_device_files():
+    """Every edge_sdk source file the on-device modules load (transitively), found by importing them."""
+    code = (
+        "import sys, json, importlib\n"
+        "for m in {!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(getattr(m, '__file__', None) or '' for n, m in sys.modules.items()"
+        " if n == 'edge_sdk' or n.startswith('edge_sdk.'))))".format(runtime_modules())
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr
+    return [f for f in json.loads(proc.stdout.strip().splitlines()[-1]) if f.endswith(".py")]
+
+
 def test_runtime_is_python36_syntax():
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
-    files = [str(p) for p in RUNTIME.rglob("*.py")] + [str(REPO / "edge_sdk" / f) for f in
-                                                       ("__init__.py", "errors.py")]
+    files = sorted(set(on_device_files()) | {str(p) for folder in ON_DEVICE for p in folder.rglob("*.py")})
+    assert any(f.endswith("pipeline.py") for f in files)
     proc = subprocess.run([vermin, "--target=3.6-", "--no-tips", "--violations", "--eval-annotations",
                            "--backport", "typing"] + files, capture_output=True, text=True)
     assert proc.returncode == 0, "runtime code needs a Python newer than 3.6:\n" + proc.stdout + proc.stderr

@@ -15,7 +15,9 @@ from edge_sdk.runtime.sources import (
     LiveCaptureSource,
     SyntheticSource,
     VideoFileSource,
+    csi_pipeline,
     open_source,
+    opencv_has_gstreamer,
 )
 from edge_sdk.testing import frame_color, write_oracle_images, write_oracle_video
 
@@ -95,6 +97,22 @@ def test_missing_source(tmp_path):
 def test_camera_index_that_does_not_exist():
     with pytest.raises(SourceError, match="camera 57 not found"):
         open_source("57")
+    with pytest.raises(SourceError, match="camera /dev/video57 not found"):
+        open_source("/dev/video57?w=1280&h=720&fourcc=MJPG")
+    with pytest.raises(SourceError, match="unknown camera option.*size.*known: w, h, fps, fourcc"):
+        open_source("0?size=big")
+    with pytest.raises(SourceError, match="fourcc must be 4 characters"):
+        open_source("0?fourcc=MJPEG")
+
+
+def test_csi_camera_source():
+    assert "sensor-id=1" in csi_pipeline(1) and csi_pipeline(0, 640, 480, 60).count("640") == 1
+    if opencv_has_gstreamer():  # JetPack's OpenCV: the pipeline opens, or says the camera is missing
+        pytest.skip("this OpenCV has GStreamer; the CSI camera itself is Jetson hardware")
+    with pytest.raises(SourceError, match="csi1 needs OpenCV with GStreamer.*python3-opencv"):
+        open_source("csi://1?w=640&h=480")
+    with pytest.raises(SourceError, match="bad CSI camera source"):
+        open_source("csi://front")
 
 
 def test_synthetic_source_options():
@@ -208,3 +226,45 @@ def test_cli_unreadable_video(tmp_path, edge_sdk_cli):
     bad.write_bytes(b"RIFF" + b"\0" * 500)
     proc = edge_sdk_cli("run", "--model", case.model_path, "--source", bad, timeout=60)
     assert proc.returncode == 2 and "error: cannot open video" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class RecordedCamera:
+    """Recorded-call double of cv2.VideoCapture for a V4L2 camera (no camera on this machine)."""
+
+    calls = []
+
+    def __init__(self, *args):
+        RecordedCamera.calls.append(("open",) + args)
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return True
+
+    def set(self, prop, value):
+        RecordedCamera.calls.append(("set", prop, value))
+        return True
+
+    def get(self, prop):
+        return 30.0
+
+    def read(self):
+        return True, np.zeros((72, 128, 3), np.uint8)
+
+    def release(self):
+        RecordedCamera.calls.append(("release",))
+
+
+def test_camera_settings_are_requested_fourcc_first(monkeypatch):
+    import edge_sdk.runtime.sources as sources
+
+    RecordedCamera.calls = []
+    monkeypatch.setattr(sources.cv2, "VideoCapture", RecordedCamera)
+    source = open_source("2?w=1280&h=720&fps=30&fourcc=MJPG")
+    assert source.live and source.name == "camera2"
+    frame = next(iter(source))
+    source.close()
+    assert frame.image.shape == (72, 128, 3)
+    assert RecordedCamera.calls[:5] == [
+        ("open", 2), ("set", cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG")),
+        ("set", cv2.CAP_PROP_FRAME_WIDTH, 1280.0), ("set", cv2.CAP_PROP_FRAME_HEIGHT, 720.0),
+        ("set", cv2.CAP_PROP_FPS, 30.0)]
+    assert RecordedCamera.calls[-1] == ("release",)

@@ -142,3 +142,42 @@ def test_import_edge_sdk_stays_lean():
     code = "import sys, edge_sdk; print(any(m.startswith(('paho', 'numpy')) for m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_watch_prints_human_lines_and_a_final_table(mosquitto):
+    import io
+
+    from edge_sdk.subscriber import watch
+
+    out = io.StringIO()
+    pub = MqttPublisher(mosquitto.url, "cam-07").connect(5)
+    done = []
+
+    def publish_until_done():
+        seq = 0
+        while not done and seq < 200:
+            pub.write(pose("cam-07", seq, n_people=2))
+            seq += 1
+            time.sleep(0.05)
+
+    import threading
+
+    feeder = threading.Thread(target=publish_until_done)
+    feeder.start()
+    try:
+        sub = watch(mosquitto.url, out=out, count=3, timeout=20)
+    finally:
+        done.append(True)
+        feeder.join()
+        pub.close()
+    lines = out.getvalue().splitlines()
+    assert sub.yielded == 3
+    assert all(line.startswith("cam-07 #") and "2 people" in line for line in lines[:3])
+    assert lines[3].split()[0] == "device" and lines[4].split()[:1] == ["cam-07"]
+
+
+def test_cli_errors_are_clear(tmp_path):
+    port = free_port()
+    proc = subprocess.run([sys.executable, "-m", "edge_sdk", "subscribe", "--mqtt", "mqtt://127.0.0.1:{}".format(port),
+                           "--count", "1"], cwd=str(REPO), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "127.0.0.1:{}".format(port) in proc.stderr and "Traceback" not in proc.stderr

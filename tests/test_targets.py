@@ -25,6 +25,7 @@ def test_every_profile_loads_with_its_facts():
         assert (t.compute_capability, t.fast_int8, t.dla_cores, t.tensorrt) == (cc, int8, dla, trt), name
         assert t.fast_fp16 and t.backend == "tensorrt" and t.kind == "jetson"
         assert t.sources and t.default_workspace_mb > 0 and t.input_width % 8 == 0
+        assert t.detect_model and t.detect_l4t_major, name + ": device detection hints missing"
         text = open(t.path).read()
         assert "https://" in text.split("name =")[0], name + ": citation comment missing"
     assert targets["jetson-nano"].python == "3.6" and targets["jetson-orin-nano"].python == "3.10"

@@ -32,16 +32,18 @@ def register(subparsers):
                         help="where the engine is built: auto (here if possible), device, local (must be here)")
     parser.add_argument("--no-archive", action="store_true", help="skip the .tar.gz")
     parser.add_argument("--bundle", metavar="B", help="on the device: build the engine of bundle B")
+    parser.add_argument("--skip-target-check", action="store_true",
+                        help="with --bundle: build even if this device does not look like the bundle's target")
     parser.set_defaults(func=run)
 
 
 def run(args):
     from edge_sdk.errors import ConfigError
 
-    if args.bundle:
-        from edge_sdk.engine.build import build_on_device
+    if args.bundle:  # on the device: Python 3.6 code path (no host dependencies)
+        from edge_sdk.engine.tensorrt_builder import build_on_device
 
-        build_on_device(args.bundle)
+        build_on_device(args.bundle, skip_target_check=args.skip_target_check)
         return 0
     missing = [flag for flag, value in (("MODEL.onnx", args.model), ("--target", args.target),
                                         ("-o OUT", args.output)) if not value]

@@ -24,7 +24,7 @@ def register(subparsers):
     parser.add_argument("--holdout", type=int, default=16, help="held-out frames for the accuracy report (16)")
     parser.add_argument("--seed", type=int, default=0, help="frame selection seed (default 0)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="largest accepted drop of agreement with FP32 (default 0.05: pose AP >= 0.95)")
+                        help="largest accepted drop of agreement with FP32 (default 0.1: pose AP vs FP32 >= 0.90)")
     parser.add_argument("--no-fallback", action="store_true",
                         help="do not keep sensitive layers in float when the drop is above the threshold")
     parser.add_argument("--trt-version", default=None,

@@ -1,7 +1,9 @@
 """`edge-sdk rewrite IN.onnx -o OUT.onnx --passes a,b,c`: run graph rewrite passes alone and print what each
 changed (nodes before/after)."""
 
-from edge_sdk.graph import DEFAULT_PASSES as _DEFAULT  # edge_sdk.graph imports no onnx at import time
+# the same list as edge_sdk.graph.DEFAULT_PASSES; not imported here because the CLI loads every command
+# module on the device too (Python 3.6), and edge_sdk.graph is host code
+_DEFAULT = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 
 
 def register(subparsers):

@@ -32,8 +32,8 @@ def register(subparsers):
     model.add_argument("--model", metavar="M.onnx", help="an ONNX pose model (ONNX Runtime backend)")
     model.add_argument("--bundle", metavar="DIR", help="a bundle made by `edge-sdk build` (dir or .tar.gz)")
     parser.add_argument("--source", required=True,
-                        help="video file, image folder, camera index (0), rtsp:// or http:// URL, or "
-                             "synthetic[:live][?w=320&h=240&fps=30&frames=100]")
+                        help="video file, image folder, camera index (0), csi://0 (Jetson CSI), rtsp:// or "
+                             "http:// URL, or synthetic[:live][?w=320&h=240&fps=30&frames=100]")
     parser.add_argument("--save", metavar="poses.jsonl", help="write every pose message as a JSON line")
     _add_mqtt_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="post-processing threads (default 2)")
@@ -49,6 +49,13 @@ def register(subparsers):
     parser.set_defaults(func=run_command)
 
 
+def _announce(pipeline):
+    source = pipeline.source
+    print("running {} | source {} ({}) | {} | {} decode worker(s) | device id {}".format(
+        pipeline.backend.describe(), getattr(source, "name", source), "live" if pipeline.live else "file",
+        "sequential" if pipeline.sequential else "pipelined", pipeline.workers, pipeline.device_id), file=sys.stderr)
+
+
 def run_command(args):
     from edge_sdk.errors import ConfigError
     from edge_sdk.runtime.pipeline import run_pipeline
@@ -60,16 +67,17 @@ def run_command(args):
     device_id = args.device_id or socket.gethostname().split(".")[0]
     args.device_id = device_id
     sinks = []
+    metrics_interval = 5.0
     if args.mqtt:
         try:  # only when MQTT is asked for
             from edge_sdk.runtime.mqtt import publisher_from_args
         except ImportError as exc:
             raise ConfigError("--mqtt needs MQTT support ({}): `pip install paho-mqtt`".format(exc)) from exc
 
-        publisher = publisher_from_args(args, status_info={"model": args.model or args.bundle,
-                                                           "source": args.source})
-        if hasattr(publisher, "connect"):
-            publisher.connect()  # an unreachable broker is a clear error now, not after the model loaded
+        publisher = publisher_from_args(args)  # connects: an unreachable broker is an error before the model loads
+        # one metrics schedule: the pipeline's, which adds its capture/drop counters to the publisher's own
+        metrics_interval = getattr(publisher, "metrics_interval", metrics_interval)  # 0: no metrics
+        publisher.metrics_interval = 0
         sinks.append(publisher)
     if not args.save and not sinks:
         print("note: no --save or --mqtt given: poses are computed and counted only", file=sys.stderr)
@@ -77,7 +85,8 @@ def run_command(args):
         stats = run_pipeline(model=args.model, bundle=args.bundle, source=args.source, save=args.save, sinks=sinks,
                              prefer=args.backend, workers=args.workers, max_frames=args.max_frames,
                              sequential=args.sequential, health_file=args.health_file, device_id=device_id,
-                             threads=args.threads)
+                             threads=args.threads, on_start=None if args.quiet else _announce,
+                             metrics_interval=metrics_interval)
     except Exception as exc:
         stats = getattr(exc, "stats", None)
         if stats is not None and not args.quiet:

@@ -14,8 +14,8 @@ def format_table(rows, headers):
     """A plain left-aligned text table."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     line = "  ".join("{:<%d}" % w for w in widths)
-    out = [line.format(*headers), line.format(*["-" * w for w in widths])]
-    out += [line.format(*[str(x) for x in row]) for row in rows]
+    out = [line.format(*headers).rstrip(), line.format(*["-" * w for w in widths])]
+    out += [line.format(*[str(x) for x in row]).rstrip() for row in rows]
     return "\n".join(out)
 
 

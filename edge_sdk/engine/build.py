@@ -126,6 +126,10 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
         echo("      note: " + decision.reason)
 
     width, height = req.input_size or (target.input_width, target.input_height)
+    if (width, height) != (meta.input.width, meta.input.height):
+        echo("      note: the model was exported for {}x{}; building for {}x{} ({}; --input WxH to change)".format(
+            meta.input.width, meta.input.height, width, height,
+            "--input" if req.input_size else "the {} default".format(target.name)))
     progress("rewrite {} ({} nodes) for {}x{} input".format(os.path.basename(req.model), len(model.graph.node),
                                                             width, height))
     dtype = raw_input_dtype(target)
@@ -135,6 +139,17 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
     names = ["fold", "transposes", "prune", "normalize", "shape", "fold"]
     model, meta, reports = run_passes(model, names, options, meta=meta,
                                       progress=lambda r: echo("      " + format_report(r)))
+    if target.backend == "tensorrt":
+        from edge_sdk.engine.tensorrt_ops import unsupported_ops
+
+        missing_ops = unsupported_ops(model, target.tensorrt)
+        if missing_ops:
+            message = ("the model uses {} which TensorRT {} cannot import (onnx-tensorrt operator matrix); the "
+                       "engine build on {} will fail -- change those layers in training".format(
+                           ", ".join(missing_ops), target.tensorrt, target.name))
+            if req.strict:
+                raise ConfigError(message + " (--strict)")
+            echo("      warning: " + message)
     work = Path(tempfile.mkdtemp(prefix="edge-sdk-build-"))
     try:
         float_path = str(work / "model.onnx")
@@ -153,12 +168,15 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
             if cache_path and os.path.isfile(cache_path):
                 extra_files["calib.cache"] = cache_path
                 engine["calib_cache"] = "calib.cache"
-            reports_out = result.get("report")
-            report_paths = [reports_out] if isinstance(reports_out, (str, os.PathLike)) else list(
-                (reports_out.values() if isinstance(reports_out, dict) else reports_out) or [])
+            # the accuracy report (JSON + text) and its plots travel with the bundle
+            report_paths = [result.get("report"), result.get("report_text")]
+            report_dir = Path(str(result["report"])).parent if result.get("report") else None
+            if report_dir is not None and report_dir.is_dir():
+                report_paths += sorted(str(p) for p in report_dir.glob("*.png"))
             for path in report_paths:
                 if path and os.path.isfile(path):
-                    extra_files["calib_" + os.path.basename(str(path))] = str(path)
+                    name = os.path.basename(str(path))
+                    extra_files[name if name.startswith("calib") else "calib_" + name] = str(path)
             calib_summary = result.get("summary")
             if calib_summary:
                 for line in str(calib_summary).splitlines():
@@ -192,6 +210,8 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
                 dla_core=decision.dla_core, input_shape=meta.input.shape, max_batch=req.batch,
                 explicit_quantization=source_model.endswith(".qdq.onnx"))
             engine.update({"options": engine_options.to_dict(), "source_model": source_model,
+                           # flat copies read by the runtime's TensorRT backend (bundle_engine_settings)
+                           "dla_core": decision.dla_core, "workspace_mb": engine_options.workspace_mb,
                            "tensorrt_expected": target.tensorrt, "compute_capability": target.compute_capability})
             can_build, why_not = local_build_check(target) if req.engine != "device" else (False, "--engine device")
             if req.engine == "local" and not can_build:
@@ -254,19 +274,11 @@ def summary_table(reports, decision, result, human_size) -> str:
 
 
 def build_on_device(bundle_path: str, echo: Callable[[str], None] = print) -> str:
-    """`edge-sdk build --bundle B` on the device: build the engine the bundle asks for, record it."""
-    from edge_sdk.engine.tensorrt_builder import EngineBuildError, build_bundle_engine
-    from edge_sdk.errors import BundleError
-    from edge_sdk.runtime.bundle import open_bundle
+    """`edge-sdk build --bundle B`: build the engine the bundle asks for on this device (see
+    tensorrt_builder.build_on_device, which the Python 3.6 device CLI calls directly)."""
+    from edge_sdk.engine import tensorrt_builder
 
     local = detect_local_target()
-    bundle = open_bundle(bundle_path, expected_target=local.name if local else None)
-    if bundle.engine_path and os.path.isfile(bundle.engine_path):
-        echo("engine already built: {}".format(bundle.engine_path))
-        return bundle.engine_path
-    try:
-        path, info = build_bundle_engine(bundle, log=echo)
-    except EngineBuildError as exc:
-        raise BundleError(str(exc)) from None
-    echo("built {} in {} s with TensorRT {}".format(path, info.get("seconds"), info.get("tensorrt")))
-    return path
+    return tensorrt_builder.build_on_device(bundle_path, log=echo,
+                                            device_model=local.detect_model[0] if local and local.detect_model
+                                            else None)

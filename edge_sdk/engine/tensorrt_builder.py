@@ -230,6 +230,28 @@ def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None)
     return bytes(plan), info
 
 
+def build_engine_from_onnx(onnx_path, precision, workspace_mb, dla_core=-1, timing_cache=None, calib_cache=None,
+                           trt=None, log=None):
+    """Plan bytes for ``onnx_path``: the entry point the TensorRT backend calls at first start
+    (``dla_core`` -1 or None: GPU only; INT8 with a float model replays ``calib_cache``; a model with
+    QuantizeLinear nodes is built as explicit quantisation)."""
+    explicit = precision == "int8" and _has_qdq(onnx_path)
+    options = EngineOptions(precision=precision, workspace_mb=workspace_mb,
+                            dla_core=None if dla_core is None or int(dla_core) < 0 else int(dla_core),
+                            timing_cache=timing_cache, calib_cache=calib_cache, explicit_quantization=explicit)
+    plan, _ = build_serialized_engine(onnx_path, options, trt=trt, log=log)
+    return plan
+
+
+def _has_qdq(onnx_path):
+    """Whether an ONNX file contains Q/DQ nodes (a cheap byte search; no onnx import on the device)."""
+    try:
+        with open(onnx_path, "rb") as handle:
+            return b"QuantizeLinear" in handle.read()
+    except OSError:
+        return False
+
+
 def build_bundle_engine(bundle, trt=None, log=None):
     """Build the engine a bundle asks for (``manifest['engine']`` options) on this device and record it in the
     manifest with its hash: what the runtime does at first start. ``bundle``: runtime.bundle.Bundle."""
@@ -252,3 +274,40 @@ def build_bundle_engine(bundle, trt=None, log=None):
         bundle.add_file("timing.cache")
     bundle.add_file("engine.plan", engine_file=True)
     return path, info
+
+
+def read_device_model(sysroot="/"):
+    """``/proc/device-tree/model`` of this machine ('' when it is not a Jetson)."""
+    try:
+        with open(os.path.join(sysroot, "proc/device-tree/model"), "rb") as handle:
+            return handle.read().decode("utf-8", "replace").strip("\x00 \n")
+    except (IOError, OSError):
+        return ""
+
+
+def device_matches(profile, device_model):
+    """Whether a device model string matches a bundle's target profile (its ``detect_model`` hints)."""
+    hints = (profile or {}).get("detect_model") or []
+    lowered = (device_model or "").lower()
+    return any(hint.lower() in lowered for hint in hints)
+
+
+def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_target_check=False):
+    """`edge-sdk build --bundle B` on the device (Python 3.6): verify the bundle, check it was made for this
+    kind of device, build the engine it asks for and record it in the manifest. Returns the engine path."""
+    from edge_sdk.errors import BundleError
+    from edge_sdk.runtime.bundle import open_bundle
+
+    bundle = open_bundle(bundle_path)
+    profile = bundle.manifest.get("target_profile") or {}
+    model = read_device_model() if device_model is None else device_model
+    if not skip_target_check and profile.get("kind") == "jetson" and not device_matches(profile, model):
+        raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
+                          "`edge-sdk build MODEL.onnx --target <this device>`".format(
+                              bundle_path, bundle.target, model or "not a Jetson"))
+    if bundle.engine_path and os.path.isfile(bundle.engine_path):
+        log("engine already built: {}".format(bundle.engine_path))
+        return bundle.engine_path
+    path, info = build_bundle_engine(bundle, trt=trt, log=log)
+    log("built {} in {} s with TensorRT {}".format(path, info.get("seconds"), info.get("tensorrt")))
+    return path

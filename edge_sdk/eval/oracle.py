@@ -48,3 +48,18 @@ def decode_frames(frames: list[OracleFrame], decode: Callable[[np.ndarray, np.nd
         keypoints17, scores = decode(frame.heatmaps, frame.pafs)
         results += poses_to_results(keypoints17, scores, frame.image_id)
     return results
+
+
+def degrade_maps(heatmaps: np.ndarray, pafs: np.ndarray, rng: np.random.Generator, noise: float = 0.02,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Oracle maps made to look more like a network's: peaks of random height (0.65-1.3, clipped to 1),
+    blurred (sigma 0.7 cells), Gaussian noise of std ``noise`` on heatmaps and ``2 * noise`` on PAFs,
+    PAF magnitude 0.8. Seeded by ``rng`` so that several decoders see the very same maps."""
+    import cv2
+
+    parts = heatmaps[:-1] * rng.uniform(0.5, 1.0)
+    parts = np.stack([cv2.GaussianBlur(channel, (0, 0), 0.7) for channel in parts])
+    parts = np.clip(parts * 1.3 + rng.normal(0.0, noise, parts.shape), 0.0, 1.0).astype(np.float32)
+    out_heatmaps = np.concatenate([parts, 1.0 - parts.max(axis=0, keepdims=True)]).astype(np.float32)
+    out_pafs = (pafs * 0.8 + rng.normal(0.0, 2.0 * noise, pafs.shape)).astype(np.float32)
+    return out_heatmaps, out_pafs

@@ -32,6 +32,29 @@ def _has_padding(conv: gs.Node) -> bool:
     return any(int(p) != 0 for p in conv.attrs.get("pads", []))
 
 
+def _is_spatial_zero_pad(node: gs.Node) -> bool:
+    """A constant-mode Pad of the H/W axes with value 0 (Keras ZeroPadding2D in front of a 'valid' conv)."""
+    mode = node.attrs.get("mode", "constant")
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode != "constant":
+        return False
+    if len(node.inputs) > 1:  # opset >= 11: pads (and value) are inputs
+        if not isinstance(node.inputs[1], gs.Constant) or (len(node.inputs) > 3 and node.inputs[3] is not None
+                                                           and getattr(node.inputs[3], "name", "")):
+            return False
+        pads = [int(v) for v in node.inputs[1].values]
+        value = node.inputs[2] if len(node.inputs) > 2 else None
+        if value is not None and getattr(value, "name", ""):
+            if not isinstance(value, gs.Constant) or float(np.asarray(value.values).ravel()[0]) != 0.0:
+                return False
+    else:
+        pads = [int(v) for v in node.attrs.get("pads", [])]
+        if float(node.attrs.get("value", 0.0)) != 0.0:
+            return False
+    return len(pads) == 8 and pads[0] == pads[1] == pads[4] == pads[5] == 0
+
+
 def fold_input_normalization(model: onnx.ModelProto, meta: ModelMeta, dtype: str = "uint8", layout: str = "NHWC",
                              color: str = "BGR") -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
     """``dtype``: uint8 | float32 raw pixels; ``layout``: NHWC | NCHW of the new input; ``color``: BGR | RGB."""
@@ -47,8 +70,13 @@ def fold_input_normalization(model: onnx.ModelProto, meta: ModelMeta, dtype: str
     if spec.layout != "NCHW" or len(inp.shape or []) != 4 or inp.shape[1] != 3:
         raise ModelError("normalize: the input '{}' must be NCHW [N,3,H,W] (got {} {}); run the 'transposes' "
                          "pass first".format(inp.name, spec.layout, inp.shape))
-    convs = list(inp.outputs)
-    for node in convs:
+    paths = []  # (conv, zero-Pad in front of it or None)
+    for node in list(inp.outputs):
+        if node.op == "Pad" and _is_spatial_zero_pad(node):
+            paths += [(conv, node) for conv in node.outputs[0].outputs]
+        else:
+            paths.append((node, None))
+    for node, _pad in paths:
         if node.op != "Conv" or not isinstance(node.inputs[1], gs.Constant) or int(node.attrs.get("group", 1)) != 1 \
                 or (len(node.inputs) > 2 and not isinstance(node.inputs[2], gs.Constant)):
             raise ModelError("normalize: input '{}' feeds a {} node '{}', not a plain Conv with constant weights; "
@@ -66,22 +94,22 @@ def fold_input_normalization(model: onnx.ModelProto, meta: ModelMeta, dtype: str
                       shape=[n, h, w, 3] if layout == "NHWC" else [n, 3, h, w])
     x: gs.Tensor = raw
     prefix = "edge_sdk_raw"
-    if layout == "NHWC":
-        nchw = gs.Variable(prefix + "_nchw", dtype=raw.dtype, shape=[n, 3, h, w])
-        graph.nodes.append(gs.Node("Transpose", prefix + "_transpose", {"perm": [0, 3, 1, 2]}, [x], [nchw]))
-        x = nchw
-    if dtype == "uint8":
-        as_float = gs.Variable(prefix + "_float", dtype=np.float32, shape=[n, 3, h, w])
+    if dtype == "uint8":  # cast first: TensorRT takes UINT8 I/O only into a cast (IIdentityLayer)
+        as_float = gs.Variable(prefix + "_float", dtype=np.float32, shape=list(raw.shape))
         graph.nodes.append(gs.Node("Cast", prefix + "_cast", {"to": onnx.TensorProto.FLOAT}, [x], [as_float]))
         x = as_float
+    if layout == "NHWC":
+        nchw = gs.Variable(prefix + "_nchw", dtype=np.float32, shape=[n, 3, h, w])
+        graph.nodes.append(gs.Node("Transpose", prefix + "_transpose", {"perm": [0, 3, 1, 2]}, [x], [nchw]))
+        x = nchw
     centred = None
     changes = []
-    for node in convs:
+    for node, pad in paths:
         weight = node.inputs[1].values.astype(np.float32)[:, order]
         bias = node.inputs[2].values.astype(np.float32) if len(node.inputs) > 2 else \
             np.zeros(weight.shape[0], np.float32)
         new_w = weight * per_channel_gain[None, :, None, None]
-        if _has_padding(node):
+        if pad is not None or _has_padding(node):
             if centred is None:
                 centred = gs.Variable(prefix + "_centred", dtype=np.float32, shape=[n, 3, h, w])
                 graph.nodes.append(gs.Node("Sub", prefix + "_sub_mean", inputs=[
@@ -89,6 +117,10 @@ def fold_input_normalization(model: onnx.ModelProto, meta: ModelMeta, dtype: str
                     outputs=[centred]))
             conv_in, new_b = centred, bias
             how = "weights scaled, mean subtracted by one Sub (padded conv)"
+            if pad is not None:
+                pad.inputs[0] = centred  # the zero Pad now pads centred pixels, as in training
+                conv_in = node.inputs[0]
+                how += " in front of its zero Pad"
         else:
             conv_in = x
             new_b = bias - (new_w * raw_mean[None, :, None, None]).sum(axis=(1, 2, 3))

@@ -19,11 +19,11 @@ from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_PAFS
 
 def make_pose_model(channels: int = 16, height: int | None = None, width: int | None = None,
                     nhwc: bool = True, nhwc_outputs: bool = True, stage1_outputs: bool = True,
-                    depth: int = 1, seed: int = 0, opset: int = 13, first_kernel: int = 3,
+                    depth: int = 1, seed: int = 0, opset: int = 13, first_kernel: int = 3, zero_pad_first: bool = False,
                     meta_height: int = 64, meta_width: int = 96) -> onnx.ModelProto:
     """Build the model. ``height``/``width`` None -> symbolic dims (as tf2onnx exports Input(None, None, 3)).
     ``depth`` adds 3x3 conv layers per stride level (a heavier backbone for benchmarks); ``first_kernel`` 1
-    gives an unpadded first convolution."""
+    gives an unpadded first convolution; ``zero_pad_first`` puts its padding in an explicit zero Pad."""
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     counter = [0]
@@ -37,7 +37,7 @@ def make_pose_model(channels: int = 16, height: int | None = None, width: int | 
         inits.append(tensor)
         return tensor.name
 
-    def conv(x, cin, cout, k=3, stride=1, relu=True, tf_kernel=False):
+    def conv(x, cin, cout, k=3, stride=1, relu=True, tf_kernel=False, explicit_pad=False):
         w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
         b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
         if tf_kernel:  # tf2onnx may leave the HWIO kernel + a Transpose to OIHW
@@ -48,6 +48,11 @@ def make_pose_model(channels: int = 16, height: int | None = None, width: int | 
             w_name = const(w, "W")
         out = name("conv")
         pad = k // 2
+        if explicit_pad and pad:  # Keras ZeroPadding2D + Conv2D(padding="valid")
+            padded = name("zero_padded")
+            nodes.append(helper.make_node("Pad", [x, const(np.array([0, 0, pad, pad, 0, 0, pad, pad], np.int64),
+                                                           "pads")], [padded], mode="constant", name=name("Pad")))
+            x, pad = padded, 0
         nodes.append(helper.make_node("Conv", [x, w_name, const(b, "B")], [out], kernel_shape=[k, k],
                                       strides=[stride, stride], pads=[pad, pad, pad, pad], name=name("Conv")))
         if relu:
@@ -66,7 +71,7 @@ def make_pose_model(channels: int = 16, height: int | None = None, width: int | 
         image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [n_dim, 3, h_dim, w_dim])
         x = "image"
     # backbone: stride 8 in three stride-2 convs; the first kernel comes as HWIO + Transpose
-    x = conv(x, 3, channels, k=first_kernel, tf_kernel=True)
+    x = conv(x, 3, channels, k=first_kernel, tf_kernel=True, explicit_pad=zero_pad_first)
     cin = channels
     for _level in range(3):
         x = conv(x, cin, channels, stride=2)

@@ -54,14 +54,24 @@ def remove_layout_transposes(model: onnx.ModelProto, meta: ModelMeta) -> tuple[o
         changes.append("input '{}': NHWC -> NCHW, removed {} Transpose".format(inp.name, len(consumers)))
         if inp.name == meta.input.name:
             meta.input.layout = "NCHW"
-    # output side: output produced by Transpose(0,2,3,1) from an NCHW tensor
-    for index, out in enumerate(list(graph.outputs)):
+    # output side: output produced by Transpose(0,2,3,1) from an NCHW tensor. The maps the runtime reads
+    # (meta.outputs) change layout together or not at all, so the metadata stays true for all of them.
+    def convertible(out):
         producer = out.inputs[0] if out.inputs else None
-        if producer is None or _perm(producer) != TO_NHWC:
+        return producer is not None and _perm(producer) == TO_NHWC and producer.inputs[0] not in graph.inputs \
+            and producer.inputs[0] not in graph.outputs
+
+    roles = set(meta.outputs.values())
+    role_outputs = [t for t in graph.outputs if t.name in roles]
+    roles_convertible = bool(role_outputs) and all(convertible(t) for t in role_outputs)
+    if role_outputs and not roles_convertible and any(convertible(t) for t in role_outputs):
+        changes.append("outputs {} kept as they are: not all of them end in an NCHW->NHWC Transpose".format(
+            ", ".join(t.name for t in role_outputs)))
+    for index, out in enumerate(list(graph.outputs)):
+        if not convertible(out) or (out.name in roles and not roles_convertible):
             continue
+        producer = out.inputs[0]
         src = producer.inputs[0]
-        if src in graph.inputs or src in graph.outputs:
-            continue  # the NCHW tensor is needed elsewhere under its own name; leave it
         producer.outputs.clear()
         producer.inputs.clear()
         name, dtype = out.name, out.dtype
@@ -72,7 +82,7 @@ def remove_layout_transposes(model: onnx.ModelProto, meta: ModelMeta) -> tuple[o
         src.shape = [n, c, h, w] if out.shape else None
         graph.outputs[index] = src
         changes.append("output '{}': NHWC -> NCHW, removed Transpose".format(name))
-    if any(c.startswith("output") for c in changes):
+    if roles_convertible:
         meta.extra["output_layout"] = "NCHW"
     # inside: Transpose(p) followed only by Transpose(inverse p)
     cancelled = 0

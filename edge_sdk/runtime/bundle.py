@@ -17,7 +17,8 @@ from edge_sdk.errors import BundleError
 from edge_sdk.runtime.model_meta import ModelMeta
 
 MANIFEST_NAME = "manifest.json"
-BUNDLE_FORMAT = "edge-sdk-bundle"
+BUNDLE_KIND = "edge-sdk-bundle"
+#: ``manifest["format"]``: the bundle format version (the flash agent checks the same key)
 BUNDLE_FORMAT_VERSION = 1
 
 
@@ -136,13 +137,13 @@ def open_bundle(path, expected_target=None, extract_to=None):
     except ValueError as exc:
         raise BundleError("{} is not valid JSON ({}); rebuild the bundle with `edge-sdk build`"
                           .format(manifest_path, exc)) from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError("{}: not an edge-sdk bundle manifest (format={!r})".format(manifest_path,
-                                                                                    manifest.get("format")))
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION:
-        raise BundleError("{}: bundle format version {!r} is newer than this runtime understands ({}); "
-                          "update edge-sdk on the device".format(manifest_path, version, BUNDLE_FORMAT_VERSION))
+    version = manifest.get("format")
+    if not isinstance(version, int) or isinstance(version, bool) or manifest.get("kind") != BUNDLE_KIND:
+        raise BundleError("{}: not an edge-sdk bundle manifest (format={!r}, kind={!r}); rebuild the bundle with "
+                          "`edge-sdk build`".format(manifest_path, version, manifest.get("kind")))
+    if version > BUNDLE_FORMAT_VERSION:
+        raise BundleError("{}: bundle format {} is newer than this runtime understands ({}); update edge-sdk on "
+                          "the device".format(manifest_path, version, BUNDLE_FORMAT_VERSION))
     if expected_target is not None and manifest.get("target") != expected_target:
         raise BundleError("bundle {} was built for target '{}', but this device is '{}'; rebuild it with "
                           "`edge-sdk build MODEL.onnx --target {}`".format(path, manifest.get("target"),

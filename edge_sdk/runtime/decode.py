@@ -28,7 +28,7 @@ Pure numpy, vectorised over candidates; Python 3.6 syntax (the on-device rule).
 
 import numpy as np
 
-from edge_sdk.errors import ModelError
+from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.skeleton import (
     LIMBS,
     NUM_HEATMAPS,
@@ -50,8 +50,14 @@ class DecodeError(ModelError, ValueError):
     """Maps or peaks that do not follow the model I/O contract (shape, channel count)."""
 
 
+class DecodeConfigError(ConfigError, ValueError):
+    """A DecodeConfig value that cannot work."""
+
+
 class DecodeConfig(object):
-    """Thresholds of the decoder. The defaults are OpenPose's, expressed in map cells (stride 8).
+    """Thresholds of the decoder. The PAF thresholds are OpenPose's (peak 0.1, sample 0.05, 80 % of 10
+    samples, distance prior 0.5); people need 3 parts (OpenPose: 4; 3 keeps a head-and-shoulder person,
+    fragments rank last anyway, see min_person_score). For COCO evaluation min_parts=2 scores a little higher.
 
     peak_threshold: a heatmap cell is a part candidate when it is a 3x3 local maximum above this value.
     refine: sub-pixel refinement of peaks on the 3x3 neighbourhood: "log_quadratic" (parabola through the
@@ -75,10 +81,10 @@ class DecodeConfig(object):
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
                  min_parts=3, min_person_score=0.2, max_people=None):
         if refine not in REFINE_METHODS:
-            raise ValueError("DecodeConfig: unknown refine method {!r}; known: {}".format(
+            raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
         if paf_samples < 2:
-            raise ValueError("DecodeConfig: paf_samples must be >= 2, got {}".format(paf_samples))
+            raise DecodeConfigError("DecodeConfig: paf_samples must be >= 2, got {}".format(paf_samples))
         self.peak_threshold = float(peak_threshold)
         self.refine = refine
         self.max_peaks_per_part = int(max_peaks_per_part)
@@ -504,5 +510,5 @@ def decode_peaks(peaks, pafs, config=None):
     return _decode(_check_peaks(peaks), _check_pafs(pafs), cfg)
 
 
-__all__ = ["DecodeConfig", "DecodeError", "Poses", "decode_poses", "decode_peaks", "find_peaks", "score_limb",
-           "NUM_LIMBS"]
+__all__ = ["DecodeConfig", "DecodeConfigError", "DecodeError", "Poses", "decode_poses", "decode_peaks",
+           "find_peaks", "score_limb", "NUM_LIMBS"]

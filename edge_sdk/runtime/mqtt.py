@@ -52,7 +52,10 @@ def new_client(client_id="", clean_session=True, callback_api=None):
     1.x callback signatures (on paho 2.x through ``CallbackAPIVersion.VERSION1``). Our callbacks accept
     both styles (see :func:`_reason_code`), so this only matters for tests of the 1.x path.
     """
-    import paho.mqtt.client as paho
+    try:
+        import paho.mqtt.client as paho
+    except ImportError:
+        raise ConfigError("MQTT needs paho-mqtt: `python3 -m pip install paho-mqtt` (1.x or 2.x)") from None
 
     if hasattr(paho, "CallbackAPIVersion"):
         if callback_api == 1:
@@ -212,6 +215,8 @@ def add_mqtt_arguments(parser):
                        help="payload encoding: json (schema v1) or compact (binary, ~4x smaller; see docs/mqtt.md)")
     group.add_argument("--mqtt-connect-timeout", type=float, default=10.0, metavar="S",
                        help="give up if the broker cannot be reached at start within S seconds")
+    group.add_argument("--mqtt-flush-timeout", type=float, default=30.0, metavar="S",
+                       help="at the end, wait up to S seconds for queued messages to reach the broker")
     group.add_argument("--mqtt-metrics-interval", type=float, default=5.0, metavar="S",
                        help="publish fps / latency / drops to PREFIX/DEVICE/metrics every S seconds (0: never)")
     return parser
@@ -221,8 +226,8 @@ def publisher_from_args(args, status_info=None, connect=True):
     """A :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options, connected (``connect=True``:
     BrokerError at once if the broker cannot be reached); None without ``--mqtt``.
 
-    ``status_info`` goes into the retained status message; by default it names the model/bundle and its
-    target (from the bundle's manifest.json when there is one).
+    The retained status message names the model/bundle and its target and precision (from the bundle's
+    manifest.json when there is one), updated with ``status_info``.
     """
     if not getattr(args, "mqtt", None):
         return None
@@ -234,9 +239,10 @@ def publisher_from_args(args, status_info=None, connect=True):
         username=args.mqtt_username, password=password,
         queue_size=args.mqtt_queue, queue_memory=getattr(args, "mqtt_queue_memory", None),
         spill_dir=getattr(args, "mqtt_spill_dir", None), encoding=getattr(args, "mqtt_encoding", "json"),
-        status_info=status_info if status_info is not None else _status_from_args(args),
+        status_info=dict(_status_from_args(args), **(status_info or {})),
         connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
         metrics_interval=getattr(args, "mqtt_metrics_interval", 5.0),
+        flush_timeout=getattr(args, "mqtt_flush_timeout", 30.0),
     )
     if connect:
         publisher.connect()
@@ -255,9 +261,11 @@ def _status_from_args(args):
         try:
             with open(manifest) as f:
                 data = json.load(f)
-            for key in ("target", "precision"):
-                if isinstance(data.get(key), (str, int, float)):
-                    info[key] = data[key]
+            if isinstance(data.get("target"), str):
+                info["target"] = data["target"]
+            precision = data.get("precision")
+            if isinstance(precision, dict) and isinstance(precision.get("used"), str):
+                info["precision"] = precision["used"]
         except (IOError, OSError, ValueError):
             pass
     if getattr(args, "target", None):
@@ -323,7 +331,7 @@ class MqttPublisher(object):
                  username=None, password=None, queue_size=10000, queue_memory=None, spill_dir=None,
                  encoding="json", status_info=None, inflight=20, keepalive=30, reconnect_min=0.5,
                  reconnect_max=30.0, client_id=None, callback_api=None, connect_timeout=10.0,
-                 metrics_interval=0.0):
+                 metrics_interval=0.0, flush_timeout=30.0):
         if qos not in (0, 1):
             raise ConfigError("--qos must be 0 or 1, got {!r}".format(qos))
         if encoding not in ("json", "compact"):
@@ -341,6 +349,7 @@ class MqttPublisher(object):
         self.topic_metrics = "{}/{}/metrics".format(self.prefix, self.device_id)
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
+        self.flush_timeout = flush_timeout
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.inflight_limit = max(1, int(inflight))
@@ -354,7 +363,7 @@ class MqttPublisher(object):
                                   clean_session=True, callback_api=callback_api)
         configure_client(self._client, use_tls, tls_ca, tls_cert, tls_key, username, password)
         self._use_tls = use_tls or bool(tls_ca or tls_cert)
-        self._client.max_inflight_messages_set(self.inflight_limit)
+        self._client.max_inflight_messages_set(self.inflight_limit + 4)  # + status / metrics
         self._client.will_set(self.topic_status, self._status_payload("offline"), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -364,24 +373,29 @@ class MqttPublisher(object):
         self._inflight = {}                # mid -> True, messages handed to paho and not yet acknowledged
         self._acks = []                    # mids acknowledged (appended by paho's thread, drained by ours)
         self._connected = False
+        self._session_up = False
         self._connack = None
         self._stop = threading.Event()
         self._thread = None
         self._closed = False
         self.metrics_interval = float(metrics_interval or 0)
         self._window = _MetricsWindow()
+        self._external_metrics = False  # the caller publishes metrics itself: no automatic ones
         self._next_metrics = time.time() + self.metrics_interval
         self.counters = {"published": 0, "delivered": 0, "dropped_queue_full": 0, "dropped_offline": 0,
                          "reconnects": 0, "bytes": 0}
 
     # ----------------------------------------------------------------------------------------------------- paho
     def _on_connect(self, client, userdata, flags, rc, *rest):
+        # _connected is set by the network thread only after loop() returns: paho re-sends the messages that
+        # were in flight AFTER this callback, and new ones must not overtake them
         self._connack = _reason_code(rc)
         if self._connack == 0:
-            self._connected = True
+            self._session_up = True
             client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, *args):
+        self._session_up = False
         self._connected = False
 
     def _on_publish(self, client, userdata, mid, *rest):
@@ -398,6 +412,8 @@ class MqttPublisher(object):
     # ---------------------------------------------------------------------------------------------- lifecycle
     def connect(self, timeout=None):
         """Connect (blocking up to ``timeout`` s) and start the network thread; BrokerError if that fails."""
+        if self._thread is not None:  # already connected (publisher_from_args connects): nothing to do
+            return self
         timeout = self.connect_timeout if timeout is None else timeout
         deadline = time.time() + timeout
         if hasattr(type(self._client), "connect_timeout"):  # paho 2.x; 1.x has no per-client setting
@@ -420,6 +436,7 @@ class MqttPublisher(object):
             hint = _CONNACK_HINTS.get(self._connack, "connection refused with code {}".format(self._connack))
             raise BrokerError("the MQTT broker at {}:{} refused device {!r}: {}".format(
                 self.host, self.port, self.device_id, hint))
+        self._connected = self._session_up
         self._thread = threading.Thread(target=self._network_loop, name="edge-sdk-mqtt", daemon=True)
         self._thread.start()
         return self
@@ -443,7 +460,8 @@ class MqttPublisher(object):
                     continue
             rc = self._client.loop(timeout=0.02)
             if _reason_code(rc) != 0:
-                self._connected = False
+                self._session_up = False
+            self._connected = self._session_up
             if self._connected:
                 delay = self.reconnect_min
             elif self._connack not in (None, 0):  # refused (credentials, ACL): back off too
@@ -451,7 +469,7 @@ class MqttPublisher(object):
                 delay = min(self.reconnect_max, delay * 2)
             self._drain_acks()
             self._feed()
-            if self.metrics_interval > 0 and time.time() >= self._next_metrics:
+            if self.metrics_interval > 0 and not self._external_metrics and time.time() >= self._next_metrics:
                 self._next_metrics = time.time() + self.metrics_interval
                 if self._connected:
                     self.publish_metrics({})
@@ -483,8 +501,10 @@ class MqttPublisher(object):
         self.counters["bytes"] += len(payload)
         if self.qos == 1:
             self._inflight[info.mid] = True
-        else:
+        elif _reason_code(info.rc) == 0:
             self.counters["delivered"] += 1
+        else:  # QoS 0 on a connection that has just died
+            self.counters["dropped_offline"] += 1
 
     # ---------------------------------------------------------------------------------------------- publishing
     def encode(self, message):
@@ -521,7 +541,10 @@ class MqttPublisher(object):
 
     def publish_metrics(self, metrics=None):
         """Publish metrics: fps / people / latency / frame drops seen by ``write`` since the last call, the
-        delivery counters, and whatever ``metrics`` adds or overrides. Also runs every ``metrics_interval`` s."""
+        delivery counters, and whatever ``metrics`` adds or overrides. Runs every ``metrics_interval`` s by itself
+        until a caller passes its own ``metrics`` (the pipeline does), then the caller sets the pace."""
+        if metrics:
+            self._external_metrics = True
         metrics = metrics or {}
         body = self._window.summary()  # what this publisher saw since the last metrics
         body.update(metrics)
@@ -550,8 +573,10 @@ class MqttPublisher(object):
             time.sleep(0.01)
         return False
 
-    def close(self, timeout=10.0):
-        """Flush, publish the retained ``offline`` status, disconnect, stop the network thread."""
+    def close(self, timeout=None):
+        """Flush (up to ``timeout`` s, default ``flush_timeout``), publish the retained ``offline`` status,
+        disconnect, stop the network thread."""
+        timeout = self.flush_timeout if timeout is None else timeout
         self._closed = True
         if self._thread is None:
             self.queue.close()

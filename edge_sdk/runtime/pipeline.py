@@ -12,9 +12,9 @@ Threaded mode (default), one thread per stage so the stages overlap::
   results leave in frame order whatever order the workers finish in.
 * End of stream, ``stop()``, SIGINT (Ctrl-C) and SIGTERM all drain the frames already in flight, close
   the sinks and return; a second Ctrl-C aborts at once.
-* Every message carries ``latency_ms``: ``capture`` (reading the frame), ``preprocess``, ``infer``,
-  ``decode``, ``publish`` (waiting after decode for earlier frames and the publisher) and ``total``
-  (start of capture -> handed to the sinks).
+* Every message carries ``latency_ms``: ``capture`` (reading/decoding the frame; for a camera this
+  includes waiting for it), ``preprocess``, ``infer``, ``decode``, ``publish`` (waiting after decode for
+  earlier frames and the publisher) and ``total`` (frame captured -> handed to the sinks).
 
 Sequential mode runs the same stages one after another in the caller's thread (benchmarks, ``bench``).
 """
@@ -112,7 +112,7 @@ class DropOldestQueue(object):
 class PipelineStats(object):
     """Counters and per-stage latency samples of one run (the last ``keep`` samples per stage)."""
 
-    def __init__(self, mode="threaded", keep=5000):
+    def __init__(self, mode="pipelined", keep=5000):
         self.mode = mode
         self.frames = 0  # messages published
         self.captured = 0  # frames read from the source
@@ -199,7 +199,7 @@ class _Batch(object):
 class Pipeline(object):
     """Runs ``backend`` over ``source`` into ``sinks``. ``run()`` returns :class:`PipelineStats`."""
 
-    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=4,
+    def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
                  buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0):
         self.backend = backend
         self.source = source
@@ -208,11 +208,13 @@ class Pipeline(object):
         self.meta = backend.meta
         self.decoder = decoder or default_decoder(self.meta)
         self.device_id = device_id or socket.gethostname().split(".")[0]
-        self.queue_size = max(1, int(queue_size))
+        self.live = bool(getattr(source, "live", False))
+        # frames waiting for preprocessing: a file keeps a few read ahead; a live source only the newest one,
+        # so what gets inferred is the freshest frame, not one that waited behind older ones
+        self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 4)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
-        self.live = bool(getattr(source, "live", False))
-        self.stats = PipelineStats("sequential" if self.sequential else "threaded")
+        self.stats = PipelineStats("sequential" if self.sequential else "pipelined")
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
@@ -297,7 +299,7 @@ class Pipeline(object):
             people, decode_ms, t3 = self._decode(frame, box, self._frame_maps(outputs, 0))
             latency = {"capture": frame.read_ms, "preprocess": (t1 - t0) * 1000.0, "infer": (t2 - t1) * 1000.0,
                        "decode": decode_ms, "publish": (time.perf_counter() - t3) * 1000.0,
-                       "total": (time.perf_counter() - frame.clock) * 1000.0 + frame.read_ms}
+                       "total": (time.perf_counter() - frame.clock) * 1000.0}
             self._publish(self._message(frame, people, latency))
             if self.max_frames is not None and self.stats.captured >= self.max_frames:
                 break
@@ -361,7 +363,8 @@ class Pipeline(object):
                             return
                         t0 = time.perf_counter()
                         boxes = [preprocess_frame(f.image, spec, out=buffer[i])[1] for i, f in enumerate(frames)]
-                        q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0))
+                        q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
+                                      stop=self._abort)
                     except Exception as exc:  # noqa: BLE001
                         failed = True
                         self._fail(exc)
@@ -440,7 +443,7 @@ class Pipeline(object):
             now = time.perf_counter()
             latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
                        "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
-                       "total": (now - frame.clock) * 1000.0 + frame.read_ms}
+                       "total": (now - frame.clock) * 1000.0}
             try:
                 self._publish(self._message(frame, people, latency))
             except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
@@ -449,7 +452,7 @@ class Pipeline(object):
 
     def _run_threaded(self):
         q_frames = DropOldestQueue(self.queue_size)
-        q_batches = DropOldestQueue(max(1, self.queue_size // 2))
+        q_batches = DropOldestQueue(1 if self.live else max(1, self.queue_size // 2))
         q_results = DropOldestQueue(2 * self.workers + 2)
         executor = ThreadPoolExecutor(max_workers=self.workers)
         threads = [
@@ -538,13 +541,15 @@ def _error_with_stats(error, stats):
 
 def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
                  prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
-                 decoder=None, threads=None, queue_size=4, handle_signals=True, on_start=None):
+                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None,
+                 metrics_interval=5.0):
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
     are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
     ``.stats``.
-    ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``)."""
+    ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
+    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
@@ -572,7 +577,7 @@ def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=N
             all_sinks.append(JsonlSink(save))
         pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
                             device_id=device_id, queue_size=queue_size, max_frames=max_frames,
-                            sequential=sequential)
+                            sequential=sequential, metrics_interval=metrics_interval)
         current["pipeline"] = pipeline
         if health is not None:
             if backend.meta.model != "unknown":

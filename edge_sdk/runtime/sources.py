@@ -8,7 +8,11 @@ every frame is processed, none dropped).
 
     video.mp4 | clip.avi          a video file (a truncated file yields what was readable, then SourceError)
     photos/  | photo.jpg          an image folder (sorted by name) or one image
-    0 | 1 | /dev/video0          a camera (V4L2 index or device)
+    0 | 1 | /dev/video0          a camera (V4L2 index or device); ?w=1280&h=720&fps=30&fourcc=MJPG asks
+                                  the camera for a size, rate and pixel format
+    csi://0[?w=1280&h=720&fps=30&flip=0]
+                                  a Jetson CSI camera (nvarguscamerasrc; needs OpenCV with GStreamer)
+    "... ! appsink"               any GStreamer pipeline ending in appsink
     rtsp://... | http(s)://...    a network stream
     synthetic[:live][?w=320&h=240&fps=30&frames=100&people=2&seed=0]
                                   generated frames of moving stick figures (no camera needed)
@@ -27,6 +31,7 @@ except ImportError:  # pragma: no cover - reported when a source is opened
     cv2 = None
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+EXACT_COUNT_EXTENSIONS = (".avi", ".mp4", ".m4v", ".mov", ".3gp")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -118,10 +123,17 @@ class VideoFileSource(Source):
             index += 1
         if index == 0:
             raise SourceError("video {} has no readable frame (corrupt or truncated file)".format(self.path))
-        if self.frame_count > 0 and index < self.frame_count - 1:
+        if self.frame_count > 0 and self.frame_count - index > self._count_tolerance():
             raise SourceError("video {} ended after {} of its {} frames: the file is truncated or corrupt; "
                               "the frames before the damage were processed".format(
                                   self.path, index, self.frame_count))
+
+    def _count_tolerance(self):
+        """Frames that may be missing before we call the file truncated: AVI/MP4/MOV headers count frames
+        exactly; other containers (MKV, TS, ...) only estimate (duration x fps), so allow 5 %."""
+        if self.path.lower().endswith(EXACT_COUNT_EXTENSIONS):
+            return 1
+        return max(1, int(0.05 * self.frame_count))
 
     def close(self):
         self.capture.release()
@@ -158,8 +170,11 @@ class LiveCaptureSource(Source):
 
     live = True
 
-    def __init__(self, target, name, reconnect=3, reconnect_delay=1.0, open_timeout_s=10.0):
+    def __init__(self, target, name, reconnect=3, reconnect_delay=1.0, open_timeout_s=10.0, settings=None):
+        """``settings``: camera properties to request after opening (``width``, ``height``, ``fps``,
+        ``fourcc``), e.g. MJPG at 1280x720 to get 30 fps from a USB webcam."""
         _need_cv2()
+        self.settings = dict(settings or {})
         self.target = target
         self.name = name
         self.reconnect = int(reconnect)
@@ -172,7 +187,11 @@ class LiveCaptureSource(Source):
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def _open(self):
-        if isinstance(self.target, str) and self.target.startswith(STREAM_SCHEMES):
+        if is_gstreamer_pipeline(self.target):
+            if not opencv_has_gstreamer():
+                return None
+            capture = cv2.VideoCapture(self.target, cv2.CAP_GSTREAMER)
+        elif isinstance(self.target, str) and self.target.startswith(STREAM_SCHEMES):
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.open_timeout_s * 1000)]
             try:
@@ -184,9 +203,26 @@ class LiveCaptureSource(Source):
         if not capture.isOpened():
             capture.release()
             return None
+        self._apply_settings(capture)
         return capture
 
+    def _apply_settings(self, capture):
+        if "fourcc" in self.settings:  # before the size: some drivers offer large sizes only in MJPG
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.settings["fourcc"]))
+        for key, prop in (("width", cv2.CAP_PROP_FRAME_WIDTH), ("height", cv2.CAP_PROP_FRAME_HEIGHT),
+                          ("fps", cv2.CAP_PROP_FPS)):
+            if key in self.settings:
+                capture.set(prop, float(self.settings[key]))
+
     def _not_found_message(self):
+        if is_gstreamer_pipeline(self.target):
+            if not opencv_has_gstreamer():
+                return "{} needs OpenCV with GStreamer, and this OpenCV ({}) was built without it; on a Jetson " \
+                       "use JetPack's python3-opencv (pip's opencv-python has no GStreamer): " \
+                       "`pip uninstall opencv-python opencv-python-headless`".format(self.name, cv2.__version__)
+            return "cannot start GStreamer pipeline for {}: {} -- check the camera (`nvgstcapture-1.0`) and that " \
+                   "no other process holds it (`sudo systemctl restart nvargus-daemon`)".format(
+                       self.name, self.target)
         if isinstance(self.target, int) or str(self.target).startswith("/dev/"):
             devices = sorted(n for n in os.listdir("/dev") if n.startswith("video")) if os.path.isdir("/dev") else []
             return "camera {} not found or busy; video devices here: {} -- pass another index or check " \
@@ -218,6 +254,44 @@ class LiveCaptureSource(Source):
     def close(self):
         if self.capture is not None:
             self.capture.release()
+
+
+def is_gstreamer_pipeline(target):
+    """True for a GStreamer pipeline description (``... ! appsink``)."""
+    return isinstance(target, str) and "!" in target and "appsink" in target
+
+
+def opencv_has_gstreamer():
+    """Whether this OpenCV build can open GStreamer pipelines (JetPack's can; pip wheels cannot)."""
+    if cv2 is None:
+        return False
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+def csi_pipeline(sensor_id=0, width=1280, height=720, fps=30, flip=0):
+    """The GStreamer pipeline of a Jetson CSI camera (Argus ISP -> BGR frames, newest frame only)."""
+    return ("nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM), width={}, height={}, framerate={}/1 ! "
+            "nvvidconv flip-method={} ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+            "appsink drop=true max-buffers=1 sync=false".format(int(sensor_id), int(width), int(height), int(fps),
+                                                                int(flip)))
+
+
+def _parse_csi(spec):
+    rest = spec[len("csi://"):]
+    sensor, _, query = rest.partition("?")
+    options = dict(item.partition("=")[::2] for item in query.split("&") if item)
+    known = ("w", "h", "fps", "flip")
+    unknown = sorted(set(options) - set(known))
+    if unknown or (sensor and not sensor.isdigit()):
+        raise SourceError("bad CSI camera source {!r}; use csi://SENSOR[?w=1280&h=720&fps=30&flip=0]".format(spec))
+    try:
+        return csi_pipeline(int(sensor or 0), int(options.get("w", 1280)), int(options.get("h", 720)),
+                            int(options.get("fps", 30)), int(options.get("flip", 0))), "csi{}".format(sensor or 0)
+    except ValueError as exc:
+        raise SourceError("bad CSI camera option in {!r}: {}".format(spec, exc)) from exc
 
 
 # A standing figure in COCO-17 order, in units of the figure's height, relative to its hip centre.
@@ -321,6 +395,27 @@ def _parse_synthetic(spec):
                            seed=values.get("seed", 0), live=live)
 
 
+def _parse_camera_settings(spec, query):
+    options = dict(item.partition("=")[::2] for item in query.split("&") if item)
+    known = {"w": "width", "h": "height", "fps": "fps", "fourcc": "fourcc"}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SourceError("unknown camera option(s) {} in {!r}; known: w, h, fps, fourcc (e.g. 0?w=1280&h=720"
+                          "&fps=30&fourcc=MJPG)".format(", ".join(unknown), spec))
+    settings = {}
+    for key, value in options.items():
+        if key == "fourcc":
+            if len(value) != 4:
+                raise SourceError("camera fourcc must be 4 characters (MJPG, YUYV), got {!r}".format(value))
+            settings["fourcc"] = value
+            continue
+        try:
+            settings[known[key]] = float(value)
+        except ValueError:
+            raise SourceError("bad camera option {}={!r} in {!r}: not a number".format(key, value, spec)) from None
+    return settings
+
+
 def open_source(spec, reconnect=3, reconnect_delay=1.0):
     """A :class:`Source` for a user's ``--source`` value (see the module docstring for the forms)."""
     if isinstance(spec, Source):
@@ -330,10 +425,17 @@ def open_source(spec, reconnect=3, reconnect_delay=1.0):
     spec = str(spec)
     if spec.startswith("synthetic"):
         return _parse_synthetic(spec)
-    if spec.isdigit():
-        return LiveCaptureSource(int(spec), "camera{}".format(spec), reconnect, reconnect_delay)
-    if spec.startswith("/dev/video"):
-        return LiveCaptureSource(spec, os.path.basename(spec), reconnect, reconnect_delay)
+    device, _, query = spec.partition("?")
+    if device.isdigit() or device.startswith("/dev/video"):
+        settings = _parse_camera_settings(spec, query)
+        target = int(device) if device.isdigit() else device
+        name = "camera{}".format(device) if device.isdigit() else os.path.basename(device)
+        return LiveCaptureSource(target, name, reconnect, reconnect_delay, settings=settings)
+    if spec.startswith("csi://"):
+        pipeline, name = _parse_csi(spec)
+        return LiveCaptureSource(pipeline, name, reconnect, reconnect_delay)
+    if is_gstreamer_pipeline(spec):
+        return LiveCaptureSource(spec, "gstreamer", reconnect, reconnect_delay)
     if spec.lower().startswith(STREAM_SCHEMES):
         host = spec.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
         return LiveCaptureSource(spec, host, reconnect, reconnect_delay)
@@ -343,5 +445,5 @@ def open_source(spec, reconnect=3, reconnect_delay=1.0):
         if spec.lower().endswith(IMAGE_EXTENSIONS):
             return ImageFolderSource(spec)
         return VideoFileSource(spec)
-    raise SourceError("source {!r} not found: give a video file, an image folder, a camera index (0), an "
-                      "rtsp:// or http:// URL, or `synthetic`".format(spec))
+    raise SourceError("source {!r} not found: give a video file, an image folder, a camera index (0), "
+                      "csi://0, an rtsp:// or http:// URL, a GStreamer pipeline, or `synthetic`".format(spec))

@@ -110,7 +110,7 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    spec = input_spec or InputSpec(height=128, width=192)
+    spec = input_spec or InputSpec(height=192, width=256)  # the `cpu` target's default input size
     if outputs not in ("maps", "peaks"):
         raise ValueError("outputs must be 'maps' or 'peaks', got {!r}".format(outputs))
     if spec.height % stride or spec.width % stride:
@@ -148,8 +148,14 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
         return numpy_helper.from_array(np.asarray(array), name)
 
     axes_hw = [2, 3] if nchw else [1, 2]
+    if spec.dtype == "float32" and nchw:
+        # an identity 1x1 convolution first, like a network's first layer, so `edge-sdk build`'s
+        # normalisation folding (uint8/BGR/HWC input) works on the oracle too
+        first = helper.make_node("Conv", ["image", "identity_w", "identity_b"], ["image_f"])
+    else:
+        first = helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT)
     nodes = [
-        helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT),
+        first,
         helper.make_node("Slice", ["image_f", "starts", "ends", "axes"], ["patch"]),
         helper.make_node("ReduceMean", ["patch"], ["mean_colour"], axes=axes_hw, keepdims=0),  # [N, 3]
         helper.make_node("Mul", ["mean_colour", "std"], ["x1"]),
@@ -166,6 +172,8 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
         helper.make_node("Gather", ["paf_table", "index"], ["pafs"], axis=0),
     ]
     initializers = [
+        const("identity_w", np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)),
+        const("identity_b", np.zeros(3, np.float32)),
         const("starts", np.array([cy, cx], np.int64)), const("ends", np.array([cy + PATCH, cx + PATCH], np.int64)),
         const("axes", np.array(axes_hw, np.int64)),
         const("std", std), const("mean", mean), const("scale", np.float32(scale)),

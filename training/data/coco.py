@@ -86,9 +86,11 @@ class CocoKeypoints:
         for ann in anns:
             if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
                 if ann.get("segmentation"):
-                    info_hw = dict(info, height=height, width=width)
-                    self.coco.imgs[info["id"]] = info_hw
+                    self.coco.imgs[info["id"]] = dict(info, height=height, width=width)
                     mask[self.coco.annToMask(ann) > 0] = 0
+                elif ann.get("bbox"):  # no outline: ignore the whole box
+                    x, y, w, h = ann["bbox"]
+                    mask[max(0, int(y)):int(np.ceil(y + h)), max(0, int(x)):int(np.ceil(x + w))] = 0
                 continue
             people.append(np.asarray(ann["keypoints"], dtype=np.float32).reshape(17, 3))
         keypoints = coco17_to_coco18(np.stack(people)) if people else np.zeros((0, 18, 3), np.float32)

@@ -3,13 +3,15 @@
 ``prefer``:
     ``onnxruntime``  ONNX Runtime on the model's ONNX file (CPU);
     ``tensorrt``     the bundle's TensorRT engine (``edge_sdk.runtime.backends.tensorrt_backend``);
-    ``auto``         TensorRT for a bundle made for a GPU target when TensorRT can be imported (the
-                     TensorRT backend uses the bundle's engine, or builds/caches one for this GPU),
-                     else ONNX Runtime on the bundle's model.onnx.
+    ``auto``         TensorRT for a bundle made for a GPU target when TensorRT and a CUDA binding
+                     (cuda-python or pycuda) can be imported and the bundle has an engine or can build
+                     one (the TensorRT backend uses the bundle's engine, or builds/caches one for this
+                     GPU), else ONNX Runtime on the bundle's model.onnx. The choice and why are printed.
 Backends are imported here, when chosen, so a device only needs the one it uses.
 """
 
 import os
+import sys
 
 from edge_sdk.errors import ConfigError, ModelError
 
@@ -24,11 +26,12 @@ def _tensorrt_available():
     return True
 
 
-def load_onnxruntime(model_path, meta=None, threads=None, optimization="all"):
-    """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own)."""
+def load_onnxruntime(model_path, meta=None, threads=None, optimization=None, config=None):
+    """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own;
+    ``config``: a bundle's ``onnxruntime`` session settings)."""
     from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization)
+    return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization, config=config)
 
 
 def load_tensorrt(bundle):
@@ -48,10 +51,29 @@ def load_tensorrt(bundle):
     return tensorrt_backend.TensorRTBackend(bundle.engine_path, meta=bundle.meta)
 
 
-def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization="all", target=None):
+def _say_stderr(message):
+    print(message, file=sys.stderr)
+
+
+def choose_for_bundle(opened, prefer="auto"):
+    """(backend name, reason) for an opened bundle: the bundle's own backend (a CPU-target bundle runs on
+    ONNX Runtime), then the rule of :func:`edge_sdk.runtime.backends.selection.select_backend`: TensorRT when
+    it and a CUDA binding are importable and the bundle has (or can build) an engine."""
+    from edge_sdk.runtime.backends.selection import select_backend
+
+    if prefer != "auto":
+        return prefer, "asked for with --backend {}".format(prefer)
+    made_for = opened.manifest.get("backend", "tensorrt" if opened.engine_path else "onnxruntime")
+    if made_for != "tensorrt":
+        return "onnxruntime", "bundle made for target {} runs on {}".format(opened.target, made_for)
+    return select_backend("auto", bundle=opened)
+
+
+def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization=None, target=None, say=None):
     """Load the backend for ``model`` (an .onnx path) or ``bundle`` (a bundle directory or .tar.gz).
 
-    ``target``: when given, a bundle made for another target is refused (BundleError).
+    ``target``: when given, a bundle made for another target is refused (BundleError). For a bundle, the
+    choice and its reason are reported through ``say`` (default: one line on stderr).
     """
     if prefer not in BACKEND_NAMES:
         raise ConfigError("unknown backend {!r}; known: {}".format(prefer, ", ".join(BACKEND_NAMES)))
@@ -78,11 +100,11 @@ def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimizat
     from edge_sdk.runtime.bundle import open_bundle  # written by the build helper; imported only for bundles
 
     opened = open_bundle(str(bundle), expected_target=target)
-    choice = prefer
-    if choice == "auto":
-        choice = "tensorrt" if _tensorrt_available() and (opened.target or "cpu") != "cpu" else "onnxruntime"
+    choice, reason = choose_for_bundle(opened, prefer)
+    (say or _say_stderr)("backend: {} ({})".format(choice, reason))
     if choice == "tensorrt":
         return load_tensorrt(opened)
     if not opened.model_path or not os.path.isfile(str(opened.model_path)):
         raise ModelError("bundle {} has no ONNX model for the ONNX Runtime backend".format(bundle))
-    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization)
+    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization,
+                            config=opened.manifest.get("onnxruntime"))

@@ -29,23 +29,41 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def session_options(threads=None, optimization="all"):
-    """ONNX Runtime SessionOptions: intra-op thread count (None = ONNX Runtime's default, one per core)
-    and graph optimisation level (disable | basic | extended | all)."""
+_LEVEL_NAMES = {"ORT_DISABLE_ALL": "disable", "ORT_ENABLE_BASIC": "basic", "ORT_ENABLE_EXTENDED": "extended",
+                "ORT_ENABLE_ALL": "all"}
+
+
+def session_options(threads=None, optimization=None, config=None):
+    """ONNX Runtime SessionOptions from a bundle's ``onnxruntime`` manifest section (``config``: the target
+    profile's ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads``,
+    ``inter_op_num_threads``), overridden by ``threads`` (intra-op; None/0 = one per core) and
+    ``optimization`` (disable | basic | extended | all, or the ORT_* names)."""
     ort = _import_onnxruntime()
-    if optimization not in OPTIMIZATION_LEVELS:
+    config = dict(config or {})
+    level = optimization or config.get("graph_optimization_level") or "all"
+    level = _LEVEL_NAMES.get(level, level)
+    if level not in OPTIMIZATION_LEVELS:
         raise ConfigError("unknown graph optimisation level {!r}; known: {}".format(
-            optimization, ", ".join(OPTIMIZATION_LEVELS)))
+            level, ", ".join(OPTIMIZATION_LEVELS)))
     options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
+    intra = threads if threads else config.get("intra_op_num_threads")
+    if intra:
+        options.intra_op_num_threads = int(intra)
+    inter = config.get("inter_op_num_threads", 1 if threads else None)
+    if inter:
+        options.inter_op_num_threads = int(inter)
+    mode = config.get("execution_mode")
+    if mode is not None:
+        if mode not in ("ORT_SEQUENTIAL", "ORT_PARALLEL"):
+            raise ConfigError("unknown ONNX Runtime execution_mode {!r}; known: ORT_SEQUENTIAL, ORT_PARALLEL".format(
+                mode))
+        options.execution_mode = getattr(ort.ExecutionMode, mode)
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[optimization]
+    }[level]
     options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
     return options
 
@@ -120,15 +138,19 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path, meta=None, threads=None, optimization="all", providers=None):
+    def __init__(self, model_path, meta=None, threads=None, optimization=None, providers=None, config=None):
         """``meta`` overrides the model's own metadata (a bundle's manifest carries it); ``threads``: ONNX
-        Runtime intra-op threads (None: its default); ``optimization``: graph optimisation level."""
+        Runtime intra-op threads (None: its default); ``optimization``: graph optimisation level;
+        ``config``: a bundle's ``onnxruntime`` section (session options and ``providers``)."""
         model_path = str(model_path)
         if not os.path.isfile(model_path):
             raise ModelError("model file {} not found; pass the path of an exported .onnx model".format(model_path))
         ort = _import_onnxruntime()
-        options = session_options(threads, optimization)
-        self.providers = list(providers or ["CPUExecutionProvider"])
+        config = dict(config or {})
+        options = session_options(threads, optimization, config)
+        requested = list(providers or config.get("providers") or ["CPUExecutionProvider"])
+        available = set(ort.get_available_providers())
+        self.providers = [p for p in requested if p in available] or ["CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(model_path, options, providers=self.providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
@@ -148,8 +170,8 @@ class OnnxRuntimeBackend(Backend):
         Backend.__init__(self, meta)
         self.model_path = model_path
         self.session = session
-        self.threads = threads
-        self.optimization = optimization
+        self.threads = options.intra_op_num_threads or None
+        self.optimization = _LEVEL_NAMES.get(str(options.graph_optimization_level).split(".")[-1], "all")
         self._output_names = [meta.outputs[role] for role in sorted(meta.outputs)]
         self._input_name = meta.input.name
 
