@@ -451,10 +451,12 @@ def test_systemd_unit_is_generated_enabled_and_restarted(lab, tmp_path, runtime_
     assert "/versions/{}/site".format(v2.version) in (device.sysroot / "etc/systemd/system/pose.service").read_text()
 
 
-def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, runtime_wheel):
+def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, runtime_wheel, mosquitto):
     """No stand-in: the default service command runs `python -m edge_sdk run` from versions/<v>/site on a cpu
-    bundle (oracle ONNX model, ONNX Runtime), and its health file is what the flash waits for."""
+    bundle (oracle ONNX model, ONNX Runtime); its health file is what the flash waits for, and its retained
+    MQTT status is what `devices status --mqtt` shows."""
     from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.deploy.mqtt_status import read_retained_status
     from edge_sdk.targets import get_target
     from edge_sdk.testing.oracle_model import make_oracle
 
@@ -463,7 +465,7 @@ def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, r
     bundle = write_bundle(tmp_path / "cpu-bundle", model_path=case.model_path, meta=case.meta,
                           target=get_target("cpu"), precision=Precision("fp32", "fp32"),
                           engine={"status": "none"}).directory
-    run_args = "--source synthetic:live?w=320&h=240&fps=5&frames=100000"
+    run_args = "--source synthetic:live?w=320&h=240&fps=5&frames=100000 --mqtt {}".format(mosquitto.url)
     devices = load_inventory(lab.inventory(run_args=run_args, health_timeout=90, deps="check"))
     release = prepare_release(bundle, tmp_path / "work", runtime_wheel=runtime_wheel)
     [result] = fleet.flash(devices, release, lab.options())
@@ -475,3 +477,5 @@ def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, r
     assert pythonpath.startswith("PYTHONPATH={}".format(device.root / "versions" / release.version / "site"))
     [row] = fleet.status(devices, lab.options())
     assert row.running and row.target == "cpu" and row.precision == "fp32" and "frames" in row.health
+    status = read_retained_status(mosquitto.url, "edge-sdk", ["edge1"], wait=10)
+    assert status["edge1"].startswith("online"), status
