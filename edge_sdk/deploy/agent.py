@@ -750,9 +750,10 @@ def wait_healthy(layout, alive, started_at, timeout):
 
 def health_summary(health):
     parts = ["healthy"]
-    for key, fmt in (("frames", "{} frames"), ("fps", "{} fps")):
-        if health.get(key) is not None:
-            parts.append(fmt.format(health[key]))
+    if health.get("frames") is not None:
+        parts.append("{} frame{}".format(health["frames"], "" if health["frames"] == 1 else "s"))
+    if health.get("fps") is not None:
+        parts.append("{} fps".format(health["fps"]))
     return ", ".join(parts)
 
 
