@@ -2,13 +2,14 @@
 
     python benchmarks/int8.py [--model model.onnx] [--images DIR] [--count 64] [--iters 40]
 
-Calibrates the model (entropy by default), then times FP32 and the Q/DQ model alternately on the same input
-(ORT_ENABLE_ALL, so ONNX Runtime may fuse Q/DQ into integer kernels) and prints the median latencies, the
-speed ratio and the pose agreement (OKS AP of INT8 poses against FP32 poses; map agreement without a
-decoder). Without --model it uses models/demo/*.onnx when present, else calibration.synthetic's model;
+Calibrates the model (entropy by default) into two Q/DQ models with the same scales: the TensorRT one
+(what goes to a Jetson: Q/DQ only on Conv inputs) and an ONNX Runtime one (outputs quantised too, so the
+CPU provider fuses QLinearConv). Times FP32 and both alternately on the same input (ORT_ENABLE_ALL) and
+prints median latencies, the ratios against FP32, and each one's pose agreement with FP32 (OKS AP of INT8
+poses against FP32 poses on held-out frames; map agreement without a decoder).
+Without --model it uses models/demo/*.onnx when present, else calibration.synthetic's model;
 without --images it draws synthetic frames (edge_sdk.synthetic's figures for a trained model).
-Note: the Q/DQ placement targets TensorRT (no Q/DQ on Conv outputs), so ORT CPU speed says little about
-Jetson INT8 speed; the accuracy half carries over.
+Neither CPU time says much about Jetson INT8 speed; the accuracy of the TensorRT model carries over.
 """
 
 from __future__ import annotations
@@ -92,31 +93,47 @@ def main(argv=None):
                            cache_dir=False, plot=False, progress=False)
         report = result["report_data"]
 
+        from calibration import accuracy, qdq
+        from calibration.data import load_frames
+
+        prepared = qdq.prepare(onnx.load(str(model_path)))
+        ort_style = qdq.build_qdq_model(prepared, result["ranges"], result["float_nodes"], style="onnxruntime")
+        frames = load_frames(images, meta.input, count=args.count, holdout=16, cache_dir=False, progress=False)
+        evaluator = accuracy.Evaluator(onnx.load(str(model_path)), frames.holdout if len(frames.holdout)
+                                       else frames.calib[:16], meta.outputs, meta.stride)
+        ort_result = evaluator.evaluate(ort_style)
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        fp32 = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        int8 = ort.InferenceSession(result["qdq_model"], options, providers=["CPUExecutionProvider"])
-        feed = {fp32.get_inputs()[0].name: np.random.default_rng(0).random(meta.input.shape, dtype=np.float32)}
-        for session in (fp32, int8):
-            time_session(session, feed, 5)
-        fp32_times, int8_times = [], []
-        for _ in range(4):  # alternate so both see the same machine load
-            fp32_times += time_session(fp32, feed, args.iters // 4)
-            int8_times += time_session(int8, feed, args.iters // 4)
-        fp32_ms = 1000 * statistics.median(fp32_times)
-        int8_ms = 1000 * statistics.median(int8_times)
+        sessions = {
+            "FP32": ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"]),
+            "INT8 Q/DQ for TensorRT": ort.InferenceSession(result["qdq_model"], options,
+                                                           providers=["CPUExecutionProvider"]),
+            "INT8 Q/DQ for ONNX Runtime": ort.InferenceSession(ort_style.SerializeToString(), options,
+                                                               providers=["CPUExecutionProvider"]),
+        }
+        feed = {sessions["FP32"].get_inputs()[0].name: frames.calib[:1].astype(np.float32)}
+        times = {name: [] for name in sessions}
+        for session in sessions.values():
+            time_session(session, feed, 3)
+        for _ in range(4):  # alternate so all see the same machine load
+            for name, session in sessions.items():
+                times[name] += time_session(session, feed, max(1, args.iters // 4))
+        median_ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
         final = report["accuracy"]["final"]
+        agreement = {"INT8 Q/DQ for TensorRT": final, "INT8 Q/DQ for ONNX Runtime": ort_result}
         print("model: {} (input {})".format(model_path.name, "x".join(map(str, meta.input.shape))))
-        print("calibration: {} on {} frames; float nodes: {}".format(
+        print("calibration: {} on {} frames; kept in float: {}".format(
             args.method, report["frames"]["calibration"], ", ".join(report["float_nodes"]) or "none"))
-        print("ORT CPU latency ({} thread{}): FP32 {:.2f} ms, INT8 Q/DQ {:.2f} ms -> INT8/FP32 ratio {:.2f} "
-              "(speed-up x{:.2f})".format(args.threads, "" if args.threads == 1 else "s", fp32_ms, int8_ms,
-                                          int8_ms / fp32_ms, fp32_ms / int8_ms))
-        print("{}: {:.3f} (all-INT8: {:.3f})".format(report["accuracy"]["metric"], final["agreement"],
-                                                      report["accuracy"]["int8"]["agreement"]))
-        for name, err in final["map_errors"].items():
-            print("  {}: mean |err| {:.4f}, relative L2 {:.4f}".format(name, err["mean_abs"], err["rel_l2"]))
+        print("ONNX Runtime CPU, {} thread(s), median of {} runs; agreement = {}:".format(
+            args.threads, len(times["FP32"]), evaluator.metric))
+        for name, ms in median_ms.items():
+            line = "  {:<28} {:8.2f} ms".format(name, ms)
+            if name != "FP32":
+                line += "   ratio vs FP32 {:.2f} (x{:.2f} speed)   agreement {:.3f}".format(
+                    ms / median_ms["FP32"], median_ms["FP32"] / ms, agreement[name]["agreement"])
+            print(line)
         if report["accuracy"].get("note"):
             print("note: " + report["accuracy"]["note"])
 

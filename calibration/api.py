@@ -50,19 +50,22 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
               threshold: float = DEFAULT_THRESHOLD, *, percentile: float = 99.99, holdout: int = 16,
               trt_version=DEFAULT_TRT_VERSION, output_name: str | None = None, fallback: bool = True,
               max_float_nodes: int | None = None, cache_dir=None, plot: bool = True,
-              progress: bool = True) -> dict:
+              qdq_style: str = "tensorrt", progress: bool = True) -> dict:
     """Calibrate ``onnx_path`` on frames from ``source`` (folder, video, ``coco.json:images``) into ``out_dir``.
 
     Returns {"qdq_model", "cache", "report": paths, "summary": str, "passed": bool,
     "ranges": {tensor: amax}, "float_nodes": [...], "report_data": dict}. ``threshold`` is the largest
     accepted drop of agreement with FP32 (see :mod:`calibration.accuracy`); above it, the most sensitive
-    layers are kept in float (``fallback``), at most ``max_float_nodes`` of them.
+    layers are kept in float (``fallback``), at most ``max_float_nodes`` of them. ``qdq_style`` is
+    "tensorrt" (Q/DQ on Conv/MatMul inputs only) or "onnxruntime" (integer kernels for ORT's CPU provider).
     """
     import onnx
 
     if method not in METHODS:
         raise ConfigError("unknown calibration method {!r}; known: {}".format(method, ", ".join(
             nearest_names(method, METHODS))))
+    if qdq_style not in ("tensorrt", "onnxruntime"):
+        raise ConfigError("qdq_style must be tensorrt or onnxruntime, got {!r}".format(qdq_style))
     if not 0.0 <= float(threshold) <= 1.0:
         raise ConfigError("threshold is an agreement drop between 0 and 1, got {}".format(threshold))
     model = load_fp32_model(onnx_path)
@@ -86,7 +89,7 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
         raise ModelError("{} has no Conv/ConvTranspose/MatMul/Gemm node to quantise".format(onnx_path))
 
     def build(float_nodes):
-        return qdq.build_qdq_model(prepared, amax, float_nodes)
+        return qdq.build_qdq_model(prepared, amax, float_nodes, style=qdq_style)
 
     eval_frames = frames.holdout if len(frames.holdout) else frames.calib[: max(1, min(holdout, len(frames.calib)))]
     evaluator = accuracy.Evaluator(model, eval_frames, meta.outputs, meta.stride)
@@ -106,7 +109,8 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
     stem = Path(onnx_path).stem
     qdq_path = out_dir / (output_name or stem + ".int8.onnx")
     algorithm = METHOD_ALGORITHM[method]
-    quantization = {"precision": "int8", "format": "qdq", "method": method, "float_nodes": float_nodes,
+    quantization = {"precision": "int8", "format": "qdq", "qdq_style": qdq_style, "method": method,
+                    "float_nodes": float_nodes,
                     "calibration_frames": int(len(frames.calib)), "trt_calibration_algorithm": algorithm}
     onnx.save(_with_meta(qdq_model, meta, quantization), str(qdq_path))
     cache = CalibrationCache({name: r.scale for name, r in ranges.items()}, algorithm, trt_version)
@@ -119,6 +123,7 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
         note = "the FP32 model finds no people in the evaluation frames: agreement measured on maps, not poses"
     report = {
         "model": str(onnx_path), "source": frames.source.describe(), "method": method, "seed": seed,
+        "qdq_style": qdq_style,
         "percentile": percentile if method == "percentile" else None, "threshold": float(threshold),
         "frames": {"requested": count, "calibration": int(len(frames.calib)), "holdout": int(len(frames.holdout)),
                    "from_cache": frames.from_cache},

@@ -76,8 +76,13 @@ def _copy(model):
     return clone
 
 
-def build_qdq_model(prepared, amax: dict, float_nodes=(), per_channel: bool = True):
-    """The Q/DQ model (ModelProto) for ``prepared`` (see :func:`prepare`) with activation ranges ``amax``."""
+def build_qdq_model(prepared, amax: dict, float_nodes=(), per_channel: bool = True, style: str = "tensorrt"):
+    """The Q/DQ model (ModelProto) for ``prepared`` (see :func:`prepare`) with activation ranges ``amax``.
+
+    ``style="onnxruntime"`` instead quantises every op ONNX Runtime has integer kernels for, outputs
+    included, so its CPU provider can fuse DQ -> Conv -> Q into QLinearConv (for the CPU target and the
+    benchmark; TensorRT wants the default).
+    """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -85,16 +90,22 @@ def build_qdq_model(prepared, amax: dict, float_nodes=(), per_channel: bool = Tr
     model = _copy(prepared)
     ranges = TensorsData(CalibrationMethod.MinMax, {
         name: (np.array(-a, dtype=np.float32), np.array(a, dtype=np.float32)) for name, a in amax.items()})
-    quantizer = QDQQuantizer(
-        model, per_channel, False, QuantType.QInt8, QuantType.QInt8, ranges, [], list(float_nodes),
-        list(QUANTIZED_OP_TYPES),
-        {
+    if style == "tensorrt":
+        op_types = list(QUANTIZED_OP_TYPES)
+        options = {
             "ActivationSymmetric": True, "WeightSymmetric": True, "AddQDQPairToWeight": True,
             "QuantizeBias": False, "DedicatedQDQPair": True,
-            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OP_TYPES),
-            "ForceQuantizeNoInputCheck": False,
-        },
-    )
+            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OP_TYPES), "ForceQuantizeNoInputCheck": False,
+        }
+    elif style == "onnxruntime":
+        from onnxruntime.quantization.registry import QDQRegistry
+
+        op_types = sorted(QDQRegistry)
+        options = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    else:
+        raise ValueError("style must be 'tensorrt' or 'onnxruntime', got {!r}".format(style))
+    quantizer = QDQQuantizer(model, per_channel, False, QuantType.QInt8, QuantType.QInt8, ranges, [],
+                             list(float_nodes), op_types, options)
     quantized = quantizer.quantize_model()
     _restore_float_inputs(quantized, set(float_nodes))
     return _sorted(quantized)

@@ -56,7 +56,7 @@ class Target:
     input_height: int = 256
     soc: str | None = None
     detect_model: tuple[str, ...] = ()
-    detect_l4t_major: tuple[int, ...] = ()
+    detect_tegra_release: tuple[str, ...] = ()  # "R32": L4T major releases, as /etc/nv_tegra_release spells them
     onnxruntime: dict[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     path: str = ""
@@ -66,6 +66,11 @@ class Target:
         return self.backend == "tensorrt"
 
     @property
+    def detect_l4t_major(self) -> tuple[int, ...]:
+        """The L4T major releases of ``detect_tegra_release`` as numbers (``[detect] l4t_major`` in the TOML)."""
+        return tuple(int(r.lstrip("R").split(".")[0]) for r in self.detect_tegra_release)
+
+    @property
     def sm(self) -> str | None:
         """``sm_87`` style name of the compute capability."""
         return "sm_" + self.compute_capability.replace(".", "") if self.compute_capability else None
@@ -73,6 +78,7 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["detect_model"] = list(self.detect_model)
+        data["detect_tegra_release"] = list(self.detect_tegra_release)
         data["detect_l4t_major"] = list(self.detect_l4t_major)
         data["sources"] = list(self.sources)
         data.pop("path")
@@ -180,8 +186,8 @@ def load_target_file(path: str | os.PathLike) -> Target:
         input_height=height,
         soc=data.get("soc"),
         detect_model=tuple(_require(detect, "model", list, where + " [detect]", optional=True, default=[])),
-        detect_l4t_major=tuple(int(v) for v in _require(detect, "l4t_major", list, where + " [detect]",
-                                                         optional=True, default=[])),
+        detect_tegra_release=tuple("R{}".format(int(v)) for v in _require(
+            detect, "l4t_major", list, where + " [detect]", optional=True, default=[])),
         onnxruntime=dict(data.get("onnxruntime", {})),
         sources=tuple(_require(data, "sources", list, where)),
         path=str(path),

@@ -283,18 +283,23 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
 def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
     """The deploy agent (edge_sdk/deploy) verifies bundles and matches devices with the same manifest keys and
     [detect] hints this stage writes."""
-    from edge_sdk.deploy.agent import AgentError, check_target, verify_bundle
+    from edge_sdk.deploy.agent import AgentError, check_target, hints_from_manifest, verify_bundle
     from edge_sdk.deploy.release import target_hints
 
-    assert verify_bundle(str(tx2_bundle.bundle_dir))["target"] == "jetson-tx2"
-    hints = target_hints("jetson-tx2")
-    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "l4t_major": [32]}
+    manifest = verify_bundle(str(tx2_bundle.bundle_dir))
+    assert manifest["target"] == "jetson-tx2"
+    hints = hints_from_manifest(manifest)
+    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "tegra_release": ["R32"], "kind": "jetson"}
     device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)"}
-    assert "matches" in check_target("jetson-tx2", hints, device)
+    assert "matches" in check_target("jetson-tx2", target_hints(manifest), device)
     with pytest.raises(AgentError, match="needs L4T R32"):
         check_target("jetson-tx2", hints, dict(device, l4t="35.4.1"))
     thor = {"model": "NVIDIA Jetson AGX Thor Developer Kit", "l4t": "38.2.0"}
-    assert "matches" in check_target("jetson-thor", target_hints("jetson-thor"), thor)
+    thor_hints = target_hints({"target": "jetson-thor"})
+    assert "matches" in check_target("jetson-thor", thor_hints, thor)
+    with pytest.raises(AgentError, match="looks like jetson-orin-nano"):
+        check_target("jetson-nano", target_hints({"target": "jetson-nano"}),
+                     {"model": "NVIDIA Jetson Orin Nano Developer Kit", "l4t": "36.4.3"})
     copy = _copy(tx2_bundle.bundle_dir, tmp_path)
     (copy / "stray.bin").write_bytes(b"x")
     with pytest.raises(AgentError, match="not listed"):
@@ -374,3 +379,15 @@ def test_where_the_engine_is_built(monkeypatch):
     monkeypatch.setattr(build_module, "local_compute_capability", lambda: "6.1")
     assert build_module.local_build_check(get_target("x86-gpu")) == (False, "this host's GPU is sm_61 (< sm_75)")
     assert build_module.local_build_check(get_target("cpu"))[0] is False
+
+
+def test_input_size_choice(tmp_path):
+    """--input wins; a static export keeps the size it was trained at; a size-agnostic one gets the target's."""
+    from edge_sdk.engine.build import choose_input_size
+
+    dynamic = make_pose_model(seed=0)
+    static = make_pose_model(seed=0, height=64, width=96)
+    nano = get_target("jetson-nano")
+    assert choose_input_size(dynamic, get_meta(dynamic), nano, (320, 240))[:2] == (320, 240)
+    assert choose_input_size(static, get_meta(static), nano, None)[:2] == (96, 64)
+    assert choose_input_size(dynamic, get_meta(dynamic), nano, None)[:2] == (nano.input_width, nano.input_height)

@@ -237,3 +237,15 @@ def test_pose_agreement_ap_with_pycocotools():
     assert 0.0 < ap < 1.0
     missing = [(k[:0], s[:0]) for k, s in reference]
     assert pose_agreement_ap(reference, missing) == 0.0
+
+
+def test_onnxruntime_style_quantises_conv_outputs_too():
+    prepared = prepare(synthetic.build_model())
+    amax = {"image": 1.0, "stage1_conv": 1.0, "stage1_relu": 1.0, "heatmaps": 1.0, "pafs": 1.0}
+    trt_style = build_qdq_model(prepared, amax)
+    ort_style = build_qdq_model(prepared, amax, style="onnxruntime")
+    quantised_in = {n.input[0] for n in ort_style.graph.node if n.op_type == "QuantizeLinear"}
+    assert "stage1_conv" in quantised_in or "stage1_relu" in quantised_in
+    assert len(ort_style.graph.node) != len(trt_style.graph.node)
+    with pytest.raises(ValueError, match="style"):
+        build_qdq_model(prepared, amax, style="tflite")

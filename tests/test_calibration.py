@@ -118,3 +118,20 @@ def test_cli(edge_sdk_cli, workdir, tmp_path):
     assert out.is_file() and read_cache(out.parent / "calib.cache").header == "TRT-8601-EntropyCalibration2"
     bad = edge_sdk_cli("calibrate", workdir / "pose.onnx", "--images", tmp_path / "nothing-here")
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_rewritten_uint8_nhwc_model(workdir, tmp_path):
+    """After `edge-sdk rewrite` folded the normalisation (uint8 NHWC input), frames follow the new spec."""
+    from edge_sdk.graph.common import get_meta
+    from edge_sdk.graph.normalize import fold_input_normalization
+
+    model = onnx.load(workdir / "pose.onnx")
+    folded, meta, _notes = fold_input_normalization(model, get_meta(model))
+    assert meta.input.dtype == "uint8" and meta.input.layout == "NHWC"
+    onnx.save(folded, tmp_path / "pose_u8.onnx")
+    result = calibrate(tmp_path / "pose_u8.onnx", workdir / "frames", tmp_path / "out", count=12, cache_dir=False,
+                       progress=False, plot=False)
+    assert result["passed"] and "image" not in result["ranges"]  # a uint8 input needs no scale
+    qdq = onnx.load(result["qdq_model"])
+    assert qdq.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert float_nodes_of(qdq, ["stage1", "heatmap_head", "paf_head"]) == []

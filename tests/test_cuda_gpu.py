@@ -14,17 +14,24 @@ from edge_sdk.runtime.cuda import CudaDevice, get_api
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def device():
-    try:
-        from cuda.bindings import runtime  # noqa: F401
-    except ImportError:
+def _binding_or_skip(name):
+    import importlib
+
+    modules = {"cuda-python": ("cuda.bindings.runtime", "cuda.cudart"), "pycuda": ("pycuda.driver",)}[name]
+    for module in modules:
         try:
-            from cuda import cudart  # noqa: F401
+            importlib.import_module(module)
+            return
         except ImportError:
-            pytest.skip("cuda-python is not installed")
+            continue
+    pytest.skip("{} is not installed".format(name))
+
+
+@pytest.fixture(scope="module", params=["cuda-python", "pycuda"])
+def device(request):
+    _binding_or_skip(request.param)
     try:
-        dev = CudaDevice(0, api=get_api(0, "cuda-python"))
+        dev = CudaDevice(0, api=get_api(0, request.param))
     except Exception as exc:  # noqa: BLE001 - no driver / no GPU: skip, do not fail
         pytest.skip("no usable CUDA GPU: {}".format(exc))
     if not dev.info["can_map_host_memory"]:
@@ -172,6 +179,44 @@ def test_no_leak_over_10k_frames(device):
         free_before - free_after)
 
 
+def test_buffers_and_streams_work_from_another_thread(device):
+    """The pipeline calls CUDA from its inference thread, not the thread that opened the device."""
+    import threading
+
+    errors, results = [], []
+
+    def work():
+        try:
+            tensor = device.tensor((3, 32, 48), np.float32, zero_copy=False)
+            tensor.host[...] = 7.0
+            stream = device.stream()
+            tensor.to_device(stream)
+            tensor.host[...] = 0.0
+            tensor.to_host(stream)
+            done = device.event()
+            done.record(stream)
+            done.synchronize()
+            results.append(float(tensor.host.min()))
+            tensor.free()
+            done.close()
+            stream.close()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(60)
+        gc.collect()
+    assert not errors and results == [7.0]
+    leaked = [str(w.message) for w in caught if "could not be cleaned up" in str(w.message)]
+    assert not leaked, leaked  # pycuda could not destroy a stream/event made on another thread
+
+
 @pytest.mark.parametrize("zero_copy", [True, False], ids=["jetson-style-mapped", "discrete-pinned-async"])
 @pytest.mark.parametrize("flavour", ["8.2", "8.6", "10"])
 def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, zero_copy):
@@ -180,16 +225,19 @@ def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, ze
     from edge_sdk.runtime.model_meta import InputSpec, ModelMeta
     from tests.tensorrt_double import install_tensorrt_double, plan_bytes
 
+    _binding_or_skip("cuda-python")
+    runtime_api = get_api(0, "cuda-python")  # the fake engine's own memory access (unified addressing)
+
     class DeviceMemory(object):
         def read(self, ptr, nbytes):
             device.api.synchronize()  # the engine runs after the queued input copy
             out = np.empty(nbytes, np.uint8)
-            device.api.memcpy(out.ctypes.data, ptr, nbytes, "default")
+            runtime_api.memcpy(out.ctypes.data, ptr, nbytes, "default")
             return out.tobytes()
 
         def write(self, ptr, data):
             src = np.frombuffer(data, np.uint8).copy()
-            device.api.memcpy(ptr, src.ctypes.data, len(data), "default")
+            runtime_api.memcpy(ptr, src.ctypes.data, len(data), "default")
 
     trt = install_tensorrt_double(monkeypatch, flavour)
     trt.memory = DeviceMemory()
@@ -199,13 +247,17 @@ def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, ze
     dev.info = dict(dev.info, integrated=zero_copy)  # on the H100, zero_copy=True takes the Jetson path
     backend = TensorRTBackend(plan_bytes(flavour, io=io), meta=ModelMeta(InputSpec(height=32, width=48)), device=dev)
     assert dev.zero_copy == zero_copy
+    import concurrent.futures
+
     rng = np.random.default_rng(3)
-    for _ in range(3):
+    worker = concurrent.futures.ThreadPoolExecutor(1)  # the pipeline infers on its own thread
+    for frame in range(4):
         buffer = backend.new_input_buffer()
         buffer[...] = rng.random(buffer.shape, dtype=np.float32)
-        outputs = backend.infer(buffer)
+        outputs = backend.infer(buffer) if frame % 2 == 0 else worker.submit(backend.infer, buffer).result(60)
         flat = buffer.astype(np.float64).ravel()
         np.testing.assert_array_equal(outputs["pafs"], np.resize(flat * 2.0, 38 * 24).reshape(1, 38, 4, 6)
                                       .astype(np.float32))
+    worker.shutdown()
     backend.close()
     assert "tests.tensorrt_double" in sys.modules

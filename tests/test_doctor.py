@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -50,16 +51,22 @@ def test_doctor_cli_reports_and_chooses_onnxruntime(edge_sdk_cli):
     report = json.loads(edge_sdk_cli("doctor", "--json", check=True).stdout)
     assert report["runtime_will_use"]["backend"] == "onnxruntime"
     assert report["tensorrt"]["version"] is None and "tensorrt" in report["tensorrt"]["error"]
-    assert report["packages"]["numpy"][0].isdigit()
+    assert report["packages"]["numpy"][0].isdigit() and report["package_errors"] == {}
 
 
 def test_doctor_with_tensorrt_but_no_cuda_binding_says_so(monkeypatch):
+    import sys
+
     trt = install_tensorrt_double(monkeypatch, "8.2", num_dla_cores=2)
+    monkeypatch.setitem(sys.modules, "paho", None)  # a device without paho-mqtt: reported, not raised
+    monkeypatch.setitem(sys.modules, "paho.mqtt", None)
     report = collect()
+    assert report["packages"]["paho-mqtt"] is None
+    assert re.search(r"paho-mqtt\s+not available \(ModuleNotFoundError", format_report(report))
     assert report["tensorrt"] == {"version": trt.__version__, "error": "", "dla_cores": 2}
     assert report["runtime_will_use"]["backend"] == "onnxruntime"
     assert "neither cuda-python nor pycuda" in report["runtime_will_use"]["because"]
-    assert "DLA cores     2" in format_report(report)
+    assert re.search(r"DLA cores\s+2\n", format_report(report))
 
 
 class Opened(object):
@@ -87,3 +94,36 @@ def test_selection_rules(tmp_path):
     assert select_backend("onnxruntime", with_engine, trt_ok, cuda_ok)[0] == "onnxruntime"
     assert select_backend("tensorrt", None, trt_missing, cuda_ok)[0] == "tensorrt"  # the loader then explains
     assert os.path.isfile(str(engine))
+
+
+def test_selection_follows_the_bundles_target(tmp_path):
+    trt_ok = lambda: ("10.3.0", "")  # noqa: E731
+    cuda_ok = lambda: ("cuda-python", "")  # noqa: E731
+    engine = tmp_path / "engine.plan"
+    engine.write_bytes(b"plan")
+    cpu = Opened(tmp_path, engine=str(engine))
+    cpu.manifest = {"backend": "onnxruntime", "target": "cpu"}
+    assert select_backend("auto", cpu, trt_ok, cuda_ok) == (
+        "onnxruntime", "the bundle was made for target cpu (onnxruntime backend)")
+    gpu = Opened(tmp_path, engine=str(engine))
+    gpu.manifest = {"backend": "tensorrt", "target": "jetson-orin-nano"}
+    assert select_backend("auto", gpu, trt_ok, cuda_ok)[0] == "tensorrt"
+
+
+def test_doctor_judges_a_bundle(tmp_path, edge_sdk_cli):
+    import onnx
+
+    from edge_sdk.engine.build import BuildRequest, build
+    from edge_sdk.graph.synthetic import make_pose_model
+
+    onnx.save(make_pose_model(seed=5), str(tmp_path / "pose.onnx"))
+    request = BuildRequest(model=str(tmp_path / "pose.onnx"), target="jetson-orin-nano", output=str(tmp_path / "b"),
+                           precision="fp16", input_size=(96, 64), engine="device", archive=False)
+    result = build(request, echo=lambda line: None)
+    proc = edge_sdk_cli("doctor", "--json", "--bundle", str(result.bundle_dir), check=True)
+    report = json.loads(proc.stdout)
+    assert report["bundle"] == str(result.bundle_dir)
+    assert report["runtime_will_use"]["backend"] == "onnxruntime"
+    assert "TensorRT is not importable" in report["runtime_will_use"]["because"]
+    bad = edge_sdk_cli("doctor", "--bundle", str(tmp_path / "missing"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

@@ -198,11 +198,13 @@ port = 2222
 [devices.dock]
 host = "dock.local"
 user = "root"
+identity = "keys/dock_ed25519"
 """)
     devices = {d.name: d for d in load_inventory(inv)}
     assert devices["cam-01"].run_args == "--source rtsp://cam/stream" and devices["cam-01"].keep == 5
     assert devices["cam-02"].address == "nvidia@10.0.0.22:2222" and devices["cam-02"].groups == ["lobby"]
     assert devices["dock"].user == "root" and devices["dock"].run_args == "--source /dev/video0"
+    assert devices["dock"].identity == str(tmp_path.resolve() / "keys" / "dock_ed25519")  # next to the inventory
     assert [d.name for d in load_inventory(inv, groups=["lobby"])] == ["cam-01", "cam-02"]
     assert load_inventory(inv, overrides={"keep": 1})[0].keep == 1  # the command line wins
     with pytest.raises(ConfigError, match="unknown group 'loby'; known: lobby"):

@@ -105,6 +105,9 @@ def test_fold_normalization_refuses_non_conv_input():
     model, _, _ = run_passes(make_pose_model(seed=4), ["fold"])  # input still NHWC -> Transpose
     with pytest.raises(ModelError, match="transposes"):
         run_passes(model, ["normalize"])
+    same, meta, reports = run_passes(model, ["normalize"], {"normalize": {"on_unsupported": "skip"}})
+    assert reports[0].nodes_after == reports[0].nodes_before and "skipped" in reports[0].changes[0]
+    assert meta.input.dtype == "float32" and "normalization_folded" not in meta.extra
 
 
 def test_fix_input_shape_static_and_equal(original, nhwc_batch):

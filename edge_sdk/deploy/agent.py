@@ -42,6 +42,7 @@ AGENT_VERSION = 1
 HEALTH_FILE = "run/health.json"
 PID_FILE = "run/runtime.pid"
 LOG_FILE = "run/runtime.log"
+RESUME_CHUNK = 1 << 18  # 256 KiB: granularity of resumed uploads
 DEFAULT_COMMAND = ("{python} -m edge_sdk run --bundle {bundle} --health-file {health_file} --device-id {device_id} "
                    "{run_args}")
 # Modules the runtime imports -> (pip requirement or None when pip is the wrong way to get it, hint).
@@ -684,7 +685,8 @@ def start_runtime(layout, service, version):
 
         def alive():
             code, out = systemctl(service, "is-active", service["name"])
-            return out not in ("failed", "inactive"), "systemd unit {} is {}".format(service["name"], out)
+            return out not in ("failed", "inactive"), "systemd unit {} is {} (see `journalctl -u {}`)".format(
+                service["name"], out, service["name"])
 
         return alive
     argv = render_command(service, layout, version)
@@ -748,9 +750,10 @@ def wait_healthy(layout, alive, started_at, timeout):
 
 def health_summary(health):
     parts = ["healthy"]
-    for key, fmt in (("frames", "{} frames"), ("fps", "{} fps")):
-        if health.get(key) is not None:
-            parts.append(fmt.format(health[key]))
+    if health.get("frames") is not None:
+        parts.append("{} frame{}".format(health["frames"], "" if health["frames"] == 1 else "s"))
+    if health.get("fps") is not None:
+        parts.append("{} fps".format(health["fps"]))
     return ", ".join(parts)
 
 
@@ -759,7 +762,11 @@ def activate(layout, version, timeout):
     service = read_json(layout.path("versions", version, "service.json"), {})
     current = layout.current_version()
     if current:
-        stop_runtime(layout, read_json(layout.path("versions", current, "service.json"), {}))
+        old = read_json(layout.path("versions", current, "service.json"), {})
+        stop_runtime(layout, old)
+        if old.get("mode") == "systemd" and (service.get("mode") != "systemd" or service.get("name") !=
+                                             old.get("name")):
+            systemctl(old, "disable", old["name"])  # else both would start at the next boot
     elif read_pid(layout):
         stop_runtime(layout, {"mode": "process"})
     layout.switch_current(version)
@@ -852,6 +859,7 @@ def cmd_prepare(args, layout):
     upload = os.path.join(incoming, args.version)
     if not os.path.isdir(upload):
         os.makedirs(upload)
+    existing = uploaded_chunks(upload)
     uid = os.environ.get("SUDO_UID")
     if uid and os.getuid() == 0:
         gid = int(os.environ.get("SUDO_GID", uid))
@@ -863,8 +871,25 @@ def cmd_prepare(args, layout):
         raise AgentError("not enough disk space under {}: {} MB free, {} MB needed; remove old versions or pass "
                          "--keep 1".format(layout.root, free >> 20, args.need_bytes >> 20), "disk")
     deps = ensure_deps(args.python or sys.executable, layout, args.deps, None)
-    info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free)
+    info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free,
+                existing=existing, chunk_bytes=RESUME_CHUNK)
     emit("result", **info)
+
+
+def uploaded_chunks(upload_dir):
+    """sha256 of each RESUME_CHUNK of what an earlier, interrupted flash of this version left in the upload
+    dir: the host resumes after the longest prefix that matches its own file instead of starting over."""
+    out = {}
+    for name in sorted(os.listdir(upload_dir)):
+        path = os.path.join(upload_dir, name)
+        if not os.path.isfile(path):
+            continue
+        chunks = []
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(RESUME_CHUNK), b""):
+                chunks.append(hashlib.sha256(block).hexdigest())
+        out[name] = {"size": os.path.getsize(path), "chunks": chunks}
+    return out
 
 
 def parse_hints(args):

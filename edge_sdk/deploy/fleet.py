@@ -54,7 +54,22 @@ async def _bounded(devices, parallel, work):
 
 
 def _run(coro):
-    return asyncio.run(coro)
+    """asyncio.run, without "Task exception was never retrieved" noise from SFTP requests still in flight
+    when a device's connection dropped: that device's failure is already in its result row."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def handler(loop, context):
+            exc = context.get("exception")
+            if isinstance(exc, (OSError, EOFError)) or type(exc).__module__.startswith("asyncssh"):
+                return
+            loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        return await coro
+
+    return asyncio.run(main())
 
 
 def _failure(device: Device, exc: DeviceError, watch: Stopwatch, old=None, new=None) -> DeviceResult:
@@ -106,7 +121,9 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         remote_wheel = upload_dir + "/" + release.wheel.name
         remote_bundle = upload_dir + "/bundle.tar.gz"
         await upload(conn, [(release.wheel, remote_wheel, progress("wheel")),
-                            (release.bundle_tar, remote_bundle, progress("bundle"))])
+                            (release.bundle_tar, remote_bundle, progress("bundle"))],
+                     existing=prep.get("existing"), chunk=prep.get("chunk_bytes", 0),
+                     note=lambda text: reporter.stage(name, "uploading", text))
         # --opt=value: values such as run_args start with "--"
         argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
                 "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,

@@ -182,22 +182,63 @@ async def run_agent(conn, device: Device, argv: list[str], on_event: Callable[[d
     return result
 
 
-async def upload(conn, files: list[tuple[Path, str, Callable[[int, int], None] | None]]) -> None:
+def resume_offset(local: Path, remote: dict | None, chunk: int) -> int:
+    """How many leading bytes of ``local`` the device already holds (whole matching chunks)."""
+    if not remote or not chunk:
+        return 0
+    import hashlib
+
+    matched = 0
+    with open(local, "rb") as f:
+        for remote_hash in remote.get("chunks", []):
+            block = f.read(chunk)
+            if not block or hashlib.sha256(block).hexdigest() != remote_hash:
+                break
+            matched += len(block)
+    return matched
+
+
+async def upload(conn, files: list[tuple[Path, str, Callable[[int, int], None] | None]],
+                 existing: dict | None = None, chunk: int = 0, note: Callable[[str], None] | None = None) -> None:
     """SFTP upload of (local, remote, on_progress) items, each to ``remote + '.part'`` then renamed: a cut
-    transfer never looks like a complete file."""
+    transfer never looks like a complete file. ``existing`` (what the agent found in the upload dir, chunk
+    hashes): a complete file already there is not sent again, a partial one is resumed after its longest
+    matching prefix. The device verifies every byte afterwards anyway (wheel RECORD, bundle sha256)."""
     import asyncssh
 
+    existing = existing or {}
     local = None
     try:
         async with conn.start_sftp_client() as sftp:
             for local, remote, on_progress in files:
+                name = remote.rsplit("/", 1)[-1]
+                size = Path(local).stat().st_size
                 part = remote + ".part"
 
-                def progress(_src, _dst, done, total, on_progress=on_progress):
+                def progress(_src, _dst, done, _total, on_progress=on_progress, size=size):
                     if on_progress is not None:
-                        on_progress(done, total)
+                        on_progress(done, size)
 
-                await sftp.put(str(local), part, progress_handler=progress)
+                if existing.get(name, {}).get("size") == size and resume_offset(local, existing[name], chunk) == size:
+                    progress(None, None, size, size)
+                    if note:
+                        note("{} already on the device".format(name))
+                    continue
+                offset = resume_offset(local, existing.get(name + ".part"), chunk)
+                if 0 < offset and existing[name + ".part"]["size"] <= size:
+                    if note:
+                        note("resuming {} at {:.1f} MB".format(name, offset / 1e6))
+                    progress(None, None, offset, size)
+                    async with sftp.open(part, "r+b") as dst:
+                        with open(local, "rb") as src:
+                            src.seek(offset)
+                            position = offset
+                            for block in iter(lambda: src.read(1 << 18), b""):
+                                await dst.write(block, position)
+                                position += len(block)
+                                progress(None, None, position, size)
+                else:
+                    await sftp.put(str(local), part, progress_handler=progress)
                 if await sftp.exists(remote):
                     await sftp.remove(remote)
                 await sftp.rename(part, remote)

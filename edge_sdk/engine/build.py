@@ -62,6 +62,22 @@ def raw_input_dtype(target: Target) -> str:
     return "uint8" if (major, minor) >= (8, 5) else "float32"
 
 
+def choose_input_size(model, meta, target: Target, requested: tuple[int, int] | None) -> tuple[int, int, str]:
+    """--input, else the size a static export was made for (its training resolution), else the target's
+    default (a model with symbolic height/width runs at any size)."""
+    if requested:
+        return requested[0], requested[1], "--input"
+    dims = []
+    inputs = [i for i in model.graph.input if i.name == meta.input.name] or list(model.graph.input[:1])
+    if inputs:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) == 4:
+        h, w = (dims[1], dims[2]) if meta.input.layout == "NHWC" else (dims[2], dims[3])
+        if h and w:
+            return w, h, "the size the model was exported for; --input WxH to change"
+    return target.input_width, target.input_height, "the {} default; --input WxH to change".format(target.name)
+
+
 def local_build_check(target: Target) -> tuple[bool, str]:
     """Whether this machine can build the target's engine: (yes/no, why not)."""
     if target.backend != "tensorrt":
@@ -125,17 +141,15 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
     if decision.reason:
         echo("      note: " + decision.reason)
 
-    width, height = req.input_size or (target.input_width, target.input_height)
-    if (width, height) != (meta.input.width, meta.input.height):
-        echo("      note: the model was exported for {}x{}; building for {}x{} ({}; --input WxH to change)".format(
-            meta.input.width, meta.input.height, width, height,
-            "--input" if req.input_size else "the {} default".format(target.name)))
+    width, height, why = choose_input_size(model, meta, target, req.input_size)
+    echo("      input {}x{} ({})".format(width, height, why))
     progress("rewrite {} ({} nodes) for {}x{} input".format(os.path.basename(req.model), len(model.graph.node),
                                                             width, height))
     dtype = raw_input_dtype(target)
     options = {"shape": {"width": width, "height": height, "batch": req.batch},
                "normalize": {"dtype": dtype, "layout": "NHWC", "color": "BGR"},
                "peaks": {"k": req.peaks or 10, "threshold": req.peak_threshold}}
+    options["normalize"]["on_unsupported"] = "skip"  # a model we cannot fold keeps its CPU normalisation
     names = ["fold", "transposes", "prune", "normalize", "shape", "fold"]
     model, meta, reports = run_passes(model, names, options, meta=meta,
                                       progress=lambda r: echo("      " + format_report(r)))

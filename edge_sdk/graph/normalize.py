@@ -56,8 +56,21 @@ def _is_spatial_zero_pad(node: gs.Node) -> bool:
 
 
 def fold_input_normalization(model: onnx.ModelProto, meta: ModelMeta, dtype: str = "uint8", layout: str = "NHWC",
-                             color: str = "BGR") -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
-    """``dtype``: uint8 | float32 raw pixels; ``layout``: NHWC | NCHW of the new input; ``color``: BGR | RGB."""
+                             color: str = "BGR", on_unsupported: str = "error"
+                             ) -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
+    """``dtype``: uint8 | float32 raw pixels; ``layout``: NHWC | NCHW of the new input; ``color``: BGR | RGB.
+    ``on_unsupported``: "error" (ModelError) or "skip" (model unchanged, the reason in the changes) when the
+    input does not feed convolutions the normalisation can fold into."""
+    try:
+        return _fold(model, meta, dtype, layout, color)
+    except ModelError as exc:
+        if on_unsupported != "skip":
+            raise
+        return model, meta, ["skipped, the CPU keeps normalising frames: {}".format(
+            str(exc).split(": ", 1)[-1])]
+
+
+def _fold(model, meta, dtype, layout, color):
     if dtype not in ("uint8", "float32") or layout not in ("NHWC", "NCHW") or color not in ("BGR", "RGB"):
         raise ModelError("normalize: dtype must be uint8|float32, layout NHWC|NCHW, color BGR|RGB "
                          "(got {}, {}, {})".format(dtype, layout, color))

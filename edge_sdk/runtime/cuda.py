@@ -15,6 +15,7 @@ Two backends behind one small API (:class:`CudaApi`): cuda-python (``cuda.bindin
 numpy at import time.
 """
 
+import contextlib
 import ctypes
 import threading
 
@@ -70,11 +71,43 @@ class CudaApi(object):
         """{driver: 'X.Y', runtime: 'X.Y'}."""
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def activated(self):
+        """The device's context is current inside (for dropping pycuda objects); nothing to do by default."""
+        yield
+
 
 def _version_string(v):
     return "{}.{}".format(v // 1000, (v % 1000) // 10)
 
 
+API_METHODS = ("device_info", "versions", "host_alloc", "host_device_pointer", "free_host", "malloc", "free",
+               "memcpy_async", "memcpy", "stream_create", "stream_handle", "stream_synchronize", "stream_destroy",
+               "stream_wait_event", "event_create", "event_record", "event_query", "event_synchronize",
+               "event_elapsed_ms", "event_destroy", "mem_get_info", "synchronize")
+
+
+def _per_thread(cls):
+    """Make every API method first call ``cls._enter_thread`` once per calling thread: the pipeline calls
+    CUDA from its inference thread, not the thread that made the device (pycuda's context is per thread;
+    the runtime API's current device is too)."""
+    def wrap(method):
+        def call(self, *args, **kwargs):
+            local = self._thread
+            if not getattr(local, "ready", False):
+                self._enter_thread()
+                local.ready = True
+            return method(self, *args, **kwargs)
+        call.__name__ = method.__name__
+        call.__doc__ = method.__doc__
+        return call
+
+    for name in API_METHODS:
+        setattr(cls, name, wrap(getattr(cls, name)))
+    return cls
+
+
+@_per_thread
 class CudaPythonApi(CudaApi):
     """cuda-python: ``from cuda.bindings import runtime`` (12.x+) or ``from cuda import cudart`` (11.x)."""
 
@@ -91,7 +124,12 @@ class CudaPythonApi(CudaApi):
         self._success = rt.cudaError_t.cudaSuccess
         self._not_ready = rt.cudaError_t.cudaErrorNotReady
         self.device = device
-        self._call("cudaSetDevice", rt.cudaSetDevice(device))
+        self._thread = threading.local()
+        self._enter_thread()
+        self._thread.ready = True
+
+    def _enter_thread(self):
+        self._call("cudaSetDevice", self.rt.cudaSetDevice(self.device))
 
     def _error_name(self, err):
         try:
@@ -214,7 +252,6 @@ class PyCudaApi(CudaApi):
             drv.init()
             self.dev = drv.Device(device)
             self.context = self.dev.retain_primary_context()
-            self.context.push()
         except drv.Error as exc:
             raise self._error("cuInit/primary context", exc) from exc
         self._host = {}    # host ptr -> pycuda HostAllocation (keeps it alive)
@@ -229,11 +266,34 @@ class PyCudaApi(CudaApi):
                 name = value
         return CudaError(what, name, text)
 
-    def _guard(self, what, fn, *args):
+    @contextlib.contextmanager
+    def activated(self):
+        drv = self.drv
+        pushed = drv.Context.get_current() is None
+        if pushed:
+            self.context.push()
         try:
+            yield
+        finally:
+            if pushed:
+                drv.Context.pop()
+
+    def _guard(self, what, fn, *args):
+        """Run one pycuda call with the device's primary context current (the one TensorRT and the runtime
+        API use). Pushed and popped around the call when the calling thread has none: pycuda aborts the
+        process if a thread ends with a context left on its stack, and the pipeline infers on a worker thread."""
+        drv = self.drv
+        pushed = False
+        try:
+            if drv.Context.get_current() is None:
+                self.context.push()
+                pushed = True
             return fn(*args)
-        except self.drv.Error as exc:
+        except drv.Error as exc:
             raise self._error(what, exc) from exc
+        finally:
+            if pushed:
+                drv.Context.pop()
 
     def device_info(self, device):
         dev = self.drv.Device(device)
@@ -406,8 +466,9 @@ class Stream(object):
 
     def close(self):
         if self.raw is not None:
-            self.api.stream_destroy(self.raw)
-            self.raw = None
+            with self.api.activated():  # pycuda destroys the stream when the last reference goes: here
+                self.api.stream_destroy(self.raw)
+                self.raw = None
 
 
 class Event(object):
@@ -434,8 +495,9 @@ class Event(object):
 
     def close(self):
         if self.raw is not None:
-            self.api.event_destroy(self.raw)
-            self.raw = None
+            with self.api.activated():
+                self.api.event_destroy(self.raw)
+                self.raw = None
 
 
 class HostBuffer(object):

@@ -63,17 +63,12 @@ def _say_stderr(message):
 
 
 def choose_for_bundle(opened, prefer="auto"):
-    """(backend name, reason) for an opened bundle: the bundle's own backend (a CPU-target bundle runs on
-    ONNX Runtime), then the rule of :func:`edge_sdk.runtime.backends.selection.select_backend`: TensorRT when
-    it and a CUDA binding are importable and the bundle has (or can build) an engine."""
+    """(backend name, reason) for an opened bundle: the rule of
+    :func:`edge_sdk.runtime.backends.selection.select_backend` (a CPU-target bundle runs on ONNX Runtime;
+    TensorRT when it and a CUDA binding are importable and the bundle has, or can build, an engine)."""
     from edge_sdk.runtime.backends.selection import select_backend
 
-    if prefer != "auto":
-        return prefer, "asked for with --backend {}".format(prefer)
-    made_for = opened.manifest.get("backend", "tensorrt" if opened.engine_path else "onnxruntime")
-    if made_for != "tensorrt":
-        return "onnxruntime", "bundle made for target {} runs on {}".format(opened.target, made_for)
-    return select_backend("auto", bundle=opened)
+    return select_backend(prefer, bundle=opened)
 
 
 def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization=None, target=None, say=None):

@@ -1,8 +1,9 @@
 """Which inference backend the runtime will use, and why -- one rule for `edge-sdk run` and `edge-sdk doctor`.
 
-``auto``: TensorRT when it can be imported, a CUDA binding (cuda-python or pycuda) is there, and the bundle
-has an engine or can build one (has its ONNX model and the engine builder is importable); otherwise ONNX
-Runtime. The reason is a sentence a user can act on.
+``auto``: a bundle made for a CPU target runs on ONNX Runtime; otherwise TensorRT when it can be imported,
+a CUDA binding (cuda-python or pycuda) is there, and the bundle has an engine or can build one (has its
+ONNX model and the engine builder is importable); otherwise ONNX Runtime. The reason is a sentence a user
+can act on.
 """
 
 
@@ -49,14 +50,18 @@ def bundle_engine_state(bundle):
 
 def select_backend(prefer="auto", bundle=None, tensorrt_probe=None, cuda_probe=None, has_bundle=None):
     """(backend name, reason). ``prefer``: auto | tensorrt | onnxruntime. Probes are injectable for tests."""
-    if prefer == "onnxruntime":
-        return "onnxruntime", "asked for with --backend onnxruntime"
+    if prefer in ("onnxruntime", "tensorrt"):
+        return prefer, "asked for with --backend {}".format(prefer)
+    manifest = getattr(bundle, "manifest", None)
+    if isinstance(manifest, dict):
+        made_for = manifest.get("backend", "tensorrt" if getattr(bundle, "engine_path", None) else "onnxruntime")
+        if made_for != "tensorrt":
+            return "onnxruntime", "the bundle was made for target {} ({} backend)".format(
+                manifest.get("target", "?"), made_for)
     trt_version, trt_reason = (tensorrt_probe or probe_tensorrt)()
     binding, binding_reason = (cuda_probe or probe_cuda_binding)()
     state = bundle_engine_state(bundle)
     with_bundle = bundle is not None if has_bundle is None else has_bundle
-    if prefer == "tensorrt":
-        return "tensorrt", "asked for with --backend tensorrt"
     if trt_version is None:
         return "onnxruntime", trt_reason + "; on a Jetson install JetPack's python3-libnvinfer"
     if binding is None:
