@@ -27,9 +27,31 @@ def build_parser():
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module("edge_sdk.commands." + info.name)
+        try:
+            module = importlib.import_module("edge_sdk.commands." + info.name)
+        except (SyntaxError, ImportError) as exc:
+            # Host-only commands (train, export, subscribe, ...) need Python >= 3.10 and the [host] extra;
+            # on a JetPack 4.6 device (Python 3.6) they must not stop `edge-sdk run` from starting.
+            _register_unavailable(subparsers, info.name.replace("_", "-"), exc)
+            continue
         module.register(subparsers)
     return parser
+
+
+def _register_unavailable(subparsers, name, exc):
+    """A placeholder for a command this Python cannot load, saying why when it is used."""
+    reason = "{}: {}".format(type(exc).__name__, exc)
+
+    def unavailable(_args):
+        raise EdgeSdkError(
+            "`edge-sdk {}` is not available here (Python {}.{}; {}). It is a host command: run it on a "
+            "workstation with Python >= 3.10 and `pip install 'edge-sdk[host]'`.".format(
+                name, sys.version_info[0], sys.version_info[1], reason))
+
+    parser = subparsers.add_parser(name, help="(unavailable on this Python: host command)", add_help=False,
+                                   prefix_chars="\x00")  # accept any options, then explain
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=unavailable)
 
 
 def main(argv=None):
