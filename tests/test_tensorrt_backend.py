@@ -162,8 +162,9 @@ def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_pa
     messages = []
     backend = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
     key = engine_cache_key("Simulated GPU", (8, 7), trt.__version__)
-    plan = tmp_path / "engine.{}.plan".format(key)
-    assert plan.is_file() and (tmp_path / "engine.{}.timing.cache".format(key)).is_file()
+    cache_dir = tmp_path.parent / (tmp_path.name + ".engines")  # beside the bundle, never inside it
+    plan = cache_dir / "engine.{}.plan".format(key)
+    assert plan.is_file() and (cache_dir / "engine.{}.timing.cache".format(key)).is_file()
     assert (tmp_path / "timing.cache").read_bytes() == b"shipped"  # the bundle's hashed files are untouched
     assert trt.calls_named("IBuilderConfig.set_flag")[0].args == (trt.BuilderFlag.FP16,)
     assert trt.calls_named("IBuilderConfig.DLA_core=")[-1].args == (0,)
@@ -267,7 +268,11 @@ def test_loader_auto_picks_tensorrt_builds_on_first_start_and_infers(orin_bundle
     said = []
     backend = load_backend(bundle=str(bundle_dir), say=said.append)
     assert backend.name == "tensorrt" and "first start" in said[0]
-    assert list(bundle_dir.glob("engine.simulated-gpu_sm87_trt10.3.0.30.plan"))
+    assert list((tmp_path / "bundle.engines").glob("engine.simulated-gpu_sm87_trt10.3.0.30.plan"))
+    assert open_bundle(str(bundle_dir)).meta.to_dict() == meta.to_dict()  # still verifies after first start
+    from edge_sdk.deploy.agent import verify_bundle
+
+    verify_bundle(str(bundle_dir))  # and the flash agent still accepts it (no unlisted files inside)
     buffer = backend.new_input_buffer()
     assert buffer.shape == meta.input.shape and buffer.dtype == np.dtype(meta.input.dtype)
     buffer[...] = 1

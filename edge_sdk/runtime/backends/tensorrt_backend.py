@@ -75,12 +75,15 @@ def engine_cache_key(gpu_name, compute_capability, trt_version):
 
 
 def cached_engine_path(bundle_dir, key):
-    """Where the engine built for ``key`` is cached: next to the bundle, else in ~/.cache/edge-sdk/engines."""
+    """Where the engine built for ``key`` is cached: in ``<bundle>.engines/`` beside the bundle (never inside
+    it: a bundle's files are exactly those its manifest lists and hashes), else in ~/.cache/edge-sdk/engines."""
     name = "engine.{}.plan".format(key)
-    if os.access(bundle_dir, os.W_OK):
-        return os.path.join(bundle_dir, name)
+    bundle_dir = os.path.abspath(bundle_dir)
+    parent = os.path.dirname(bundle_dir)
+    if os.access(parent, os.W_OK):
+        return os.path.join(parent, os.path.basename(bundle_dir) + ".engines", name)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "edge-sdk", "engines", os.path.basename(os.path.abspath(bundle_dir)), name)
+    return os.path.join(base, "edge-sdk", "engines", os.path.basename(bundle_dir), name)
 
 
 def _read(path):
@@ -359,6 +362,9 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
     if not model or not os.path.isfile(model):
         raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
                           "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
+    engine_dir = os.path.dirname(engine_path)
+    if engine_dir and not os.path.isdir(engine_dir):
+        os.makedirs(engine_dir)
     timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
     shipped = bundle.file_path("timing.cache")
     if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
@@ -368,6 +374,8 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
         shutil.copyfile(shipped, timing_cache)  # a head start; TensorRT ignores entries of other GPUs
     calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
     calib = calib if os.path.isfile(calib) else None
+    if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
+        calib = None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
     progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
              "only".format(model, settings["precision"], ", DLA core {}".format(settings["dla_core"])
                            if settings["dla_core"] is not None else ""))
