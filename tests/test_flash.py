@@ -41,7 +41,9 @@ def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
     if target in load_targets():
         profile = get_target(target)
     else:  # a board no profile describes (a custom carrier, a typo'd toml): no detection hints
-        profile = dataclasses.replace(get_target("jetson-tx2"), name=target, detect_model=(), detect_tegra_release=())
+        profile = get_target("jetson-tx2")
+        no_hints = {f.name: () for f in dataclasses.fields(profile) if f.name.startswith("detect_")}
+        profile = dataclasses.replace(profile, name=target, **no_hints)
     extra = {}
     if big:
         (where.parent / "calib.cache").write_bytes(os.urandom(big))

@@ -248,7 +248,8 @@ def hints_from_manifest(manifest):
     """Detection hints from the target profile the bundle carries (``edge-sdk build`` writes it)."""
     profile = manifest.get("target_profile") or {}
     return {"model": list(profile.get("detect_model") or []),
-            "tegra_release": list(profile.get("detect_tegra_release") or []), "kind": profile.get("kind")}
+            "tegra_release": list(profile.get("detect_tegra_release") or []),
+            "l4t_major": list(profile.get("detect_l4t_major") or []), "kind": profile.get("kind")}
 
 
 def merge_hints(*many):
@@ -266,7 +267,7 @@ def check_target(target, hints, device):
     """Refuse a bundle made for another device. Returns a short description of the match.
 
     ``hints``: the target profile's ``detect_model`` substrings of /proc/device-tree/model and
-    ``detect_tegra_release`` (``R32``...) of /etc/nv_tegra_release, plus ``others`` (the patterns of every
+    ``detect_l4t_major`` (32, 35...: the R32 of /etc/nv_tegra_release), plus ``others`` (the patterns of every
     other target, so that the longest match wins: 'Orin Nano' is not a 'Nano')."""
     if not target:
         raise AgentError("the bundle's manifest.json names no target; rebuild it with `edge-sdk build --target`",
