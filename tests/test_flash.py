@@ -41,7 +41,9 @@ def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
     if target in load_targets():
         profile = get_target(target)
     else:  # a board no profile describes (a custom carrier, a typo'd toml): no detection hints
-        profile = dataclasses.replace(get_target("jetson-tx2"), name=target, detect_model=(), detect_tegra_release=())
+        profile = get_target("jetson-tx2")
+        no_hints = {f.name: () for f in dataclasses.fields(profile) if f.name.startswith("detect_")}
+        profile = dataclasses.replace(profile, name=target, **no_hints)
     extra = {}
     if big:
         (where.parent / "calib.cache").write_bytes(os.urandom(big))
@@ -466,10 +468,12 @@ def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, r
                           target=get_target("cpu"), precision=Precision("fp32", "fp32"),
                           engine={"status": "none"}).directory
     run_args = "--source synthetic:live?w=320&h=240&fps=5&frames=100000 --mqtt {}".format(mosquitto.url)
-    devices = load_inventory(lab.inventory(run_args=run_args, health_timeout=90, deps="check"))
+    devices = load_inventory(lab.inventory(run_args=run_args, health_timeout=90, deps="check",
+                                           extra='health_mqtt = "{}"'.format(mosquitto.url)))
     release = prepare_release(bundle, tmp_path / "work", runtime_wheel=runtime_wheel)
     [result] = fleet.flash(devices, release, lab.options())
     assert result.status == "updated", result
+    assert "MQTT online on edge-sdk/edge1/status" in result.message  # both health signals came
     health = json.loads((device.root / "run" / "health.json").read_text())
     assert health["status"] == "running" and health["frames"] >= 1 and health["pid"] == device.runtime_pid()
     environ = Path("/proc/{}/environ".format(health["pid"])).read_bytes().split(b"\0")

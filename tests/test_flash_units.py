@@ -243,3 +243,20 @@ def test_final_table():
     assert "0.1.0-aaaa -> 0.1.0-bbbb" in lines[1] and "updated" in lines[1]
     assert "(none) -> 0.1.0-bbbb" in lines[2] and "unreachable" in lines[2]
     assert lines[-1] == "2 device(s): 1 ok, 1 failed"
+
+
+def test_health_needs_the_mqtt_status_when_asked(tmp_path, capsys, mosquitto):
+    """A runtime whose health file says running but which never reaches the broker is not healthy."""
+    files = {"model.onnx": b"m"}
+    bundle = tmp_path / "b.tar.gz"
+    write_tar(bundle, dict(files, **{"manifest.json": manifest_for(files, target="cpu")}))
+    wheel = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
+    fake = REPO / "tests" / "fake_runtime.py"
+    code, result, steps = run_agent_inprocess(
+        capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),
+        "--bundle", str(bundle), "--service", "process", "--health-timeout", "3", "--device-id", "cam9",
+        "--service-command", "{{python}} {} --health-file {{health_file}} --bundle {{bundle}}".format(fake),
+        "--health-mqtt", mosquitto.url)
+    assert not result["ok"], result
+    assert "no fresh 'online' status on edge-sdk/cam9/status" in result["error"]
+    assert any(s["step"] == "health" and "health file ok" in s["message"] for s in steps)

@@ -29,6 +29,10 @@ def register(subparsers):
     run.add_argument("--health-timeout", type=float,
                      help="seconds to wait for the health signal before rolling back (default 90; 900 when the "
                           "device must build the TensorRT engine first)")
+    run.add_argument("--health-mqtt", metavar="URL",
+                     help="also require the runtime's retained MQTT status 'online' on this broker (as the "
+                          "device reaches it: mqtt://host:1883 or mqtts://host:8883)")
+    run.add_argument("--mqtt-prefix", help="MQTT topic prefix of the runtime (default edge-sdk)")
     run.add_argument("--keep", type=int, help="versions kept on each device (default 3)")
     run.add_argument("--deps", choices=("install", "check", "skip"),
                      help="on-device dependencies (numpy, OpenCV, paho-mqtt): install the missing ones "
@@ -53,7 +57,8 @@ def run_flash(args):
         raise ConfigError("--keep must be at least 1 (the running version is always kept)")
     extra = {"service": "process" if args.no_service else None, "service_name": args.service_name,
              "service_command": args.service_command, "run_args": args.run_args, "keep": args.keep,
-             "deps": args.deps, "health_timeout": args.health_timeout}
+             "deps": args.deps, "health_timeout": args.health_timeout, "health_mqtt": args.health_mqtt,
+             "mqtt_prefix": args.mqtt_prefix}
     devices = select_devices(args, extra, id_from=args.device_id_from)
     with tempfile.TemporaryDirectory(prefix="edge-sdk-flash-") as work:
         print("checking bundle {} ...".format(args.bundle), file=sys.stderr)

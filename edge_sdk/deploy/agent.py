@@ -248,7 +248,8 @@ def hints_from_manifest(manifest):
     """Detection hints from the target profile the bundle carries (``edge-sdk build`` writes it)."""
     profile = manifest.get("target_profile") or {}
     return {"model": list(profile.get("detect_model") or []),
-            "tegra_release": list(profile.get("detect_tegra_release") or []), "kind": profile.get("kind")}
+            "tegra_release": list(profile.get("detect_tegra_release") or []),
+            "l4t_major": list(profile.get("detect_l4t_major") or []), "kind": profile.get("kind")}
 
 
 def merge_hints(*many):
@@ -266,7 +267,7 @@ def check_target(target, hints, device):
     """Refuse a bundle made for another device. Returns a short description of the match.
 
     ``hints``: the target profile's ``detect_model`` substrings of /proc/device-tree/model and
-    ``detect_tegra_release`` (``R32``...) of /etc/nv_tegra_release, plus ``others`` (the patterns of every
+    ``detect_l4t_major`` (32, 35...: the R32 of /etc/nv_tegra_release), plus ``others`` (the patterns of every
     other target, so that the longest match wins: 'Orin Nano' is not a 'Nano')."""
     if not target:
         raise AgentError("the bundle's manifest.json names no target; rebuild it with `edge-sdk build --target`",
@@ -754,6 +755,8 @@ def health_summary(health):
         parts.append("{} frame{}".format(health["frames"], "" if health["frames"] == 1 else "s"))
     if health.get("fps") is not None:
         parts.append("{} fps".format(health["fps"]))
+    if health.get("mqtt"):
+        parts.append("MQTT " + health["mqtt"])
     return ", ".join(parts)
 
 
@@ -777,7 +780,78 @@ def activate(layout, version, timeout):
     except (AgentError, IOError, OSError) as exc:
         return False, "could not start it: {}".format(exc)
     step("health", "waiting up to {:.0f}s for the health signal".format(timeout))
-    return wait_healthy(layout, alive, started_at, timeout)
+    deadline = time.time() + timeout
+    ok, detail = wait_healthy(layout, alive, started_at, timeout)
+    if ok and service.get("health_mqtt"):
+        topic = "{}/{}/status".format(service.get("mqtt_prefix") or "edge-sdk",
+                                      service.get("device_id") or socket.gethostname())
+        step("health", "health file ok; waiting for 'online' on {} at {}".format(topic, service["health_mqtt"]))
+        mqtt_ok, mqtt_detail = wait_mqtt_online(layout, service, version, topic, started_at,
+                                                max(1.0, deadline - time.time()))
+        if not mqtt_ok:
+            return False, mqtt_detail
+        detail = dict(detail, mqtt=mqtt_detail)
+    return ok, detail
+
+
+# Run by the device's python with the runtime's PYTHONPATH: paho-mqtt is a runtime dependency, so the
+# agent itself stays standard-library only. argv: url topic since timeout. Python 3.6, paho 1.x and 2.x.
+MQTT_WAIT_SCRIPT = """
+import json, ssl, sys, threading, time
+try:
+    from urllib.parse import urlparse
+except ImportError:
+    from urlparse import urlparse
+import paho.mqtt.client as mqtt
+url, topic, since, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+u = urlparse(url)
+done = threading.Event()
+seen = []
+def on_connect(client, userdata, flags, rc, *rest):
+    client.subscribe(topic, qos=1)
+def on_message(client, userdata, msg):
+    try:
+        data = json.loads(msg.payload.decode("utf-8"))
+    except ValueError:
+        data = {"state": msg.payload.decode("utf-8", "replace")}
+    seen.append(data)
+    if data.get("state", data.get("status")) in ("online", "running") and (data.get("ts") or 0) >= since:
+        done.set()
+if hasattr(mqtt, "CallbackAPIVersion"):
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION1)
+else:
+    client = mqtt.Client()
+client.on_connect, client.on_message = on_connect, on_message
+if u.scheme in ("mqtts", "ssl"):
+    client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+try:
+    client.connect(u.hostname, u.port or (8883 if u.scheme in ("mqtts", "ssl") else 1883), 30)
+except Exception as exc:
+    print(json.dumps({"ok": False, "error": "cannot reach the broker {}: {}".format(url, exc)}))
+    sys.exit(0)
+client.loop_start()
+ok = done.wait(timeout)
+client.loop_stop()
+print(json.dumps({"ok": ok, "last": seen[-1] if seen else None}))
+"""
+
+
+def wait_mqtt_online(layout, service, version, topic, since, timeout):
+    """The runtime's retained status must say online, published after we started it (the device's clock)."""
+    cmd = [resolve_python(service.get("python")), "-c", MQTT_WAIT_SCRIPT, service["health_mqtt"], topic,
+           repr(since), repr(timeout)]
+    proc = subprocess.run(cmd, env=runtime_env(layout, version), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        answer = json.loads(proc.stdout.decode("utf-8").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return False, "MQTT health check could not run: {}".format(
+            proc.stderr.decode("utf-8", "replace").strip()[-300:])
+    if answer.get("ok"):
+        return True, "online on {}".format(topic)
+    if answer.get("error"):
+        return False, answer["error"]
+    return False, "no fresh 'online' status on {} within {:.0f}s (last: {})".format(
+        topic, timeout, json.dumps(answer.get("last")))
 
 
 def prune(layout, keep):
@@ -956,7 +1030,7 @@ def install_locked(args, layout):
         })
         service = {"mode": args.service, "name": args.service_name, "command": args.service_command,
                    "python": args.python or sys.executable, "run_args": args.run_args, "device_id": args.device_id,
-                   "systemctl": args.systemctl}
+                   "systemctl": args.systemctl, "health_mqtt": args.health_mqtt, "mqtt_prefix": args.mqtt_prefix}
         write_json_atomic(os.path.join(stage, "service.json"), service)
         render_command(service, layout, version)  # refuse a bad template before touching anything
         if args.service == "systemd" and not shutil.which(args.systemctl):
@@ -1070,6 +1144,8 @@ def build_parser():
     install.add_argument("--run-args", default="")
     install.add_argument("--device-id")
     install.add_argument("--health-timeout", type=float, default=90.0)
+    install.add_argument("--health-mqtt", help="also wait for the runtime's retained MQTT status on this broker")
+    install.add_argument("--mqtt-prefix", default="edge-sdk")
     install.add_argument("--keep", type=int, default=3)
     install.add_argument("--force", action="store_true")
     rollback = sub.add_parser("rollback")

@@ -135,6 +135,8 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
             argv.append("--service-command=" + device.service_command)
         if device.device_id:
             argv.append("--device-id=" + device.device_id)
+        if device.health_mqtt:
+            argv += ["--health-mqtt=" + device.health_mqtt, "--mqtt-prefix=" + device.mqtt_prefix]
         if options.force:
             argv.append("--force")
         if options.skip_target_check:

@@ -34,6 +34,8 @@ class Device:
     run_args: str = ""  # extra `edge-sdk run` arguments (source, MQTT broker, ...)
     device_id: str | None = None  # MQTT device id; None: the device's hostname
     health_timeout: float | None = None
+    health_mqtt: str | None = None  # also require the runtime's retained status "online" on this broker
+    mqtt_prefix: str = "edge-sdk"
     keep: int = 3
     deps: str = "install"  # install | check | skip (on-device dependencies)
     groups: list[str] = field(default_factory=list)

@@ -138,7 +138,7 @@ def read_bundle(bundle: Path, workdir: Path) -> tuple[dict, Path, bytes]:
 def target_hints(manifest: dict) -> dict:
     """What the agent needs to recognise the bundle's device before anything is uploaded.
 
-    The profile the bundle carries (``target_profile``: detect_model, detect_tegra_release, kind), else the
+    The profile the bundle carries (``target_profile``: detect_model, detect_l4t_major, kind), else the
     local targets/<target>.toml; plus the model patterns of every other known target, so the longest match
     wins on the device ('Orin Nano' is not a 'Nano')."""
     target = manifest.get("target", "")
@@ -157,6 +157,7 @@ def target_hints(manifest: dict) -> dict:
             others[name] = list(t.detect_model)
     return {"model": list(profile.get("detect_model") or []),
             "tegra_release": list(profile.get("detect_tegra_release") or []),
+            "l4t_major": list(profile.get("detect_l4t_major") or []),
             "kind": profile.get("kind"), "others": others}
 
 
