@@ -140,6 +140,7 @@ class Subscription:
             raise ConfigError("a persistent session needs a fixed client id: add --client-id NAME")
         self._queue: queue.Queue = queue.Queue()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # SUBACK received: from here on nothing published is missed
         self._connack: int | None = None
         self._client = new_client(client_id, clean_session=not persistent_session, callback_api=callback_api)
         configure_client(self._client, use_tls, tls_ca, tls_cert, tls_key, username or url_user, password)
@@ -147,6 +148,7 @@ class Subscription:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(*reconnect_delay)
         self._started = False
         self._closed = False
@@ -160,6 +162,9 @@ class Subscription:
             self._connected.set()
         else:
             self._connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, *rest):
+        self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, *args):
         if not self._closed:
@@ -184,6 +189,11 @@ class Subscription:
             self.close()
             hint = _CONNACK_HINTS.get(self._connack, "connection refused with code {}".format(self._connack))
             raise BrokerError("the MQTT broker at {}:{} refused the subscriber: {}".format(self.host, self.port, hint))
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise BrokerError("the MQTT broker at {}:{} did not acknowledge the subscription to {} within {:.0f} s: "
+                              "check the ACL lets this user read those topics".format(
+                                  self.host, self.port, ", ".join(self.topics), timeout))
 
     def _device(self, name: str) -> DeviceStats:
         if name not in self.devices:
