@@ -21,6 +21,25 @@ if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q -e '.[host,train,dev]'
 
+# JetPack 4.6 runs Python 3.6: where this machine has one (pyenv), the runtime tests run on it for real.
+if [ -z "${EDGE_SDK_PY36:-}" ]; then
+    for candidate in "$(command -v python3.6 || true)" "$HOME"/.pyenv/versions/3.6*/bin/python3.6; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            if [ ! -x .venv36/bin/python ] || ! .venv36/bin/python -c "import cv2, onnxruntime, paho.mqtt" 2>/dev/null; then
+                echo "setting up .venv36 (Python 3.6 + the JetPack 4.6-era runtime dependencies)"
+                { "$candidate" -m venv .venv36 \
+                  && .venv36/bin/python -m pip install -q "pip==21.3.1" \
+                  && .venv36/bin/python -m pip install -q --only-binary=:all: numpy==1.19.5 \
+                       opencv-python-headless==4.6.0.66 onnxruntime==1.10.0 \
+                  && .venv36/bin/python -m pip install -q paho-mqtt==1.6.1; } >/dev/null 2>&1 \
+                  || echo "warning: could not set up .venv36; the Python 3.6 runtime tests will be skipped"
+            fi
+            [ -x .venv36/bin/python ] && export EDGE_SDK_PY36="$PWD/.venv36/bin/python"
+            break
+        fi
+    done
+fi
+
 export PATH="$PWD/$VENV/bin:$PATH"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 "$VENV/bin/python" -m ruff check .

@@ -132,3 +132,17 @@ def edge_sdk_cli():
         return proc
 
     return run
+
+
+def python36(*modules):
+    """A Python 3.6 interpreter (JetPack 4.6's Python) that imports numpy and ``modules``, or None.
+
+    From $EDGE_SDK_PY36, else ``python3.6`` on PATH; `scripts/test.sh` makes one in `.venv36` when this
+    machine has a Python 3.6 (pyenv), so the on-device code is run for real on the oldest supported Python.
+    """
+    imports = ", ".join(("sys", "numpy") + modules)
+    for exe in (os.environ.get("EDGE_SDK_PY36"), shutil.which("python3.6")):
+        if exe and subprocess.run([exe, "-c", "import {}; assert sys.version_info[:2] == (3, 6)".format(imports)],
+                                  capture_output=True).returncode == 0:
+            return exe
+    return None

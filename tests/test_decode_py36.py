@@ -4,8 +4,6 @@ Needs an interpreter: $EDGE_SDK_PY36 (e.g. a venv made with `python3.6 -m venv /
 /tmp/py36/bin/pip install numpy==1.19.5`) or a `python3.6` on PATH that imports numpy; skipped otherwise.
 """
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from edge_sdk.runtime.skeleton import coco17_to_coco18
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import python36  # noqa: E402
 from test_decode import synthetic_crowd  # noqa: E402
 
 REFINES = ("log_quadratic", "quadratic", "centroid", "none")
@@ -37,15 +36,6 @@ out["peaks_keypoints"] = decode_peaks(find_peaks(maps["heatmaps"]), maps["pafs"]
 np.savez(sys.argv[3], **out)
 print(sys.version_info[:2], np.__version__)
 """ % (REFINES,)
-
-
-def python36():
-    candidates = [os.environ.get("EDGE_SDK_PY36"), shutil.which("python3.6")]
-    for exe in candidates:
-        if exe and subprocess.run([exe, "-c", "import sys, numpy; assert sys.version_info[:2] == (3, 6)"],
-                                  capture_output=True).returncode == 0:
-            return exe
-    return None
 
 
 @pytest.mark.skipif(python36() is None, reason="no Python 3.6 with numpy (set EDGE_SDK_PY36)")

@@ -189,8 +189,8 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
          helper.make_tensor_value_info("pafs", TensorProto.FLOAT, [spec.batch, 38, map_h, map_w])],
         initializer=initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edge-sdk-oracle")
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="edge-sdk-oracle")
+    model.ir_version = 7  # opset 13 / IR 7: loads in the onnxruntime and TensorRT of JetPack 4.6
     meta = ModelMeta(input_spec=spec, outputs={first_name: first_name, "pafs": "pafs"}, stride=stride,
                      model="oracle", extra={"frames": len(expected), "frame_size": [frame_width, frame_height]})
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})

@@ -154,9 +154,14 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(model_path, options, providers=self.providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
+            text = str(exc).strip()
+            if "opset" in text.lower() or "ValidateOpsetForDomain" in text:
+                raise ModelError("cannot load ONNX model {}: it uses an ONNX opset newer than this onnxruntime {} "
+                                 "supports; upgrade onnxruntime, or export/rewrite the model with a lower opset "
+                                 "(>= 13)".format(model_path, getattr(ort, "__version__", "?"))) from exc
             raise ModelError("cannot load ONNX model {}: {}; the file is corrupt or not an ONNX model -- "
                              "re-export it (or re-copy it if it was truncated)".format(
-                                 model_path, str(exc).strip().splitlines()[0][:300])) from exc
+                                 model_path, text.splitlines()[0][:300])) from exc
         if meta is None:
             props = session.get_modelmeta().custom_metadata_map or {}
             try:
