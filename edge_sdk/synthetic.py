@@ -41,7 +41,7 @@ SKIN_TONES = [(60, 90, 140), (80, 120, 170), (100, 150, 200), (130, 175, 225), (
 
 class SyntheticSample(object):
     """One synthetic image: ``image`` BGR uint8 [H, W, 3], ``keypoints`` float32 [P, 17, 3] (COCO-17,
-    pixels, v in {0, 1, 2}), ``boxes`` float32 [P, 4] (x, y, w, h) and ``areas`` float32 [P] (pixels)."""
+    pixels, v in {0, 1, 2}), ``boxes`` float32 [P, 4] (x, y, w, h) and COCO-like ``areas`` float32 [P]."""
 
     def __init__(self, image, keypoints, boxes, areas):
         self.image = image
@@ -99,15 +99,22 @@ class SyntheticPeople(object):
         areas = np.zeros((count,), dtype=np.float32)
         for pid, figure in enumerate(figures, start=1):
             keypoints[pid - 1] = self._visibility(figure, labels, pid)
-            ys, xs = np.nonzero(labels == pid)
-            if len(xs):
-                boxes[pid - 1] = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
-                areas[pid - 1] = float(len(xs))
+            boxes[pid - 1], areas[pid - 1] = self._box_and_area(figure)
         if self.occluders and rng.rand() < 0.3:
             image = cv2.GaussianBlur(image, (3, 3), 0)
         noise = rng.randint(-6, 7, size=image.shape)
         image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         return SyntheticSample(image, keypoints, boxes, areas)
+
+    def _box_and_area(self, figure):
+        """The figure's box (joints padded by its limb thickness, clipped to the image) and a COCO-like area:
+        half the box, as for the silhouette of a real person. (The painted pixels of a stick figure would
+        make the OKS tolerance, which scales with sqrt(area), far stricter than on COCO.)"""
+        pad = 0.07 * figure["size"]
+        lo = np.maximum(figure["joints"].min(axis=0) - pad, 0.0)
+        hi = np.minimum(figure["joints"].max(axis=0) + pad, [self.width - 1.0, self.height - 1.0])
+        w, h = max(0.0, hi[0] - lo[0]), max(0.0, hi[1] - lo[1])
+        return [lo[0], lo[1], w, h], 0.5 * w * h
 
     def _visibility(self, figure, labels, pid):
         kp = np.zeros((17, 3), dtype=np.float32)
@@ -304,3 +311,26 @@ def to_coco(samples, file_names=None):
 def _coco_skeleton():
     from edge_sdk.runtime.skeleton import COCO17_SKELETON
     return COCO17_SKELETON
+
+
+def write_dataset(directory, count, width=384, height=256, seed=1, people=(1, 4)):
+    """Write ``count`` synthetic images (PNG) and their COCO ground truth ``person_keypoints.json`` into
+    ``directory`` (a data set layout that ``edge-sdk eval`` and ``--data coco:DIR`` read). Returns the json path."""
+    import json
+    import os
+
+    generator = SyntheticPeople(width=width, height=height, people=people, seed=seed)
+    images_dir = os.path.join(str(directory), "images")
+    if not os.path.isdir(images_dir):
+        os.makedirs(images_dir)
+    samples, names = [], []
+    for index in range(int(count)):
+        sample = generator.sample(index)
+        name = "synthetic_{:06d}.png".format(index + 1)
+        cv2.imwrite(os.path.join(images_dir, name), sample.image)
+        samples.append(sample)
+        names.append(name)
+    path = os.path.join(str(directory), "person_keypoints.json")
+    with open(path, "w") as f:
+        json.dump(to_coco(samples, names), f)
+    return path

@@ -107,6 +107,29 @@ def make_optimizer(config: TrainConfig, total_steps: int):
     return keras.optimizers.Adam(rate)
 
 
+def make_train_step(strategy, model, optimizer, global_batch: int, step=None):
+    """A compiled ``train_step(images, targets) -> (loss, per-stage losses)`` for (distributed) batches."""
+    import tensorflow as tf
+
+    @tf.function
+    def train_step(images, targets):
+        def replica_step(images, targets):
+            with tf.GradientTape() as tape:
+                outputs = model(images, training=True)
+                loss, stages = openpose_loss(outputs, targets, global_batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, tf.stack(stages)
+
+        loss, stages = strategy.run(replica_step, args=(images, targets))
+        if step is not None:
+            step.assign_add(1)
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, stages, axis=None))
+
+    return train_step
+
+
 def _is_chief(strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
@@ -126,6 +149,9 @@ def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None
 
     config.validate()
     strategy = make_strategy(config.gpus, config.cpu_devices)
+    import keras
+
+    keras.utils.set_random_seed(config.seed)  # weight init and shuffling: a run is reproducible
     replicas = strategy.num_replicas_in_sync
     if config.batch % replicas:
         raise ConfigError("--batch {} must be a multiple of the number of replicas ({})".format(
@@ -165,21 +191,7 @@ def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None
                                                                                       str(exc)[:200])) from None
         print("resumed from {} at step {}".format(restore_from, int(step.numpy())))
 
-    @tf.function
-    def train_step(images, targets):
-        def replica_step(images, targets):
-            with tf.GradientTape() as tape:
-                outputs = model(images, training=True)
-                loss, stages = openpose_loss(outputs, targets, config.batch)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, tf.stack(stages)
-
-        loss, stages = strategy.run(replica_step, args=(images, targets))
-        step.assign_add(1)
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, stages, axis=None))
-
+    train_step = make_train_step(strategy, model, optimizer, config.batch, step)
     writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR)) if chief else tf.summary.create_noop_writer()
     history = open(run_dir / HISTORY_FILE, "a") if chief else None
     start = int(step.numpy())

@@ -36,11 +36,11 @@ class SyntheticSource:
     """``count`` deterministic synthetic images (edge_sdk.synthetic) of the given size."""
 
     def __init__(self, count: int = 10000, height: int = 256, width: int = 384, seed: int = 0,
-                 people: tuple[int, int] = (1, 4)):
+                 people: tuple[int, int] = (1, 4), **figure_options):
         from edge_sdk.synthetic import SyntheticPeople
 
         self.count = int(count)
-        self.generator = SyntheticPeople(width=width, height=height, people=people, seed=seed)
+        self.generator = SyntheticPeople(width=width, height=height, people=people, seed=seed, **figure_options)
 
     def __len__(self) -> int:
         return self.count

@@ -28,12 +28,12 @@ def separable(x, channels: int, strides: int = 1, dilation: int = 1, batch_norm:
     return conv(x, channels, 1, batch_norm=batch_norm)
 
 
-def _vgg(x, plan, width: float):
+def _vgg(x, plan, width: float, batch_norm: bool = False):
     for item in plan:
         if item == "pool":
             x = layers.MaxPool2D(2, padding="same")(x)
         else:
-            x = conv(x, scaled(item, width))
+            x = conv(x, scaled(item, width), batch_norm=batch_norm)
     return x
 
 

@@ -32,6 +32,7 @@ class ModelConfig:
     refine_kernel: int | None = None
     refine_depth: int | None = None
     separable_heads: bool | None = None
+    head_batch_norm: bool = False  # BN in the stage convs (folded into them at build time)
 
     def resolved(self) -> "ModelConfig":
         """A copy with every head setting filled in from the backbone's defaults, validated."""
@@ -58,18 +59,21 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def _head_conv(x, channels: int, kernel: int, separable_conv: bool):
+def _head_conv(x, channels: int, kernel: int, separable_conv: bool, batch_norm: bool):
     if separable_conv and kernel > 1:
-        x = layers.SeparableConv2D(channels, kernel, padding="same")(x)
+        x = layers.SeparableConv2D(channels, kernel, padding="same", use_bias=not batch_norm)(x)
     else:
-        x = layers.Conv2D(channels, kernel, padding="same")(x)
+        x = layers.Conv2D(channels, kernel, padding="same", use_bias=not batch_norm)(x)
+    if batch_norm:
+        x = layers.BatchNormalization()(x)
     return layers.ReLU()(x)
 
 
-def _branch(x, outputs: int, depth: int, kernel: int, channels: int, separable_conv: bool, name: str):
+def _branch(x, outputs: int, depth: int, kernel: int, channels: int, separable_conv: bool, batch_norm: bool,
+            name: str):
     for _ in range(depth):
-        x = _head_conv(x, channels, kernel, separable_conv)
-    x = _head_conv(x, channels, 1, False)
+        x = _head_conv(x, channels, kernel, separable_conv, batch_norm)
+    x = _head_conv(x, channels, 1, False, batch_norm)
     return layers.Conv2D(outputs, 1, padding="same", name=name)(x)
 
 
@@ -88,8 +92,9 @@ def build_model(config: ModelConfig) -> keras.Model:
     for stage in range(1, config.stages + 1):
         depth, kernel = (3, 3) if stage == 1 else (config.refine_depth, config.refine_kernel)
         heatmaps = _branch(x, NUM_HEATMAPS, depth, kernel, channels, config.separable_heads,
-                           "stage{}_heatmaps".format(stage))
-        pafs = _branch(x, NUM_PAFS, depth, kernel, channels, config.separable_heads, "stage{}_pafs".format(stage))
+                           config.head_batch_norm, "stage{}_heatmaps".format(stage))
+        pafs = _branch(x, NUM_PAFS, depth, kernel, channels, config.separable_heads, config.head_batch_norm,
+                       "stage{}_pafs".format(stage))
         outputs += [heatmaps, pafs]
         x = layers.Concatenate()([features, heatmaps, pafs])
     return keras.Model(image, outputs, name="openpose_" + config.backbone)
