@@ -157,13 +157,17 @@ class Evaluator(object):
 
 
 def layer_sensitivity(build, evaluator: Evaluator, candidates, progress=True) -> list:
-    """[(node, map error with only that node in float)], most sensitive (lowest error) first."""
+    """[(node, map error with only that node quantised)], most sensitive (largest error) first.
+
+    Quantising one layer at a time measures each layer's own contribution; keeping one layer in float at a
+    time barely moves the error when many layers add up to it (as in a trained network).
+    """
     from tqdm import tqdm
 
     scores = []
     for name in tqdm(candidates, desc="layer sensitivity", unit="layer", disable=not progress, leave=False):
-        scores.append((name, evaluator.map_error(build([name]))))
-    return sorted(scores, key=lambda item: (item[1], candidates.index(item[0])))
+        scores.append((name, evaluator.map_error(build([c for c in candidates if c != name]))))
+    return sorted(scores, key=lambda item: (-item[1], candidates.index(item[0])))
 
 
 def choose_float_nodes(build, evaluator: Evaluator, sensitivity, threshold, max_float=None, progress=True):

@@ -50,7 +50,7 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
               threshold: float = DEFAULT_THRESHOLD, *, percentile: float = 99.99, holdout: int = 16,
               trt_version=DEFAULT_TRT_VERSION, output_name: str | None = None, fallback: bool = True,
               max_float_nodes: int | None = None, cache_dir=None, plot: bool = True,
-              qdq_style: str = "tensorrt", progress: bool = True) -> dict:
+              qdq_style: str = "tensorrt", compare_methods: bool = True, progress: bool = True) -> dict:
     """Calibrate ``onnx_path`` on frames from ``source`` (folder, video, ``coco.json:images``) into ``out_dir``.
 
     Returns {"qdq_model", "cache", "report": paths, "summary": str, "passed": bool,
@@ -58,6 +58,8 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
     accepted drop of agreement with FP32 (see :mod:`calibration.accuracy`); above it, the most sensitive
     layers are kept in float (``fallback``), at most ``max_float_nodes`` of them. ``qdq_style`` is
     "tensorrt" (Q/DQ on Conv/MatMul inputs only) or "onnxruntime" (integer kernels for ORT's CPU provider).
+    ``compare_methods`` also scores all-INT8 models with the other calibrators' ranges (same statistics,
+    no extra calibration runs) so the report can say which calibrator suits the model.
     """
     import onnx
 
@@ -95,6 +97,13 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
     evaluator = accuracy.Evaluator(model, eval_frames, meta.outputs, meta.stride)
     qdq_model = build([])
     full = evaluator.evaluate(qdq_model)
+    methods = {method: full["agreement"]}
+    if compare_methods:
+        for other in METHODS:
+            if other != method:
+                other_amax = {name: r.candidates.get(other, r.amax) for name, r in ranges.items()}
+                methods[other] = evaluator.evaluate(
+                    qdq.build_qdq_model(prepared, other_amax, [], style=qdq_style))["agreement"]
     final, float_nodes, sensitivity, trace = full, [], [], []
     if full["drop"] > threshold and fallback:
         sensitivity = accuracy.layer_sensitivity(build, evaluator, candidates, progress)
@@ -127,7 +136,7 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
         "percentile": percentile if method == "percentile" else None, "threshold": float(threshold),
         "frames": {"requested": count, "calibration": int(len(frames.calib)), "holdout": int(len(frames.holdout)),
                    "from_cache": frames.from_cache},
-        "accuracy": {"metric": evaluator.metric, "int8": full, "final": final, "note": note,
+        "accuracy": {"metric": evaluator.metric, "int8": full, "final": final, "note": note, "methods": methods,
                      "fallback_trace": [{"float_nodes": n, "drop": d} for n, d in trace]},
         "passed": passed, "float_nodes": float_nodes, "quantized_nodes": [n for n in candidates
                                                                            if n not in float_nodes],

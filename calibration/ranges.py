@@ -38,6 +38,7 @@ class TensorRange(object):
         self.absmax = float(absmax)
         self.amax = float(amax if amax is not None else absmax)
         self.clipped = float(clipped)
+        self.candidates = {}
 
     @property
     def scale(self) -> float:
@@ -118,7 +119,11 @@ def model_batch(model) -> int:
 
 def collect_ranges(model, frames, method: str = "entropy", percentile: float = 99.99,
                    progress: bool = True, memory_budget: int = 512 << 20) -> dict[str, TensorRange]:
-    """Run the FP32 model on ``frames`` [N, ...] and calibrate every activation tensor with ``method``."""
+    """Run the FP32 model on ``frames`` [N, ...] and calibrate every activation tensor with ``method``.
+
+    Every range also carries ``candidates``: the amax each of the three calibrators would choose from the
+    same statistics (one set of model runs), so the report can compare calibrators for free.
+    """
     from tqdm import tqdm
 
     if method not in METHODS:
@@ -143,13 +148,11 @@ def collect_ranges(model, frames, method: str = "entropy", percentile: float = 9
             if value.size and np.issubdtype(value.dtype, np.floating):
                 lo[name] = min(lo[name], float(value.min()))
                 hi[name] = max(hi[name], float(value.max()))
-        if method != "minmax" and kept_bytes <= memory_budget:
+        if kept_bytes <= memory_budget:
             kept_bytes += sum(v.nbytes for v in outputs)
             kept.append(outputs)
     floats = [n for n in tensors if n in lo and np.isfinite(lo[n])]
     absmax = {n: max(abs(lo[n]), abs(hi[n])) for n in floats}
-    if method == "minmax":
-        return {n: TensorRange(n, lo[n], hi[n], absmax[n], max(absmax[n], MIN_AMAX)) for n in floats}
 
     hists = {n: np.zeros(NUM_BINS, dtype=np.int64) for n in floats}
     index = {n: i for i, n in enumerate(wanted)}
@@ -167,16 +170,19 @@ def collect_ranges(model, frames, method: str = "entropy", percentile: float = 9
     for name in floats:
         if absmax[name] <= 0:
             ranges[name] = TensorRange(name, lo[name], hi[name], 0.0, MIN_AMAX)
+            ranges[name].candidates = {m: MIN_AMAX for m in METHODS}
             continue
         edges = np.linspace(0.0, absmax[name], NUM_BINS + 1)
-        if method == "entropy":
-            amax = entropy_amax(hists[name], edges)
-        else:
-            amax = percentile_amax(hists[name], edges, percentile)
-        amax = max(float(amax), MIN_AMAX)
+        candidates = {
+            "entropy": max(entropy_amax(hists[name], edges), MIN_AMAX),
+            "percentile": max(percentile_amax(hists[name], edges, percentile), MIN_AMAX),
+            "minmax": max(absmax[name], MIN_AMAX),
+        }
+        amax = candidates[method]
         clipped = float(hists[name][np.searchsorted(edges, amax, side="left"):].sum()) / max(1, hists[name].sum())
         ranges[name] = TensorRange(name, lo[name], hi[name], absmax[name], amax, clipped if amax < absmax[name]
                                    else 0.0)
+        ranges[name].candidates = candidates
     return ranges
 
 

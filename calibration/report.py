@@ -22,10 +22,21 @@ def summary_text(report: dict) -> str:
         lines.append("  (AP50 {:.3f}, AP75 {:.3f}; FP32 found {} people)".format(
             final["pose_ap50"], final["pose_ap75"], final["people_fp32"]))
     if report["float_nodes"]:
-        lines.append("  all-INT8 agreement was {:.3f}; kept in float (mixed precision): {}".format(
-            full["agreement"], ", ".join(report["float_nodes"])))
+        lines.append("  all-INT8 agreement was {:.3f}; kept in float (mixed precision, {} of {} layers): {}".format(
+            full["agreement"], len(report["float_nodes"]), len(report["float_nodes"]) + len(report["quantized_nodes"]),
+            ", ".join(report["float_nodes"])))
+        if not report["quantized_nodes"]:
+            lines.append("  INT8 does not hold up for this model at this threshold: every layer had to stay in "
+                         "float -- build FP16 instead, or try another --method / more representative frames")
     else:
         lines.append("  kept in float: none")
+    methods = report["accuracy"].get("methods") or {}
+    if methods:
+        lines.append("  all-INT8 agreement by calibrator (same frames): " + ", ".join(
+            "{} {:.3f}".format(m, a) for m, a in methods.items()))
+        best = max(methods, key=lambda m: methods[m])
+        if best != report["method"] and methods[best] > methods[report["method"]] + 0.02:
+            lines.append("  hint: --method {} keeps more accuracy for this model".format(best))
     for name, err in final["map_errors"].items():
         lines.append("  {}: mean |err| {:.4f}, max |err| {:.4f}, relative L2 {:.4f}".format(
             name, err["mean_abs"], err["max_abs"], err["rel_l2"]))
@@ -47,7 +58,7 @@ def ranges_table(report: dict) -> str:
 def sensitivity_table(report: dict) -> str:
     if not report["sensitivity"]:
         return ""
-    rows = ["per-layer sensitivity (map error with only that layer in float; lower = more sensitive):"]
+    rows = ["per-layer sensitivity (map error with only that layer quantised; higher = more sensitive):"]
     rows += ["  {:<40} {:.5f}{}".format(name, err, "  <- float" if name in report["float_nodes"] else "")
              for name, err in report["sensitivity"]]
     return "\n".join(rows)

@@ -97,7 +97,7 @@ def test_sensitive_layers_fall_back_to_float(workdir):
     qdq = onnx.load(result["qdq_model"])
     assert sorted(float_nodes_of(qdq, ["stage1", "heatmap_head", "paf_head"])) == sorted(result["float_nodes"])
     assert report["quantized_nodes"] == ["stage1"]
-    assert "kept in float (mixed precision): " in result["summary"]
+    assert "kept in float (mixed precision, 2 of 3 layers): heatmap_head, paf_head" in result["summary"]
     meta = json.loads({p.key: p.value for p in qdq.metadata_props}["edge_sdk"])
     assert meta["extra"]["quantization"]["float_nodes"] == result["float_nodes"]
     assert Path(result["cache"]).read_text().startswith("TRT-8201-MinMaxCalibration\n")
