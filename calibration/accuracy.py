@@ -171,20 +171,45 @@ def layer_sensitivity(build, evaluator: Evaluator, candidates, progress=True) ->
 
 
 def choose_float_nodes(build, evaluator: Evaluator, sensitivity, threshold, max_float=None, progress=True):
-    """Keep the most sensitive nodes in float, one more at a time, until the drop is <= threshold.
+    """Keep the k most sensitive nodes in float, for the smallest k found whose drop is <= threshold.
 
-    Returns (float nodes, result of the final model, [(n float nodes, drop)] trace).
+    k is searched by doubling (1, 2, 4, ...) and then bisection, about 2 log2(layers) evaluations instead
+    of one per layer (the drop is not strictly monotonic in k, so k is small, not always the minimum).
+    Returns (float nodes, result, model, [(k, drop)] trace); with no passing k, everything up to the limit.
     """
     from tqdm import tqdm
 
-    chosen, trace, result, model = [], [], None, None
-    limit = len(sensitivity) if max_float is None else min(max_float, len(sensitivity))
-    for name, _error in tqdm(sensitivity[:limit], desc="mixed precision", unit="layer", disable=not progress,
-                             leave=False):
-        chosen.append(name)
-        model = build(list(chosen))
-        result = evaluator.evaluate(model)
-        trace.append((len(chosen), result["drop"]))
-        if result["drop"] <= threshold:
+    order = [name for name, _ in sensitivity]
+    limit = len(order) if max_float is None else min(max_float, len(order))
+    tried = {}
+    bar = tqdm(desc="mixed precision", unit="eval", disable=not progress, leave=False)
+
+    def attempt(k):
+        if k not in tried:
+            model = build(order[:k])
+            tried[k] = (evaluator.evaluate(model), model)
+            bar.update(1)
+        return tried[k][0]["drop"] <= threshold
+
+    low, high = 0, None  # low: largest k known to fail; high: smallest k known to pass
+    k = 1
+    while k <= limit:
+        if attempt(k):
+            high = k
             break
-    return chosen, result, model, trace
+        low = k
+        k = limit if k * 2 > limit and k < limit else k * 2
+    if high is not None:
+        while high - low > 1:
+            mid = (low + high) // 2
+            if attempt(mid):
+                high = mid
+            else:
+                low = mid
+    bar.close()
+    chosen = high if high is not None else limit
+    if chosen not in tried:
+        attempt(chosen)
+    result, model = tried[chosen]
+    trace = [(k, tried[k][0]["drop"]) for k in sorted(tried)]
+    return order[:chosen], result, model, trace

@@ -24,7 +24,7 @@ def summary_text(report: dict) -> str:
     if report["float_nodes"]:
         lines.append("  all-INT8 agreement was {:.3f}; kept in float (mixed precision, {} of {} layers): {}".format(
             full["agreement"], len(report["float_nodes"]), len(report["float_nodes"]) + len(report["quantized_nodes"]),
-            ", ".join(report["float_nodes"])))
+            _names(report["float_nodes"])))
         if not report["quantized_nodes"]:
             lines.append("  INT8 does not hold up for this model at this threshold: every layer had to stay in "
                          "float -- build FP16 instead, or try another --method / more representative frames")
@@ -45,6 +45,11 @@ def summary_text(report: dict) -> str:
     lines.append("  wrote {} ({} {})".format(", ".join(Path(p).name for p in report["files"].values()),
                                             "TensorRT cache header", report["cache_header"]))
     return "\n".join(lines)
+
+
+def _names(names, shown=6):
+    text = ", ".join(names[:shown])
+    return text + (" (+{} more: calib_report.txt)".format(len(names) - shown) if len(names) > shown else "")
 
 
 def ranges_table(report: dict) -> str:
@@ -75,8 +80,9 @@ def write_report(report: dict, out_dir: Path, plot: bool = True) -> dict:
         report["files"]["plot"] = str(paths["plot"])
     report["summary"] = summary_text(report)
     paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    text = [report["summary"], "", sensitivity_table(report), "", "activation ranges ({}):".format(report["method"]),
-            ranges_table(report)]
+    floats = "kept in float: " + (", ".join(report["float_nodes"]) or "none")
+    text = [report["summary"], "", floats, "", sensitivity_table(report), "",
+            "activation ranges ({}):".format(report["method"]), ranges_table(report)]
     paths["text"].write_text("\n".join(t for t in text if t is not None) + "\n")
     if plot:
         plot_ranges(report, paths["plot"])
