@@ -68,6 +68,7 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads for timing (default 1)")
+    parser.add_argument("--no-fallback", action="store_true", help="skip the mixed-precision search (faster)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -90,29 +91,33 @@ def main(argv=None):
             else:
                 write_people_frames(images, args.count + 16, meta.input)
         result = calibrate(model_path, images, workdir / "out", method=args.method, count=args.count,
-                           cache_dir=False, plot=False, progress=False)
+                           cache_dir=False, plot=False, progress=False, fallback=not args.no_fallback)
         report = result["report_data"]
 
         from calibration import accuracy, qdq
         from calibration.data import load_frames
 
         prepared = qdq.prepare(onnx.load(str(model_path)))
-        ort_style = qdq.build_qdq_model(prepared, result["ranges"], result["float_nodes"], style="onnxruntime")
         frames = load_frames(images, meta.input, count=args.count, holdout=16, cache_dir=False, progress=False)
         evaluator = accuracy.Evaluator(onnx.load(str(model_path)), frames.holdout if len(frames.holdout)
                                        else frames.calib[:16], meta.outputs, meta.stride)
-        ort_result = evaluator.evaluate(ort_style)
+        variants = {"INT8 Q/DQ for TensorRT": onnx.load(result["qdq_model"])}
+        if result["float_nodes"]:
+            variants["  same, all layers INT8"] = qdq.build_qdq_model(prepared, result["ranges"], [])
+        variants["INT8 Q/DQ for ONNX Runtime"] = qdq.build_qdq_model(prepared, result["ranges"], result["float_nodes"],
+                                                                     style="onnxruntime")
+        if result["float_nodes"]:
+            variants["  same, all layers INT8 "] = qdq.build_qdq_model(prepared, result["ranges"], [],
+                                                                       style="onnxruntime")
+        agreement = {name: evaluator.evaluate(model)["agreement"] for name, model in variants.items()}
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sessions = {
-            "FP32": ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"]),
-            "INT8 Q/DQ for TensorRT": ort.InferenceSession(result["qdq_model"], options,
-                                                           providers=["CPUExecutionProvider"]),
-            "INT8 Q/DQ for ONNX Runtime": ort.InferenceSession(ort_style.SerializeToString(), options,
-                                                               providers=["CPUExecutionProvider"]),
-        }
+        sessions = {"FP32": ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])}
+        for name, model in variants.items():
+            sessions[name] = ort.InferenceSession(model.SerializeToString(), options,
+                                                  providers=["CPUExecutionProvider"])
         feed = {sessions["FP32"].get_inputs()[0].name: frames.calib[:1].astype(np.float32)}
         times = {name: [] for name in sessions}
         for session in sessions.values():
@@ -121,18 +126,17 @@ def main(argv=None):
             for name, session in sessions.items():
                 times[name] += time_session(session, feed, max(1, args.iters // 4))
         median_ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
-        final = report["accuracy"]["final"]
-        agreement = {"INT8 Q/DQ for TensorRT": final, "INT8 Q/DQ for ONNX Runtime": ort_result}
         print("model: {} (input {})".format(model_path.name, "x".join(map(str, meta.input.shape))))
-        print("calibration: {} on {} frames; kept in float: {}".format(
-            args.method, report["frames"]["calibration"], ", ".join(report["float_nodes"]) or "none"))
+        print("calibration: {} on {} frames; kept in float: {} of {} layers".format(
+            args.method, report["frames"]["calibration"], len(report["float_nodes"]),
+            len(report["float_nodes"]) + len(report["quantized_nodes"])))
         print("ONNX Runtime CPU, {} thread(s), median of {} runs; agreement = {}:".format(
             args.threads, len(times["FP32"]), evaluator.metric))
         for name, ms in median_ms.items():
             line = "  {:<28} {:8.2f} ms".format(name, ms)
             if name != "FP32":
                 line += "   ratio vs FP32 {:.2f} (x{:.2f} speed)   agreement {:.3f}".format(
-                    ms / median_ms["FP32"], median_ms["FP32"] / ms, agreement[name]["agreement"])
+                    ms / median_ms["FP32"], median_ms["FP32"] / ms, agreement[name])
             print(line)
         if report["accuracy"].get("note"):
             print("note: " + report["accuracy"]["note"])
