@@ -17,10 +17,10 @@ COCO_LAYOUTS = SHARED_DATA / "coco_layouts" / "person_keypoints_val2014_fakekeyp
 VIDEOS = SHARED_DATA / "video"
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host="127.0.0.1"):
+    """A TCP port on ``host`` (a loopback address) that nothing listens on right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 

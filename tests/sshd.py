@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from conftest import free_port, wait_for_port  # noqa: F401 (re-exported for the flash tests)
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 TX2_MODEL = "NVIDIA Jetson TX2 Developer Kit"
 TX2_RELEASE = "# R32 (release), REVISION: 7.1, GCID: 29689809, BOARD: t186ref, EABI: aarch64, DATE: Wed Feb 23 2022"
@@ -27,23 +29,6 @@ def keygen(path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edge-sdk-test", "-f", str(path)],
                    check=True, stdin=subprocess.DEVNULL)
     return path
-
-
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(host, port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class FakeDevice:

@@ -39,6 +39,7 @@ def test_bench_json_fields_percentiles_and_plot(oracle, tmp_path, edge_sdk_cli):
     for run in result["runs"]:
         assert run["frames"] == 40
         assert run["fps"] > 0
+        assert len(run["fps_over_time"]) >= 2, "nothing to plot in the fps-over-time panel"
         assert "onnxruntime" in run["backend"].lower()
         lat = run["latency_ms"]
         for stage in ("preprocess", "infer", "decode", "end_to_end"):

@@ -57,7 +57,7 @@ def plot_result(result, path):
                        label="{} p99".format(run["name"]))
         series = run.get("fps_over_time") or []
         if series:
-            ax_fps.plot([t for t, _ in series], [f for _, f in series], label="{} ({:.1f} fps)".format(
+            ax_fps.plot([t for t, _ in series], [f for _, f in series], marker=".", label="{} ({:.1f} fps)".format(
                 run["name"], run.get("fps", 0.0)))
     ax_lat.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(stages))])
     ax_lat.set_xticklabels(stages, rotation=20)

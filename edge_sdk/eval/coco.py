@@ -16,17 +16,15 @@ from typing import Any, Iterable
 import numpy as np
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.runtime.skeleton import COCO17_PARTS, COCO17_SKELETON
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 """Names of COCOeval.stats for keypoints, in order (OKS thresholds .50:.95; m/l = medium/large area)."""
 
 PERSON_CATEGORY = {
     "id": 1, "name": "person", "supercategory": "person",
-    "keypoints": ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-                  "left_knee", "right_knee", "left_ankle", "right_ankle"],
-    "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
-                 [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]],
+    "keypoints": list(COCO17_PARTS),
+    "skeleton": [[a + 1, b + 1] for a, b in COCO17_SKELETON],  # COCO numbers joints from 1
 }
 
 
