@@ -13,7 +13,8 @@ def summary_text(report: dict) -> str:
     lines = ["INT8 calibration of {}: {} on {} frames ({}), {} activation tensors".format(
         Path(report["model"]).name, report["method"], report["frames"]["calibration"], report["source"],
         len(report["ranges"]))]
-    evaluated = "{} held-out frames".format(report["frames"]["holdout"]) if report["frames"]["holdout"] \
+    n_held = report["frames"]["holdout"]
+    evaluated = "{} held-out frame{}".format(n_held, "" if n_held == 1 else "s") if n_held \
         else "the calibration frames (no held-out frame left)"
     lines.append("  {} on {}: {:.3f} (drop {:.3f}, allowed {:.3f}) -> {}".format(
         report["accuracy"]["metric"], evaluated, final["agreement"], final["drop"], report["threshold"],

@@ -111,10 +111,11 @@ def test_already_quantised_model(entropy_run, workdir):
 def test_cli(edge_sdk_cli, workdir, tmp_path):
     out = tmp_path / "cli" / "pose.int8.onnx"
     proc = edge_sdk_cli("calibrate", workdir / "pose.onnx", "--images", workdir / "frames", "--method",
-                        "percentile", "--count", "12", "--trt-version", "8.6.1", "-o", out,
+                        "percentile", "--count", "40", "--trt-version", "8.6.1", "-o", out,
                         env={"EDGE_SDK_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
-    assert "INT8 calibration of pose.onnx: percentile on 12 frames" in proc.stdout
+    assert "INT8 calibration of pose.onnx: percentile on 23 frames" in proc.stdout  # 28 frames, 5 held out
+    assert "warning: asked for 40 calibration frames" in proc.stderr and "Traceback" not in proc.stderr
     assert out.is_file() and read_cache(out.parent / "calib.cache").header == "TRT-8601-EntropyCalibration2"
     bad = edge_sdk_cli("calibrate", workdir / "pose.onnx", "--images", tmp_path / "nothing-here")
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

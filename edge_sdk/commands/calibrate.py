@@ -1,6 +1,7 @@
 """`edge-sdk calibrate`: INT8 calibration -> Q/DQ ONNX + TensorRT calibration cache + accuracy report."""
 
 import sys
+import warnings
 
 
 def register(subparsers):
@@ -37,6 +38,10 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print("warning: {}".format(message), file=sys.stderr)
+
+
 def run(args):
     from pathlib import Path
 
@@ -55,6 +60,7 @@ def run(args):
         source = parse_source(args.coco)
     model = Path(args.model)
     output = Path(args.output) if args.output else model.with_name(model.stem + ".int8.onnx")
+    warnings.showwarning = _show_warning
     result = calibrate(
         model, source, output.parent, method=args.method, count=args.count, seed=args.seed,
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, percentile=args.percentile,
