@@ -289,7 +289,8 @@ def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
     manifest = verify_bundle(str(tx2_bundle.bundle_dir))
     assert manifest["target"] == "jetson-tx2"
     hints = hints_from_manifest(manifest)
-    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "tegra_release": ["R32"], "kind": "jetson"}
+    assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "tegra_release": ["R32"], "l4t_major": [32],
+                     "kind": "jetson"}
     device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)"}
     assert "matches" in check_target("jetson-tx2", target_hints(manifest), device)
     with pytest.raises(AgentError, match="needs L4T R32"):

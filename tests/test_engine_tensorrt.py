@@ -161,3 +161,19 @@ def test_first_start_entry_point_for_the_tensorrt_backend(monkeypatch, tmp_path,
     assert bool(trt.calls_named("IBuilderConfig.int8_calibrator=")) == (not qdq)
     assert trt.calls_named("IBuilderConfig.max_workspace_size=")[0].args == (300 * MIB,)
     assert not trt.calls_named("IBuilderConfig.default_device_type=")
+
+
+@pytest.mark.parametrize("header, expected", [
+    (b"TRT-8201-EntropyCalibration2\nimage: 3c010a14\n", "IInt8EntropyCalibrator2"),
+    (b"TRT-100300-MinMaxCalibration\nimage: 3c010a14\n", "IInt8MinMaxCalibrator"),
+    (b"TRT-8601-EntropyCalibration\n", "IInt8EntropyCalibrator"),
+])
+def test_cache_calibrator_class_follows_the_cache_header(header, expected):
+    from edge_sdk.engine.tensorrt_builder import make_cache_calibrator
+
+    trt = type("trt", (), {})()
+    for name in ("IInt8EntropyCalibrator2", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator"):
+        setattr(trt, name, type(name, (object,), {"__init__": lambda self: None}))
+    calibrator = make_cache_calibrator(trt, header)
+    assert type(calibrator).__mro__[1].__name__ == expected
+    assert calibrator.read_calibration_cache() == header

@@ -99,7 +99,8 @@ def local_build_check(target: Target) -> tuple[bool, str]:
     return True, ""
 
 
-def _calibrate(model_path: str, source: str, out_dir: str, method: str, count: int) -> dict[str, Any]:
+def _calibrate(model_path: str, source: str, out_dir: str, method: str, count: int,
+               trt_version: str | None = None) -> dict[str, Any]:
     """The seam to the calibration stage (`calibration/`): Q/DQ model + TensorRT cache + accuracy report."""
     try:
         import calibration
@@ -109,6 +110,8 @@ def _calibrate(model_path: str, source: str, out_dir: str, method: str, count: i
                           "missing); build with --fp16, or install edge-sdk with its calibration stage") from None
     if not os.path.exists(source):
         raise ConfigError("--calib {} does not exist; pass a folder of images or a video of the scene".format(source))
+    if trt_version:  # the cache header must name the device's TensorRT, or TensorRT skips the cache
+        return calibrate(model_path, source, out_dir, method=method, count=count, trt_version=trt_version)
     return calibrate(model_path, source, out_dir, method=method, count=count)
 
 
@@ -177,7 +180,8 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
         calib_summary = None
         qdq_path = None
         if decision.needs_calibration:
-            result = _calibrate(float_path, req.calib, str(work / "calib"), req.calib_method, req.calib_count)
+            result = _calibrate(float_path, req.calib, str(work / "calib"), req.calib_method, req.calib_count,
+                                trt_version=target.tensorrt if target.backend == "tensorrt" else None)
             qdq_path, cache_path = result.get("qdq_model"), result.get("cache")
             if cache_path and os.path.isfile(cache_path):
                 extra_files["calib.cache"] = cache_path

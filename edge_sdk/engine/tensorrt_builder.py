@@ -86,12 +86,31 @@ def set_workspace(trt, config, workspace_bytes):
     return "max_workspace_size"
 
 
+CALIBRATOR_FOR_ALGORITHM = {
+    "EntropyCalibration2": "IInt8EntropyCalibrator2",
+    "EntropyCalibration": "IInt8EntropyCalibrator",
+    "MinMaxCalibration": "IInt8MinMaxCalibrator",
+    "LegacyCalibration": "IInt8LegacyCalibrator",
+}
+"""TensorRT only replays a cache whose header names the algorithm of the calibrator that reads it."""
+
+
+def calibrator_class_name(cache_bytes):
+    """The TensorRT calibrator class for a cache, from its header ``TRT-<version>-<algorithm>``."""
+    first = bytes(cache_bytes).split(b"\n", 1)[0].decode("ascii", "replace").strip()
+    algorithm = first.split("-", 2)[2] if first.startswith("TRT-") and first.count("-") >= 2 else ""
+    return CALIBRATOR_FOR_ALGORITHM.get(algorithm, "IInt8EntropyCalibrator2")
+
+
 def make_cache_calibrator(trt, cache_bytes):
     """An INT8 calibrator that serves a calibration cache and no batches (implicit quantisation from a cache
-    made on the host by `calibration/`; TensorRT reads the cache and never asks for images)."""
-    base = getattr(trt, "IInt8EntropyCalibrator2", None)
+    made on the host by `calibration/`; TensorRT reads the cache and never asks for images). Its class follows
+    the cache header (a MinMaxCalibration cache needs IInt8MinMaxCalibrator, or TensorRT ignores it)."""
+    name = calibrator_class_name(cache_bytes)
+    base = getattr(trt, name, None)
     if base is None:
-        raise EngineBuildError("this TensorRT has no IInt8EntropyCalibrator2; rebuild the bundle with a Q/DQ model")
+        raise EngineBuildError("this TensorRT has no {} (the calibration cache's algorithm); rebuild the bundle "
+                               "with a Q/DQ model or another --calib-method".format(name))
 
     class CacheCalibrator(base):
         def __init__(self):
