@@ -24,7 +24,8 @@ if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 # JetPack 4.6 runs Python 3.6: where this machine has one (pyenv), the runtime tests run on it for real.
 if [ -z "${EDGE_SDK_PY36:-}" ]; then
     for candidate in "$(command -v python3.6 || true)" "$HOME"/.pyenv/versions/3.6*/bin/python3.6; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+        # (a pyenv shim named python3.6 may exist and still not run: ask the interpreter itself)
+        if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 6)' 2>/dev/null; then
             if [ ! -x .venv36/bin/python ] || ! .venv36/bin/python -c "import cv2, onnxruntime, paho.mqtt" 2>/dev/null; then
                 echo "setting up .venv36 (Python 3.6 + the JetPack 4.6-era runtime dependencies)"
                 { "$candidate" -m venv .venv36 \

@@ -23,13 +23,13 @@ def latency_summary(values_ms):
 
 def fps_over_time(timestamps, window=None):
     """[(t, fps)] from completion times (s): frames completed per ``window``-second bin (default: 1/20 of
-    the run, between 0.1 and 1 s, so short runs still show a curve). The last, partial bin is left out."""
+    the run, between 0.01 and 1 s, so short runs still show a curve). The last, partial bin is left out."""
     ts = np.sort(np.asarray(timestamps, dtype=np.float64))
     if ts.size < 2:
         return []
     t0 = ts[0]
     if window is None:
-        window = float(min(1.0, max(0.1, (ts[-1] - t0) / 20.0)))
+        window = float(min(1.0, max(0.01, (ts[-1] - t0) / 20.0)))
     bins = np.floor((ts - t0) / window).astype(int)
     counts = np.bincount(bins)
     return [(round(float(i * window), 3), float(c) / window) for i, c in enumerate(counts[:-1])]
