@@ -58,7 +58,7 @@ def test_decoded_poses_match_the_ground_truth(overfit):
     stats = evaluate_keypoints(to_coco(samples), results)
     print("OKS stats of the overfit model:", stats)
     # chance is ~0: a detection must put most of 17 joints within the OKS tolerance of the right person
-    assert stats["AP50"] >= 0.4 and stats["AP"] >= 0.1, stats
+    assert stats["AP50"] >= 0.3 and stats["AP"] >= 0.05, stats
 
 
 def test_exported_onnx_gives_the_same_poses(overfit, tmp_path, capsys):
