@@ -122,9 +122,9 @@ class SyntheticPeople(object):
             x, y = figure["joints"][j]
             if not figure["labelled"][j]:
                 continue
-            xi, yi = int(round(x)), int(round(y))
-            if xi < 0 or yi < 0 or xi >= self.width or yi >= self.height:
+            if x < 0 or y < 0 or x > self.width - 1 or y > self.height - 1:
                 continue
+            xi, yi = int(round(x)), int(round(y))
             kp[j] = (x, y, 2.0 if labels[yi, xi] == pid else 1.0)
         return kp
 

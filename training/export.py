@@ -116,6 +116,9 @@ def export_onnx(run_dir: Path, output: Path, opset: int = MIN_OPSET, check_batch
     fd, tmp = tempfile.mkstemp(prefix=output.name, suffix=".tmp", dir=str(output.parent))
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; an exported model is an ordinary file
     os.replace(tmp, output)
     log("wrote {} ({:.1f} MB)".format(output, len(data) / 1e6))
     return ExportResult(output, error, meta, len(data))

@@ -51,7 +51,7 @@ def tinyvgg(image, width: float = 1.0):
     return _vgg(image, plan, width)
 
 
-@register_backbone("mobilenet", stages=2, stage_width=128, refine_kernel=3, refine_depth=5, separable_heads=True)
+@register_backbone("mobilenet", stages=2, stage_width=128, refine_kernel=3, refine_depth=5)
 def mobilenet(image, width: float = 1.0):
     """MobileNet-v1 to stride 8 with dilated depthwise-separable blocks (Lightweight OpenPose style)."""
     x = conv(image, scaled(32, width), 3, strides=2, batch_norm=True)
