@@ -18,9 +18,10 @@ fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 EXTRAS="host"; [ "${TRAIN:-0}" = "1" ] && EXTRAS="host,train"
-"$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
-export PATH="$PWD/$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 mkdir -p "$OUT"
+"$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]" >"$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
+VENV="$(cd "$VENV" && pwd)"
+export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
 # --- the model -------------------------------------------------------------------------------------------
 MODEL=models/demo/demo.onnx
@@ -38,8 +39,12 @@ edge-sdk build "$MODEL" --target cpu -o "$OUT/bundle-cpu"
 edge-sdk build "$MODEL" --target jetson-orin-nano --fp16 -o "$OUT/bundle-orin-nano"
 edge-sdk inspect "$OUT/bundle-orin-nano"
 
-# --- source: your video, or a generated one with synthetic people ------------------------------------------
-SOURCE="${SOURCE:-synthetic?w=640&h=480&frames=150&people=3}"
+# --- source: your video, or generated photos of synthetic people (with their ground truth) -----------------
+if [ -z "${SOURCE:-}" ]; then
+    echo "== generating 80 frames of synthetic people with COCO ground truth in $OUT/synthetic"
+    python -c "from edge_sdk.synthetic import write_dataset; write_dataset('$OUT/synthetic', 80, width=640, height=480, seed=7, people=(2, 4))"
+    SOURCE="$OUT/synthetic/images"
+fi
 
 # --- a local broker, a subscriber, the runtime ---------------------------------------------------------------
 PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -52,7 +57,7 @@ sleep 0.5
 
 echo "== subscriber (records JSON lines and renders skeleton overlays to $OUT/overlays)"
 edge-sdk subscribe --mqtt "mqtt://127.0.0.1:$PORT" --topic 'edge-sdk/+/poses' --save "$OUT/received.jsonl" \
-    --render "$OUT/overlays" --idle-timeout 20 --timeout 300 --json > "$OUT/subscriber.log" 2>&1 &
+    --render "$OUT/overlays" --frames "$SOURCE" --idle-timeout 20 --timeout 300 --json > "$OUT/subscriber.log" 2>&1 &
 SUBSCRIBER=$!
 sleep 1
 
@@ -61,6 +66,12 @@ edge-sdk run --bundle "$OUT/bundle-cpu" --source "$SOURCE" --mqtt "mqtt://127.0.
     --save "$OUT/poses.jsonl"
 wait $SUBSCRIBER || true
 echo "   subscriber received $(wc -l < "$OUT/received.jsonl") messages; overlays in $OUT/overlays/"
+
+if [ -f "$OUT/synthetic/person_keypoints.json" ]; then
+    echo "== eval: COCO keypoint AP of the demo model on the synthetic frames (pycocotools)"
+    edge-sdk eval --bundle "$OUT/bundle-cpu" --coco "$OUT/synthetic/person_keypoints.json" \
+        --images "$OUT/synthetic/images" -o "$OUT/eval.json"
+fi
 
 echo "== bench: pipelined runtime vs sequential loop (ratio), plot in $OUT/bench.png"
 edge-sdk bench --bundle "$OUT/bundle-cpu" --source "synthetic?w=640&h=480&people=3" --frames 200 --warmup 20 \

@@ -19,7 +19,9 @@ fi
 VENV="${EDGE_SDK_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e '.[host,train,dev]'
+"$VENV/bin/python" -m pip install -q -e '.[host,train,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
+    || { cat /tmp/edge-sdk-pip.log; exit 1; }
+VENV="$(cd "$VENV" && pwd)"
 
 # JetPack 4.6 runs Python 3.6: where this machine has one (pyenv), the runtime tests run on it for real.
 if [ -z "${EDGE_SDK_PY36:-}" ]; then
@@ -41,7 +43,7 @@ if [ -z "${EDGE_SDK_PY36:-}" ]; then
     done
 fi
 
-export PATH="$PWD/$VENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 "$VENV/bin/python" -m ruff check .
 exec "$VENV/bin/python" -m pytest "$@"
