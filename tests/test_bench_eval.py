@@ -153,3 +153,27 @@ def test_eval_rejects_coco_without_keypoints(tmp_path, edge_sdk_cli):
         evaluate_dataset(bad, COCO_MINI / "images", model="unused.onnx")
     proc = edge_sdk_cli("eval", "--model", "x.onnx", "--coco", bad, "--images", COCO_MINI / "images")
     assert proc.returncode == 2 and "keypoints" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_samples_gpu_memory_from_a_cuda_backend():
+    """With a backend that holds a CUDA device (the TensorRT one), each sample carries GPU memory in use."""
+    import time
+
+    from edge_sdk.bench.runner import _gpu_memory_probe
+    from edge_sdk.runtime.sysmon import SystemSampler
+
+    class Device:
+        calls = 0
+
+        def mem_get_info(self):
+            Device.calls += 1
+            return 6 * 1048576 * 1024, 8 * 1048576 * 1024  # 6 GiB free of 8
+
+    class Backend:
+        device = Device()
+
+    assert _gpu_memory_probe([("cpu", object())]) is None
+    with SystemSampler(0.05, extra=_gpu_memory_probe([("gpu", Backend())])) as sampler:
+        time.sleep(0.3)
+    assert sampler.samples and all(s["gpu_mem_used_mb"] == 2048.0 for s in sampler.samples)
+    assert sampler.summary()["gpu_mem_used_mb"]["max"] == 2048.0

@@ -69,6 +69,19 @@ def _software():
     return out
 
 
+def _gpu_memory_probe(backends):
+    """A sampler callback giving GPU memory in use (MB) when a backend holds a CUDA device (TensorRT), else
+    None. On Jetson the GPU shares DRAM: tegrastats' RAM figure is the one to read there."""
+    for _path, backend in backends:
+        device = getattr(backend, "device", None)
+        if device is not None and hasattr(device, "mem_get_info"):
+            def probe(device=device):
+                free, total = device.mem_get_info()
+                return {"gpu_mem_used_mb": round((total - free) / 1048576.0, 1)}
+            return probe
+    return None
+
+
 def _label(path):
     return os.path.basename(os.path.normpath(str(path))) or str(path)
 
@@ -106,7 +119,7 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
             if warmup > 0:
                 run_pipeline(backend=backend, source=source, max_frames=warmup, workers=workers,
                              handle_signals=False, sequential=False)
-        with SystemSampler(sample_interval) as sampler:
+        with SystemSampler(sample_interval, extra=_gpu_memory_probe(backends)) as sampler:
             for _ in range(rounds):
                 for path, backend in backends:
                     for m in modes:
