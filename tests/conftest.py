@@ -42,6 +42,18 @@ def mosquitto_binary():
     return None
 
 
+def stop_process(proc, timeout=5.0):
+    """Terminate a server started by a test (kill it if it does not stop in time); returns None."""
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return None
+
+
 class Mosquitto:
     """A real Mosquitto broker on a free loopback port, restartable on the same port.
 
@@ -81,14 +93,7 @@ class Mosquitto:
         return self
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.proc = None
+        self.proc = stop_process(self.proc)
 
     def restart(self, down_seconds=0.0):
         self.stop()

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import free_port, wait_for_port  # noqa: F401 (re-exported for the flash tests)
+from conftest import free_port, stop_process, wait_for_port  # noqa: F401 (re-exported for the flash tests)
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 TX2_MODEL = "NVIDIA Jetson TX2 Developer Kit"
@@ -82,14 +82,7 @@ class FakeDevice:
         return self
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.proc = None
+        self.proc = stop_process(self.proc)
 
     # what is on the device
     def current_version(self):
