@@ -97,29 +97,33 @@ class SystemSampler(object):
                 self._last_tegra = parsed
 
     def _run(self):
-        t0 = time.time()
-        total0, idle0 = _read_proc_stat()
-        proc0 = sum(os.times()[:2])
-        ncpu = os.cpu_count() or 1
+        self._t0 = time.time()
+        self._last = (self._t0,) + _read_proc_stat() + (sum(os.times()[:2]),)
         while not self._stop.wait(self.interval):
-            total1, idle1 = _read_proc_stat()
-            proc1 = sum(os.times()[:2])
-            now = time.time()
-            dt_total = max(total1 - total0, 1)
-            sample = {
-                "t": round(now - t0, 3),
-                "cpu_pct": round(100.0 * (1.0 - float(idle1 - idle0) / dt_total), 1),
-                "process_cpu_pct": round(100.0 * (proc1 - proc0) / max(self.interval, 1e-6) / ncpu, 1),
-                "rss_mb": _rss_mb(),
-            }
-            sample.update(self._last_tegra)
-            if self.extra is not None:
-                try:
-                    sample.update(self.extra())
-                except Exception:  # a sampler must never break the run it observes
-                    pass
-            self.samples.append(sample)
-            total0, idle0, proc0 = total1, idle1, proc1
+            self._sample()
+        self._sample()  # the end of the run: even a run shorter than one interval gets a sample
+
+    def _sample(self):
+        then, total0, idle0, proc0 = self._last
+        total1, idle1 = _read_proc_stat()
+        proc1 = sum(os.times()[:2])
+        now = time.time()
+        elapsed = max(now - then, 1e-6)
+        ncpu = os.cpu_count() or 1
+        sample = {
+            "t": round(now - self._t0, 3),
+            "cpu_pct": round(100.0 * (1.0 - float(idle1 - idle0) / max(total1 - total0, 1)), 1),
+            "process_cpu_pct": round(100.0 * (proc1 - proc0) / elapsed / ncpu, 1),
+            "rss_mb": _rss_mb(),
+        }
+        sample.update(self._last_tegra)
+        if self.extra is not None:
+            try:
+                sample.update(self.extra())
+            except Exception:  # a sampler must never break the run it observes
+                pass
+        self.samples.append(sample)
+        self._last = (now, total1, idle1, proc1)
 
     def stop(self):
         self._stop.set()
