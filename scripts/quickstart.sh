@@ -16,7 +16,7 @@ if ! { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; }; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 EXTRAS="host"; [ "${TRAIN:-0}" = "1" ] && EXTRAS="host,train"
 mkdir -p "$OUT"
 "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]" >"$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
