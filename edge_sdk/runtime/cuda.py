@@ -107,6 +107,11 @@ def _per_thread(cls):
     return cls
 
 
+def _text(value):
+    """bytes (a C string from the CUDA API) or str -> str."""
+    return str(value, "utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 @_per_thread
 class CudaPythonApi(CudaApi):
     """cuda-python: ``from cuda.bindings import runtime`` (12.x+) or ``from cuda import cudart`` (11.x)."""
@@ -135,7 +140,7 @@ class CudaPythonApi(CudaApi):
         try:
             result = self.rt.cudaGetErrorName(err)
             name = result[1]
-            return name.decode() if isinstance(name, bytes) else str(name)
+            return _text(name)
         except Exception:  # noqa: BLE001 - naming the error must never hide it
             return getattr(err, "name", str(err))
 
@@ -153,7 +158,7 @@ class CudaPythonApi(CudaApi):
         prop = self._call("cudaGetDeviceProperties", self.rt.cudaGetDeviceProperties(device))
         name = prop.name
         if isinstance(name, bytes):
-            name = name.split(b"\0", 1)[0].decode()
+            name = _text(name.split(b"\0", 1)[0])
         return {"name": name, "compute_capability": (int(prop.major), int(prop.minor)),
                 "integrated": bool(prop.integrated), "can_map_host_memory": bool(prop.canMapHostMemory),
                 "total_memory": int(prop.totalGlobalMem)}
