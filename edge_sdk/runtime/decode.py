@@ -431,20 +431,13 @@ def _assemble(cands, table, pafs, cfg):
                     slots[a], slots[b] = ga, gb
                     owner[ga] = owner[gb] = len(people)
                     people.append([slots, peak_score[ga] + peak_score[gb] + s, 2, 1])
-            elif pb is None:
-                person = people[pa]
-                if person[0][b] < 0:
-                    person[0][b] = gb
-                    owner[gb] = pa
-                    person[1] += peak_score[gb] + s
-                    person[2] += 1
-                    person[3] += 1
-            elif pa is None:
-                person = people[pb]
-                if person[0][a] < 0:
-                    person[0][a] = ga
-                    owner[ga] = pb
-                    person[1] += peak_score[ga] + s
+            elif pa is None or pb is None:  # one end already belongs to a person: attach the other end
+                keep, part, peak = (pa, b, gb) if pb is None else (pb, a, ga)
+                person = people[keep]
+                if person[0][part] < 0:
+                    person[0][part] = peak
+                    owner[peak] = keep
+                    person[1] += peak_score[peak] + s
                     person[2] += 1
                     person[3] += 1
             elif pa != pb:
