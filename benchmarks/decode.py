@@ -1,6 +1,6 @@
 """Our PAF decoder vs HyperPose's Python post-processor on identical oracle maps: time per frame and COCO AP.
 
-    python benchmarks/decode.py [--repeat 5] [--data /path/to/shared/data]
+    python benchmarks/decode.py [--repeat 5] [--data tests/data]
 
 Frames: the real photos of coco_mini (maps at stride 8 of each photo's size) and the real crowd layouts of
 coco_layouts (640x640 canvas). Both decoders get the same [19|38, H/8, W/8] maps of each frame, in turns
@@ -8,8 +8,8 @@ coco_layouts (640x640 canvas). Both decoders get the same [19|38, H/8, W/8] maps
 
 Baseline: ``hyperpose.Model.openpose.processor.PostProcessor`` of hyperpose 2.2.0, unmodified, run as its
 own evaluation runs it (maps resized to the image size, then peaks and PAF scoring on that grid). Needs
-``pip install --no-deps hyperpose==2.2.0`` plus tensorflow, opencv, scipy. Its package ``__init__`` files
-import training code (tensorlayer, easydict, ...) that the post-processor never uses, so this script loads
+``pip install --no-deps hyperpose==2.2.0`` plus tensorflow, opencv, scipy. Its package ``__init__`` files load
+its training code (tensorlayer, easydict, ...) that the post-processor never uses, so this script loads
 only the three modules the post-processor lives in (processor.py, human.py, define.py) and gives
 ``processor.py`` a stand-in for the training helpers module it imports names from; ``np.int`` (removed in
 numpy 1.24, used by its PAF sampling) is aliased to ``int``.
@@ -162,8 +162,8 @@ def run(datasets, decoders, repeat):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                        help="folder with coco_mini/ and coco_layouts/ (default: ../shared/data)")
+    parser.add_argument("--data", type=Path, default=REPO / "tests" / "data",
+                        help="folder with coco_mini/ and coco_layouts/ (default: tests/data)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per frame and decoder; the fastest counts")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many frames of each set")
     parser.add_argument("--noise", type=float, default=0.0,

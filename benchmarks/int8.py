@@ -7,7 +7,7 @@ Calibrates the model (entropy by default) into two Q/DQ models with the same sca
 CPU provider fuses QLinearConv). Times FP32 and both alternately on the same input (ORT_ENABLE_ALL) and
 prints median latencies, the ratios against FP32, and each one's pose agreement with FP32 (OKS AP of INT8
 poses against FP32 poses on held-out frames; map agreement without a decoder).
-Without --model it uses models/demo/*.onnx when present, else calibration.synthetic's model;
+Without --model it uses models/demo/*.onnx when present, else edge_sdk.calibration.synthetic's model;
 without --images it draws synthetic frames (edge_sdk.synthetic's figures for a trained model).
 Neither CPU time says much about Jetson INT8 speed; the accuracy of the TensorRT model carries over.
 """
@@ -32,7 +32,7 @@ def pick_model(arg, workdir: Path) -> Path:
     demos = [d for d in demos if ".int8" not in d.name]
     if demos:
         return demos[0]
-    from calibration import synthetic
+    from edge_sdk.calibration import synthetic
 
     path = workdir / "synthetic_pose.onnx"
     synthetic.build_model(path)
@@ -73,9 +73,8 @@ def main(argv=None):
 
     import numpy as np
     import onnxruntime as ort
-
-    from calibration import calibrate, synthetic
-    from calibration.api import model_meta
+    from edge_sdk.calibration import calibrate, synthetic
+    from edge_sdk.calibration.api import model_meta
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -94,8 +93,8 @@ def main(argv=None):
                            cache_dir=False, plot=False, progress=False, fallback=not args.no_fallback)
         report = result["report_data"]
 
-        from calibration import accuracy, qdq
-        from calibration.data import load_frames
+        from edge_sdk.calibration import accuracy, qdq
+        from edge_sdk.calibration.data import load_frames
 
         prepared = qdq.prepare(onnx.load(str(model_path)))
         frames = load_frames(images, meta.input, count=args.count, holdout=16, cache_dir=False, progress=False)

@@ -47,13 +47,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import tensorflow as tf
-
-    from training.augment import AugmentConfig
-    from training.config import TrainConfig
-    from training.data import open_source
-    from training.data.pipeline import make_dataset
-    from training.loop import make_optimizer, make_train_step
-    from training.models import ModelConfig, build_model
+    from edge_sdk.training.augment import AugmentConfig
+    from edge_sdk.training.config import TrainConfig
+    from edge_sdk.training.data import open_source
+    from edge_sdk.training.data.pipeline import make_dataset
+    from edge_sdk.training.loop import make_optimizer, make_train_step
+    from edge_sdk.training.models import ModelConfig, build_model
 
     width, height = (int(v) for v in args.input.split("x"))
     source = open_source(args.data, (height, width))

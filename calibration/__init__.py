@@ -14,23 +14,23 @@ __all__ = ["calibrate", "read_cache", "write_cache", "DEFAULT_THRESHOLD"]
 
 def calibrate(onnx_path, source, out_dir, method="entropy", count=500, seed=0, threshold=DEFAULT_THRESHOLD,
               **options):
-    """See :func:`calibration.api.calibrate`."""
-    from calibration.api import calibrate as _calibrate
+    """See :func:`edge_sdk.calibration.api.calibrate`."""
+    from edge_sdk.calibration.api import calibrate as _calibrate
 
     return _calibrate(onnx_path, source, out_dir, method=method, count=count, seed=seed, threshold=threshold,
                       **options)
 
 
 def read_cache(path):
-    """Parse a TensorRT calibration cache (see :mod:`calibration.trt_cache`)."""
-    from calibration.trt_cache import read_cache as _read
+    """Parse a TensorRT calibration cache (see :mod:`edge_sdk.calibration.trt_cache`)."""
+    from edge_sdk.calibration.trt_cache import read_cache as _read
 
     return _read(path)
 
 
 def write_cache(path, scales, algorithm="EntropyCalibration2", trt_version=None):
     """Write {tensor: scale} as a TensorRT calibration cache."""
-    from calibration.trt_cache import DEFAULT_TRT_VERSION
-    from calibration.trt_cache import write_cache as _write
+    from edge_sdk.calibration.trt_cache import DEFAULT_TRT_VERSION
+    from edge_sdk.calibration.trt_cache import write_cache as _write
 
     return _write(path, scales, algorithm, trt_version or DEFAULT_TRT_VERSION)

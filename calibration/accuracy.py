@@ -14,8 +14,8 @@ import contextlib
 import io
 
 import numpy as np
+from edge_sdk.calibration.ranges import batches, make_session, model_batch
 
-from calibration.ranges import batches, make_session, model_batch
 from edge_sdk.runtime.skeleton import STRIDE, coco18_to_coco17, map_to_image
 
 

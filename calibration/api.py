@@ -5,11 +5,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from calibration import DEFAULT_THRESHOLD, accuracy, qdq
-from calibration.data import CalibrationWarning, load_frames
-from calibration.ranges import METHODS, collect_ranges
-from calibration.report import write_report
-from calibration.trt_cache import DEFAULT_TRT_VERSION, METHOD_ALGORITHM, CalibrationCache
+from edge_sdk.calibration import DEFAULT_THRESHOLD, accuracy, qdq
+from edge_sdk.calibration.data import CalibrationWarning, load_frames
+from edge_sdk.calibration.ranges import METHODS, collect_ranges
+from edge_sdk.calibration.report import write_report
+from edge_sdk.calibration.trt_cache import DEFAULT_TRT_VERSION, METHOD_ALGORITHM, CalibrationCache
+
 from edge_sdk.errors import ConfigError, ModelError, nearest_names
 from edge_sdk.runtime.model_meta import METADATA_KEY, ModelMeta
 
@@ -55,7 +56,7 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
 
     Returns {"qdq_model", "cache", "report": paths, "summary": str, "passed": bool,
     "ranges": {tensor: amax}, "float_nodes": [...], "report_data": dict}. ``threshold`` is the largest
-    accepted drop of agreement with FP32 (see :mod:`calibration.accuracy`); above it, the most sensitive
+    accepted drop of agreement with FP32 (see :mod:`edge_sdk.calibration.accuracy`); above it, the most sensitive
     layers are kept in float (``fallback``), at most ``max_float_nodes`` of them. ``qdq_style`` is
     "tensorrt" (Q/DQ on Conv/MatMul inputs only) or "onnxruntime" (integer kernels for ORT's CPU provider).
     ``compare_methods`` also scores all-INT8 models with the other calibrators' ranges (same statistics,

@@ -43,6 +43,16 @@ if [ -z "${EDGE_SDK_PY36:-}" ]; then
     done
 fi
 
+# The paho-mqtt 1.x client API (JetPack 4.6 devices) is tested against the real 1.6.1 sources, fetched here once.
+PAHO1=".cache/paho-mqtt-1.6.1"
+if [ ! -f "$PAHO1/paho-mqtt-1.6.1/src/paho/mqtt/client.py" ]; then
+    mkdir -p "$PAHO1"
+    { "$VENV/bin/python" -m pip download -q --no-deps --no-binary :all: paho-mqtt==1.6.1 -d "$PAHO1" \
+      && tar -xzf "$PAHO1/paho-mqtt-1.6.1.tar.gz" -C "$PAHO1"; } >/dev/null 2>&1 \
+      || echo "warning: could not fetch paho-mqtt 1.6.1; its client-API test will be skipped"
+fi
+[ -f "$PAHO1/paho-mqtt-1.6.1/src/paho/mqtt/client.py" ] && export EDGE_SDK_TEST_PAHO1="$PWD/$PAHO1/paho-mqtt-1.6.1/src"
+
 export PATH="$VENV/bin:$PATH"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 "$VENV/bin/python" -m ruff check .

@@ -1,4 +1,4 @@
-"""Shared test fixtures: real components only (Mosquitto, data from ../shared/data)."""
+"""Shared test fixtures: real components only (Mosquitto, the real photos and videos in tests/data)."""
 
 import os
 import shutil
@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("EDGE_SDK_TEST_DATA", REPO.parent / "shared" / "data"))
-COCO_MINI = SHARED_DATA / "coco_mini"
-COCO_LAYOUTS = SHARED_DATA / "coco_layouts" / "person_keypoints_val2014_fakekeypoints100_results.json"
-VIDEOS = SHARED_DATA / "video"
+TEST_DATA = REPO / "tests" / "data"  # real photos, layouts, videos and a pretrained model; see tests/data/PROVENANCE.md
+COCO_MINI = TEST_DATA / "coco_mini"
+COCO_LAYOUTS = TEST_DATA / "coco_layouts" / "person_keypoints_val2014_fakekeypoints100_results.json"
+VIDEOS = TEST_DATA / "video"
+PRETRAINED_TFPOSE = TEST_DATA / "pretrained" / "tfpose_mobilenet_v2_small.pb"
 
 
 def free_port(host="127.0.0.1"):

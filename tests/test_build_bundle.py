@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from edge_sdk.targets import get_target
 
 from edge_sdk.engine.build import BuildRequest, build
 from edge_sdk.engine.precision import decide_precision
@@ -17,7 +18,6 @@ from edge_sdk.graph.common import get_meta
 from edge_sdk.graph.synthetic import make_pose_model
 from edge_sdk.runtime.bundle import open_bundle
 from edge_sdk.runtime.preprocess import preprocess_frame
-from edge_sdk.targets import get_target
 from tests.tensorrt_double import install_tensorrt_double
 
 SIZE = (96, 64)
@@ -223,7 +223,7 @@ def test_first_start_build_on_device(tx2_bundle, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def calibration_case(tmp_path_factory):
     """The calibration stage's own synthetic pose model (quantises cleanly) and frames drawn for it."""
-    from calibration.synthetic import build_model, write_frames
+    from edge_sdk.calibration.synthetic import build_model, write_frames
 
     root = tmp_path_factory.mktemp("calib")
     build_model(str(root / "pose.onnx"))

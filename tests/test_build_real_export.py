@@ -1,5 +1,5 @@
 """The rewrite passes and `build` on a real export: a Keras OpenPose model from training/, converted by
-training.export.keras_to_onnx (tf2onnx), untrained but real in structure (backbone, stages, heads)."""
+edge_sdk.training.export.keras_to_onnx (tf2onnx), untrained but real in structure (backbone, stages, heads)."""
 
 import numpy as np
 import onnx
@@ -21,8 +21,8 @@ H, W = 64, 96
 def exported(tmp_path_factory):
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")
-    from training.export import keras_to_onnx
-    from training.models.openpose import ModelConfig, build_model
+    from edge_sdk.training.export import keras_to_onnx
+    from edge_sdk.training.models.openpose import ModelConfig, build_model
 
     config = ModelConfig(backbone="resnet18", input_height=H, input_width=W, width=0.25, stages=2,
                          stage_width=16, refine_depth=2).resolved()

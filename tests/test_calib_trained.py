@@ -1,5 +1,5 @@
 """Calibration of a model from the training code: tinyvgg trained for a few real TensorFlow steps on
-synthetic people and exported by training.export (tf2onnx), calibrated on frames of the same generator."""
+synthetic people and exported by edge_sdk.training.export (tf2onnx), calibrated on frames of the same generator."""
 
 import numpy as np
 import onnx
@@ -7,10 +7,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from calibration import calibrate, read_cache  # noqa: E402
-from calibration.accuracy import run_outputs  # noqa: E402
-from calibration.qdq import float_nodes_of, quantizable_nodes  # noqa: E402
-from calibration.ranges import activation_tensors  # noqa: E402
+from edge_sdk.calibration import calibrate, read_cache  # noqa: E402
+from edge_sdk.calibration.accuracy import run_outputs  # noqa: E402
+from edge_sdk.calibration.qdq import float_nodes_of, quantizable_nodes  # noqa: E402
+from edge_sdk.calibration.ranges import activation_tensors  # noqa: E402
 
 HEIGHT, WIDTH = 96, 128
 
@@ -18,13 +18,12 @@ HEIGHT, WIDTH = 96, 128
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     import cv2
-
-    from training.augment import AugmentConfig
-    from training.config import TrainConfig
-    from training.data.sources import SyntheticSource
-    from training.export import export_onnx
-    from training.loop import train
-    from training.models import ModelConfig
+    from edge_sdk.training.augment import AugmentConfig
+    from edge_sdk.training.config import TrainConfig
+    from edge_sdk.training.data.sources import SyntheticSource
+    from edge_sdk.training.export import export_onnx
+    from edge_sdk.training.loop import train
+    from edge_sdk.training.models import ModelConfig
 
     root = tmp_path_factory.mktemp("trained")
     source = SyntheticSource(count=4, height=HEIGHT, width=WIDTH, seed=5, people=(1, 2))

@@ -10,13 +10,12 @@ import numpy as np
 import onnx
 import pytest
 from conftest import COCO_MINI, VIDEOS
-
-from calibration import synthetic
-from calibration.accuracy import pose_agreement_ap
-from calibration.data import CalibrationSource, CalibrationWarning, load_frames, parse_source
-from calibration.qdq import build_qdq_model, check_not_quantized, prepare, quantizable_nodes
-from calibration.ranges import entropy_amax, percentile_amax
-from calibration.trt_cache import (
+from edge_sdk.calibration import synthetic
+from edge_sdk.calibration.accuracy import pose_agreement_ap
+from edge_sdk.calibration.data import CalibrationSource, CalibrationWarning, load_frames, parse_source
+from edge_sdk.calibration.qdq import build_qdq_model, check_not_quantized, prepare, quantizable_nodes
+from edge_sdk.calibration.ranges import entropy_amax, percentile_amax
+from edge_sdk.calibration.trt_cache import (
     CalibrationCache,
     hex_to_scale,
     read_cache,
@@ -25,6 +24,7 @@ from calibration.trt_cache import (
     trt_version_code,
     write_cache,
 )
+
 from edge_sdk.errors import ConfigError, ModelError, SourceError
 from edge_sdk.runtime.model_meta import InputSpec
 

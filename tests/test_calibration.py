@@ -1,6 +1,6 @@
 """End to end: calibrate() and `edge-sdk calibrate` on a real ONNX pose model, run in real ONNX Runtime.
 
-The model is calibration.synthetic's hand-built 2-stage conv net, whose FP32 outputs are the oracle maps of
+The model is edge_sdk.calibration.synthetic's hand-built 2-stage conv net, whose FP32 outputs are the oracle maps of
 the people drawn in its frames (so agreement numbers mean something); ``outlier=True`` gives it a hot channel
 that no per-tensor INT8 range survives, so the sensitive-layer fallback must act.
 """
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from edge_sdk.calibration import calibrate, read_cache, synthetic
+from edge_sdk.calibration.accuracy import load_decoder, run_outputs
+from edge_sdk.calibration.qdq import float_nodes_of
 
-from calibration import calibrate, read_cache, synthetic
-from calibration.accuracy import load_decoder, run_outputs
-from calibration.qdq import float_nodes_of
 from edge_sdk.errors import ModelError
 
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from edge_sdk.targets import get_target
 
 from edge_sdk.engine.tensorrt_builder import EngineBuildError, EngineOptions, build_serialized_engine
-from edge_sdk.targets import get_target
 from tests.tensorrt_double import install_tensorrt_double
 
 MIB = 1 << 20

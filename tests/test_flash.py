@@ -30,9 +30,10 @@ def runtime_command(mode="healthy"):
 
 def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
     """A bundle written by the build step's own writer (edge_sdk.bundle), around a tiny stand-in model file."""
+    from edge_sdk.targets import get_target, load_targets
+
     from edge_sdk.bundle import Precision, write_bundle
     from edge_sdk.runtime.model_meta import ModelMeta
-    from edge_sdk.targets import get_target, load_targets
 
     where = Path(where)
     where.parent.mkdir(parents=True, exist_ok=True)
@@ -457,9 +458,10 @@ def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, r
     """No stand-in: the default service command runs `python -m edge_sdk run` from versions/<v>/site on a cpu
     bundle (oracle ONNX model, ONNX Runtime); its health file is what the flash waits for, and its retained
     MQTT status is what `devices status --mqtt` shows."""
+    from edge_sdk.targets import get_target
+
     from edge_sdk.bundle import Precision, write_bundle
     from edge_sdk.deploy.mqtt_status import read_retained_status
-    from edge_sdk.targets import get_target
     from edge_sdk.testing.oracle_model import make_oracle
 
     device = lab.add("edge1")

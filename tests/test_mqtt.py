@@ -6,7 +6,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -310,23 +309,11 @@ def test_delivery_queue_spills_to_disk_in_order_and_drops_oldest(tmp_path):
 
 
 def paho1_source():
-    """A paho-mqtt 1.x source tree: $EDGE_SDK_TEST_PAHO1, else 1.6.1 fetched once with pip into ~/.cache."""
+    """A paho-mqtt 1.x source tree ($EDGE_SDK_TEST_PAHO1: scripts/test.sh fetches 1.6.1 before the tests run)."""
     path = os.environ.get("EDGE_SDK_TEST_PAHO1")
-    if path:
-        return path
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-sdk-test" / "paho-mqtt-1.6.1"
-    src = cache / "paho-mqtt-1.6.1" / "src"
-    if not (src / "paho" / "mqtt" / "client.py").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
-                            "paho-mqtt==1.6.1", "-d", str(cache)], check=True, capture_output=True, timeout=60)
-            with tarfile.open(str(cache / "paho-mqtt-1.6.1.tar.gz")) as tar:
-                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(str(cache), **kwargs)
-        except (subprocess.SubprocessError, OSError, tarfile.TarError) as exc:
-            pytest.skip("paho-mqtt 1.6.1 not available (set EDGE_SDK_TEST_PAHO1 to its src dir): {}".format(exc))
-    return str(src)
+    if not path or not (Path(path) / "paho" / "mqtt" / "client.py").is_file():
+        pytest.skip("paho-mqtt 1.6.1 sources not set up: run the tests with scripts/test.sh or set EDGE_SDK_TEST_PAHO1")
+    return path
 
 
 def test_paho_1x_client_library(mosquitto, tmp_path):

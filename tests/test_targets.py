@@ -1,9 +1,9 @@
 """Target profiles: every shipped file loads and states the facts build decisions depend on."""
 
 import pytest
+from edge_sdk.targets import get_target, load_target_file, load_targets, match_device, release_supported
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.targets import get_target, load_target_file, load_targets, match_device, release_supported
 
 EXPECTED = {  # name: (compute capability, fast INT8, DLA cores, TensorRT major.minor)
     "jetson-nano": ("5.3", False, 0, "8.2"),

@@ -5,17 +5,14 @@ import json
 import numpy as np
 import pytest
 from conftest import COCO_MINI
+from edge_sdk.training.augment import AugmentConfig
+from edge_sdk.training.data import open_source
+from edge_sdk.training.data.pipeline import make_example
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.skeleton import COCO18_FROM_COCO17, image_to_map
-from training.augment import AugmentConfig
-from training.data import open_source
-from training.data.pipeline import make_example
-
-needs_coco_mini = pytest.mark.skipif(not COCO_MINI.is_dir(), reason="test data ../shared/data/coco_mini missing")
 
 
-@needs_coco_mini
 def test_coco_targets_land_on_the_annotated_joints():
     source = open_source("coco:{}".format(COCO_MINI))
     assert len(source) == 10
@@ -43,7 +40,6 @@ def test_coco_targets_land_on_the_annotated_joints():
     assert checked > 300
 
 
-@needs_coco_mini
 def test_people_without_keypoints_are_masked_out():
     source = open_source("coco:{}".format(COCO_MINI / "person_keypoints.json"))
     masked = 0
@@ -87,8 +83,8 @@ def test_unknown_data_kind():
 
 def test_resume_from_a_checkpoint_dir_that_does_not_exist(tmp_path):
     pytest.importorskip("tensorflow")
-    from training.config import TrainConfig
-    from training.loop import train
+    from edge_sdk.training.config import TrainConfig
+    from edge_sdk.training.loop import train
 
     config = TrainConfig(output=str(tmp_path / "run"), steps=1, resume=str(tmp_path / "missing_run"),
                          progress=False)
@@ -98,7 +94,7 @@ def test_resume_from_a_checkpoint_dir_that_does_not_exist(tmp_path):
 
 def test_export_of_a_run_dir_that_does_not_exist(tmp_path):
     pytest.importorskip("tensorflow")
-    from training.export import export_onnx
+    from edge_sdk.training.export import export_onnx
 
     with pytest.raises(ConfigError, match="run directory .* does not exist"):
         export_onnx(tmp_path / "nothing", tmp_path / "m.onnx")

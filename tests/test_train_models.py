@@ -7,11 +7,12 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from edge_sdk.training.augment import AugmentConfig  # noqa: E402
+from edge_sdk.training.config import TrainConfig  # noqa: E402
+from edge_sdk.training.loop import train  # noqa: E402
+from edge_sdk.training.models import BACKBONES, ModelConfig, build_model, register_backbone, scaled  # noqa: E402
+
 from edge_sdk.errors import ConfigError  # noqa: E402
-from training.augment import AugmentConfig  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.loop import train  # noqa: E402
-from training.models import BACKBONES, ModelConfig, build_model, register_backbone, scaled  # noqa: E402
 
 
 def tiny(backbone, **kw):

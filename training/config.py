@@ -6,10 +6,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+from edge_sdk.training.augment import AugmentConfig
+from edge_sdk.training.models import ModelConfig
+
 from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.model_meta import InputSpec
-from training.augment import AugmentConfig
-from training.models import ModelConfig
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from edge_sdk.training.config import load_run_config
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.model_meta import METADATA_KEY, ModelMeta
-from training.config import load_run_config
 
 MIN_OPSET = 13
 
@@ -33,9 +33,8 @@ class ExportResult:
 def load_trained_model(run_dir: Path):
     """(keras model with the latest checkpoint's weights, TrainConfig) of a run directory."""
     import tensorflow as tf
-
-    from training.config import latest_checkpoint
-    from training.models import build_model
+    from edge_sdk.training.config import latest_checkpoint
+    from edge_sdk.training.models import build_model
 
     config = load_run_config(run_dir)
     checkpoint_path = latest_checkpoint(run_dir)

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from edge_sdk.training.config import CHECKPOINT_DIR, HISTORY_FILE, TENSORBOARD_DIR, TrainConfig, latest_checkpoint
+
 from edge_sdk.errors import ConfigError
-from training.config import CHECKPOINT_DIR, HISTORY_FILE, TENSORBOARD_DIR, TrainConfig, latest_checkpoint
 
 
 @dataclasses.dataclass
@@ -141,11 +142,10 @@ def _is_chief(strategy) -> bool:
 def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Run (or continue) a training run; returns when ``config.steps`` global steps are done."""
     import tensorflow as tf
+    from edge_sdk.training.data import open_source
+    from edge_sdk.training.data.pipeline import make_dataset
+    from edge_sdk.training.models import build_model
     from tqdm import tqdm
-
-    from training.data import open_source
-    from training.data.pipeline import make_dataset
-    from training.models import build_model
 
     config.validate()
     strategy = make_strategy(config.gpus, config.cpu_devices)

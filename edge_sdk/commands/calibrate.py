@@ -45,9 +45,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def run(args):
     from pathlib import Path
 
-    from calibration import DEFAULT_THRESHOLD, calibrate
-    from calibration.data import CalibrationSource, parse_source
-    from calibration.trt_cache import DEFAULT_TRT_VERSION
+    from edge_sdk.calibration import DEFAULT_THRESHOLD, calibrate
+    from edge_sdk.calibration.data import CalibrationSource, parse_source
+    from edge_sdk.calibration.trt_cache import DEFAULT_TRT_VERSION
     from edge_sdk.errors import ConfigError
 
     if args.images:

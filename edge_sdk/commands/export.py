@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     try:
         from edge_sdk.commands.train import load_plugins
-        from training.export import export_onnx
+        from edge_sdk.training.export import export_onnx
     except ImportError as exc:
         raise ConfigError("export needs the [train] extra ({}); run: pip install -e '.[train]'".format(
             exc)) from None

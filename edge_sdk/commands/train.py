@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue from another run's checkpoints")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
-                   help="a Python file that registers backbones (training.models.register_backbone)")
+                   help="a Python file that registers backbones (edge_sdk.training.models.register_backbone)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.set_defaults(func=run)
@@ -66,10 +66,10 @@ def load_plugins(files: list[str]) -> None:
 
 def run(args) -> int:
     try:
-        from training.augment import AugmentConfig
-        from training.config import TrainConfig
-        from training.loop import train
-        from training.models import ModelConfig
+        from edge_sdk.training.augment import AugmentConfig
+        from edge_sdk.training.config import TrainConfig
+        from edge_sdk.training.loop import train
+        from edge_sdk.training.models import ModelConfig
     except ImportError as exc:
         raise ConfigError("training needs the [train] extra ({}); run: pip install -e '.[train]'".format(
             exc)) from None

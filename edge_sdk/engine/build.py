@@ -103,7 +103,7 @@ def _calibrate(model_path: str, source: str, out_dir: str, method: str, count: i
                trt_version: str | None = None) -> dict[str, Any]:
     """The seam to the calibration stage (`calibration/`): Q/DQ model + TensorRT cache + accuracy report."""
     try:
-        import calibration
+        from edge_sdk import calibration
         calibrate = calibration.calibrate
     except (ImportError, AttributeError):
         raise ConfigError("INT8 calibration is not available in this install (the `calibration` package is "

@@ -32,7 +32,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     path = str(path)
     if not os.path.isfile(path):
         raise ModelError("model {} does not exist; pass the .onnx file exported by training "
-                         "(`python -m training.export ...`)".format(path))
+                         "(`python -m edge_sdk.training.export ...`)".format(path))
     try:
         model = onnx.load(path)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for garbage input

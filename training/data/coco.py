@@ -13,10 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from edge_sdk.training.data.sources import Sample
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.skeleton import coco17_to_coco18
-from training.data.sources import Sample
 
 
 def resolve_coco_paths(path: Path, split: str = "train") -> tuple[Path, Path]:

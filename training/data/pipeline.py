@@ -7,11 +7,11 @@ Targets come from :func:`edge_sdk.runtime.maps.render_maps`, the same renderer t
 from __future__ import annotations
 
 import numpy as np
+from edge_sdk.training.augment import AugmentConfig, apply_geometry, random_transform
 
 from edge_sdk.runtime.maps import map_size_for, render_maps
 from edge_sdk.runtime.model_meta import InputSpec
 from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_PAFS, STRIDE
-from training.augment import AugmentConfig, apply_geometry, random_transform
 
 
 def make_example(sample, rng: np.random.Generator, input_hw: tuple[int, int], augment: AugmentConfig):
@@ -87,8 +87,7 @@ def make_dataset(source, input_hw: tuple[int, int], batch: int, augment: Augment
 
 def _jitter(pixels, augment: AugmentConfig, element_seed):
     import tensorflow as tf
-
-    from training.augment import color_jitter
+    from edge_sdk.training.augment import color_jitter
 
     seed = tf.stack([tf.cast(element_seed % 2147483647, tf.int64), tf.constant(7, tf.int64)])
     return color_jitter(pixels, augment, seed)

@@ -62,7 +62,7 @@ def open_source(spec: str, input_hw: tuple[int, int] = (256, 384), seed: int = 0
             raise ConfigError("bad --data {!r}: expected synthetic or synthetic:COUNT".format(spec)) from None
         return SyntheticSource(count=count, height=input_hw[0], width=input_hw[1], seed=seed)
     if kind == "coco":
-        from training.data.coco import CocoKeypoints
+        from edge_sdk.training.data.coco import CocoKeypoints
 
         if not rest:
             raise ConfigError("bad --data {!r}: expected coco:PATH (a COCO root, a directory with "

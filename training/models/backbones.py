@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import keras
+from edge_sdk.training.models.registry import register_backbone, scaled
 from keras import layers
-
-from training.models.registry import register_backbone, scaled
 
 
 def conv(x, channels: int, kernel: int = 3, strides: int = 1, dilation: int = 1, name: str | None = None,

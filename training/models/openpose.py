@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+from edge_sdk.training.models import backbones  # noqa: F401  (registers the built-in backbones)
+from edge_sdk.training.models.registry import BACKBONE_DEFAULTS, get_backbone, scaled
 from keras import layers
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_PAFS, STRIDE
-from training.models import backbones  # noqa: F401  (registers the built-in backbones)
-from training.models.registry import BACKBONE_DEFAULTS, get_backbone, scaled
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@
 
 Register your own backbone in a few lines::
 
-    from training.models import register_backbone, scaled
+    from edge_sdk.training.models import register_backbone, scaled
     import keras
 
     @register_backbone("tiny_custom")
@@ -12,7 +12,7 @@ Register your own backbone in a few lines::
         return keras.layers.Conv2D(scaled(128, width), 3, strides=2, padding="same", activation="relu")(x)
 
 then ``edge-sdk train --model tiny_custom --plugin my_backbones.py ...`` (or import the module before
-calling :func:`training.models.build_model`). The function receives the NHWC input and a width
+calling :func:`edge_sdk.training.models.build_model`). The function receives the NHWC input and a width
 multiplier and must return features at 1/8 of the input resolution.
 """
 
@@ -46,7 +46,7 @@ def get_backbone(name: str) -> BackboneFn:
     """The registered backbone function, or a ConfigError that lists the known names."""
     if name not in BACKBONES:
         raise ConfigError("unknown backbone {!r}; known: {} (register your own with "
-                          "training.models.register_backbone, see docs/training.md)".format(
+                          "edge_sdk.training.models.register_backbone, see docs/training.md)".format(
                               name, ", ".join(nearest_names(name, list(BACKBONES)))))
     return BACKBONES[name]
 
