@@ -79,7 +79,8 @@ class DecodeConfig(object):
 
     def __init__(self, peak_threshold=0.1, refine="log_quadratic", max_peaks_per_part=100, paf_samples=10,
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
-                 min_parts=3, min_person_score=0.2, max_people=None):
+                 min_parts=3, min_person_score=0.2, max_people=None, merge_fragments="neckless",
+                 merge_max_cost=0.5, merge_scale_ratio=2.0):
         if refine not in REFINE_METHODS:
             raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
@@ -96,6 +97,9 @@ class DecodeConfig(object):
         self.min_parts = int(min_parts)
         self.min_person_score = float(min_person_score)
         self.max_people = None if max_people is None else int(max_people)
+        self.merge_fragments = merge_fragments
+        self.merge_max_cost = float(merge_max_cost)
+        self.merge_scale_ratio = float(merge_scale_ratio)
 
     def __repr__(self):
         return "DecodeConfig({})".format(", ".join(
@@ -454,6 +458,81 @@ def _assemble(cands, table, pafs, cfg):
     return people
 
 
+CANONICAL_POSE = np.array([
+    [0.0, -0.32], [0.0, 0.0], [-0.26, 0.0], [-0.40, 0.50], [-0.31, 0.76], [0.26, 0.0], [0.40, 0.50], [0.31, 0.76],
+    [-0.18, 0.99], [-0.19, 1.63], [-0.10, 2.30], [0.18, 0.99], [0.19, 1.63], [0.10, 2.30],
+    [-0.05, -0.40], [0.05, -0.40], [-0.14, -0.36], [0.14, -0.36]], dtype=np.float32)
+"""Median COCO-18 pose of the real people in tests/data/coco_layouts (and their mirror images): neck at the
+origin, y down, in units of the torso (neck to mid-hip). Used only to join fragments that no limb joins."""
+
+CANONICAL_LIMB_LENGTH = np.array([0.30, 0.30, 0.55, 0.42, 0.55, 0.42, 1.02, 0.70, 0.81, 1.02, 0.70, 0.81, 0.39,
+                                  0.11, 0.15, 0.11, 0.15, 0.41, 0.41], dtype=np.float32)
+"""Median length of each limb in the same poses, in torso units (a fragment's scale comes from its limbs)."""
+
+ANCHOR_PARTS = (0, 1, 2, 5, 8, 11, 14, 15, 16, 17)
+"""Parts whose place on the body hardly depends on the pose (head, neck, shoulders, hips)."""
+
+
+def _fragment_geometry(slots, table):
+    """(anchor parts {part: (x, y)}, torso length in cells or None) of a partial person."""
+    anchors = {part: table[g, :2] for part, g in enumerate(slots) if g >= 0 and part in ANCHOR_PARTS}
+    ratios = []
+    for limb, (a, b) in enumerate(LIMBS):
+        if slots[a] >= 0 and slots[b] >= 0:
+            d = table[slots[a], :2] - table[slots[b], :2]
+            ratios.append(float(np.hypot(d[0], d[1])) / CANONICAL_LIMB_LENGTH[limb])
+    return anchors, (float(np.median(ratios)) if ratios else None)
+
+
+def _merge_cost(geo_a, geo_b, cfg):
+    """How far the anchors of two fragments are from one canonical body (mean relative error), or None."""
+    (anchors_a, scale_a), (anchors_b, scale_b) = geo_a, geo_b
+    if not anchors_a or not anchors_b or scale_a is None or scale_b is None or scale_a < 1e-3 or scale_b < 1e-3:
+        return None
+    if max(scale_a, scale_b) > cfg.merge_scale_ratio * min(scale_a, scale_b):
+        return None
+    scale = np.sqrt(scale_a * scale_b)
+    errors = []
+    for i, pi in anchors_a.items():
+        for j, pj in anchors_b.items():
+            expected = CANONICAL_POSE[j] - CANONICAL_POSE[i]
+            seen = (pj - pi) / scale
+            if abs(expected[1]) > 0.3 and seen[1] * expected[1] < 0:  # upright people: order top to bottom
+                return None
+            c = float(np.hypot(expected[0], expected[1]))
+            errors.append(abs(float(np.hypot(seen[0], seen[1])) - c) / (c + 0.25))
+    return float(np.mean(errors))
+
+
+def _merge_fragments(people, table, cfg):
+    """Join partial people that no limb can join (no neck: e.g. one shoulder outside the frame) when their
+    anchors fit one canonical body; the best fits first, fragments with shared parts never."""
+    while True:
+        frags = [i for i, p in enumerate(people) if p[0] is not None and p[0][1] < 0]
+        others = [i for i, p in enumerate(people) if p[0] is not None and p[0][1] >= 0] \
+            if cfg.merge_fragments == "any" else []
+        geo = {i: _fragment_geometry(people[i][0], table) for i in frags + others}
+        best = None
+        for n, i in enumerate(frags):
+            for j in frags[n + 1:] + others:
+                if any(x >= 0 and y >= 0 for x, y in zip(people[i][0], people[j][0])):
+                    continue
+                cost = _merge_cost(geo[i], geo[j], cfg)
+                if cost is not None and cost < cfg.merge_max_cost and (best is None or cost < best[0]):
+                    best = (cost, i, j)
+        if best is None:
+            return
+        _, i, j = best
+        keep, gone = people[j], people[i]
+        for part, g in enumerate(gone[0]):
+            if g >= 0:
+                keep[0][part] = g
+        keep[1] += gone[1]
+        keep[2] += gone[2]
+        keep[3] += gone[3]
+        gone[0] = None
+
+
 def _to_poses(people, table, cfg, map_shape):
     kept = []
     for slots, total, parts, limbs in people:
@@ -479,7 +558,10 @@ def _decode(peaks, pafs, cfg):
     map_shape = tuple(pafs.shape[1:])
     if table.shape[0] == 0:
         return Poses.empty(map_shape)
-    return _to_poses(_assemble(cands, table, pafs, cfg), table, cfg, map_shape)
+    people = _assemble(cands, table, pafs, cfg)
+    if cfg.merge_fragments:
+        _merge_fragments(people, table, cfg)
+    return _to_poses(people, table, cfg, map_shape)
 
 
 # ------------------------------------------------------------------------------------------ public API
