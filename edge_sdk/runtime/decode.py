@@ -80,7 +80,7 @@ class DecodeConfig(object):
     def __init__(self, peak_threshold=0.1, refine="log_quadratic", max_peaks_per_part=100, paf_samples=10,
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
                  min_parts=3, min_person_score=0.2, max_people=None, merge_fragments="neckless",
-                 merge_max_cost=0.5, merge_scale_ratio=2.0):
+                 merge_max_cost=0.5, merge_scale_ratio=2.0, share_peaks=True, share_min_score=0.5):
         if refine not in REFINE_METHODS:
             raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
@@ -100,6 +100,8 @@ class DecodeConfig(object):
         self.merge_fragments = merge_fragments
         self.merge_max_cost = float(merge_max_cost)
         self.merge_scale_ratio = float(merge_scale_ratio)
+        self.share_peaks = bool(share_peaks)
+        self.share_min_score = float(share_min_score)
 
     def __repr__(self):
         return "DecodeConfig({})".format(", ".join(
@@ -392,8 +394,13 @@ def _score_all_limbs(cands, table, pafs, cfg):
     return out
 
 
-def _connect(scores):
-    """Greedy one-to-one assignment, best score first: list of (i, j, score)."""
+def _connect(scores, share_min_score=None):
+    """Greedy one-to-one assignment, best score first: list of (i, j, score, shared end).
+
+    With ``share_min_score``, an end left unmatched then takes its best partner even though that partner is
+    already matched, when the score is at least this (shared end "a" or "b"): two people's same joints that
+    fell into one peak keep their limbs. Shared connections come after the one-to-one ones.
+    """
     ia, ib = np.nonzero(np.isfinite(scores))
     if ia.size == 0:
         return []
@@ -407,9 +414,21 @@ def _connect(scores):
             continue
         used_a.add(i)
         used_b.add(j)
-        out.append((i, j, v))
+        out.append((i, j, v, None))
         if len(out) >= limit:
             break
+    if share_min_score is None:
+        return out
+    for i in range(scores.shape[0]):
+        if i not in used_a:
+            j = int(np.argmax(scores[i]))
+            if scores[i, j] >= share_min_score:
+                out.append((i, j, float(scores[i, j]), "b"))
+    for j in range(scores.shape[1]):
+        if j not in used_b:
+            i = int(np.argmax(scores[:, j]))
+            if scores[i, j] >= share_min_score:
+                out.append((i, j, float(scores[i, j]), "a"))
     return out
 
 
@@ -417,40 +436,67 @@ def _connect(scores):
 
 
 def _assemble(cands, table, pafs, cfg):
-    """Connections limb by limb -> people, merging partial people as OpenPose does."""
+    """Connections limb by limb -> people, merging partial people as OpenPose does.
+
+    A peak normally belongs to one person; a shared connection (see _connect) lends its shared end to a
+    second person, so a peak may have two owners.
+    """
     peak_score = table[:, 2].tolist()
     people = []  # each: [slots (18 global ids or -1), total score, parts, limbs]
-    owner = {}  # global peak id -> person index (a peak belongs to at most one person)
+    owners = {}  # global peak id -> [person index, ...]
     limb_scores = _score_all_limbs(cands, table, pafs, cfg)
+    share = cfg.share_min_score if cfg.share_peaks else None
+
+    def attach(person_index, part, peak, score):
+        person = people[person_index]
+        person[0][part] = peak
+        owners.setdefault(peak, []).append(person_index)
+        person[1] += peak_score[peak] + score
+        person[2] += 1
+        person[3] += 1
+
+    def free(indices, part):
+        return [p for p in indices if people[p][0][part] < 0]
+
     for limb, (a, b) in enumerate(LIMBS):
         if limb not in limb_scores:
             continue
         off_a, off_b = cands[a][1], cands[b][1]
-        for i, j, s in _connect(limb_scores[limb]):
+        for i, j, s, shared in _connect(limb_scores[limb], share):
             ga, gb = off_a + i, off_b + j
-            pa, pb = owner.get(ga), owner.get(gb)
-            if pa is None and pb is None:
+            pa, pb = owners.get(ga, []), owners.get(gb, [])
+            if shared is not None:  # lend the shared end to the person of the other end
+                lent, lent_part, other, other_owners = (ga, a, gb, pb) if shared == "a" else (gb, b, ga, pa)
+                other_part = b if shared == "a" else a
+                lenders = owners.get(lent, [])
+                if other_owners:
+                    takers = [p for p in free(other_owners, lent_part) if p not in lenders]
+                    if takers and len(lenders) < 2:
+                        attach(takers[0], lent_part, lent, s)
+                elif lenders:
+                    takers = free(lenders, other_part)
+                    if takers:
+                        attach(takers[0], other_part, other, s)
+                continue
+            if not pa and not pb:
                 if limb < NUM_TREE_LIMBS:
                     slots = [-1] * NUM_PARTS
                     slots[a], slots[b] = ga, gb
-                    owner[ga] = owner[gb] = len(people)
+                    owners[ga] = [len(people)]
+                    owners[gb] = [len(people)]
                     people.append([slots, peak_score[ga] + peak_score[gb] + s, 2, 1])
-            elif pa is None or pb is None:  # one end already belongs to a person: attach the other end
-                keep, part, peak = (pa, b, gb) if pb is None else (pb, a, ga)
-                person = people[keep]
-                if person[0][part] < 0:
-                    person[0][part] = peak
-                    owner[peak] = keep
-                    person[1] += peak_score[peak] + s
-                    person[2] += 1
-                    person[3] += 1
-            elif pa != pb:
-                keep, gone = people[pa], people[pb]
+            elif not pa or not pb:  # one end already belongs to a person: attach the other end
+                takers, part, peak = (free(pa, b), b, gb) if not pb else (free(pb, a), a, ga)
+                if takers:
+                    attach(takers[0], part, peak, s)
+            elif not set(pa) & set(pb):
+                keep_index, gone_index = pa[0], pb[0]
+                keep, gone = people[keep_index], people[gone_index]
                 if all(x < 0 or y < 0 for x, y in zip(keep[0], gone[0])):
                     for part, g in enumerate(gone[0]):
                         if g >= 0:
                             keep[0][part] = g
-                            owner[g] = pa
+                            owners[g] = [keep_index if o == gone_index else o for o in owners[g]]
                     keep[1] += gone[1] + s
                     keep[2] += gone[2]
                     keep[3] += gone[3] + 1
