@@ -80,7 +80,8 @@ class DecodeConfig(object):
     def __init__(self, peak_threshold=0.1, refine="log_quadratic", max_peaks_per_part=100, paf_samples=10,
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
                  min_parts=3, min_person_score=0.2, max_people=None, merge_fragments="neckless",
-                 merge_max_cost=0.5, merge_scale_ratio=2.0, share_peaks=True, share_min_score=0.5):
+                 merge_max_cost=0.5, merge_scale_ratio=2.0, share_peaks=True, share_min_score=0.5,
+                 merge_singles=True):
         if refine not in REFINE_METHODS:
             raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
@@ -100,6 +101,7 @@ class DecodeConfig(object):
         self.merge_fragments = merge_fragments
         self.merge_max_cost = float(merge_max_cost)
         self.merge_scale_ratio = float(merge_scale_ratio)
+        self.merge_singles = bool(merge_singles)
         self.share_peaks = bool(share_peaks)
         self.share_min_score = float(share_min_score)
 
@@ -533,7 +535,9 @@ def _fragment_geometry(slots, table):
 def _merge_cost(geo_a, geo_b, cfg):
     """How far the anchors of two fragments are from one canonical body (mean relative error), or None."""
     (anchors_a, scale_a), (anchors_b, scale_b) = geo_a, geo_b
-    if not anchors_a or not anchors_b or scale_a is None or scale_b is None or scale_a < 1e-3 or scale_b < 1e-3:
+    scale_a = scale_b if scale_a is None else scale_a  # a single peak takes the scale of the other fragment
+    scale_b = scale_a if scale_b is None else scale_b
+    if not anchors_a or not anchors_b or scale_a is None or scale_a < 1e-3 or scale_b < 1e-3:
         return None
     if max(scale_a, scale_b) > cfg.merge_scale_ratio * min(scale_a, scale_b):
         return None
@@ -550,26 +554,45 @@ def _merge_cost(geo_a, geo_b, cfg):
     return float(np.mean(errors))
 
 
-def _merge_fragments(people, table, cfg):
+def _merge_fragments(people, cands, table, cfg):
     """Join partial people that no limb can join (no neck: e.g. one shoulder outside the frame) when their
-    anchors fit one canonical body; the best fits first, fragments with shared parts never."""
+    anchors fit one canonical body; the best fits first, fragments with shared parts never. Anchor peaks
+    nobody owns (a hip whose knee is out of the frame) may join such a fragment too."""
+    owned = set(g for p in people if p[0] is not None for g in p[0] if g >= 0)
+    first_single = len(people)
+    if cfg.merge_singles:
+        for part in ANCHOR_PARTS:
+            if part == 1:
+                continue
+            rows, offset = cands[part]
+            for g in range(offset, offset + rows.shape[0]):
+                if g not in owned:
+                    slots = [-1] * NUM_PARTS
+                    slots[part] = g
+                    people.append([slots, float(table[g, 2]), 1, 0])
+    singles = list(range(first_single, len(people)))
+    geo = {}
     while True:
-        frags = [i for i, p in enumerate(people) if p[0] is not None and p[0][1] < 0]
-        others = [i for i, p in enumerate(people) if p[0] is not None and p[0][1] >= 0] \
+        frags = [i for i in range(first_single) if people[i][0] is not None and people[i][0][1] < 0]
+        others = [i for i in range(first_single) if people[i][0] is not None and people[i][0][1] >= 0] \
             if cfg.merge_fragments == "any" else []
-        geo = {i: _fragment_geometry(people[i][0], table) for i in frags + others}
+        singles = [i for i in singles if people[i][0] is not None]
+        for i in frags + others + singles:
+            if i not in geo:
+                geo[i] = _fragment_geometry(people[i][0], table)
         best = None
         for n, i in enumerate(frags):
-            for j in frags[n + 1:] + others:
+            for j in frags[n + 1:] + others + singles:
                 if any(x >= 0 and y >= 0 for x, y in zip(people[i][0], people[j][0])):
                     continue
                 cost = _merge_cost(geo[i], geo[j], cfg)
                 if cost is not None and cost < cfg.merge_max_cost and (best is None or cost < best[0]):
                     best = (cost, i, j)
         if best is None:
-            return
+            break
         _, i, j = best
-        keep, gone = people[j], people[i]
+        keep_index, gone_index = (i, j) if j >= first_single else (j, i)
+        keep, gone = people[keep_index], people[gone_index]
         for part, g in enumerate(gone[0]):
             if g >= 0:
                 keep[0][part] = g
@@ -577,6 +600,9 @@ def _merge_fragments(people, table, cfg):
         keep[2] += gone[2]
         keep[3] += gone[3]
         gone[0] = None
+        geo.pop(keep_index, None)
+    for i in singles:
+        people[i][0] = None  # anchors nobody took are not people
 
 
 def _to_poses(people, table, cfg, map_shape):
@@ -606,7 +632,7 @@ def _decode(peaks, pafs, cfg):
         return Poses.empty(map_shape)
     people = _assemble(cands, table, pafs, cfg)
     if cfg.merge_fragments:
-        _merge_fragments(people, table, cfg)
+        _merge_fragments(people, cands, table, cfg)
     return _to_poses(people, table, cfg, map_shape)
 
 
