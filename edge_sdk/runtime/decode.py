@@ -571,7 +571,7 @@ def _merge_fragments(people, cands, table, cfg):
                     slots[part] = g
                     people.append([slots, float(table[g, 2]), 1, 0])
     singles = list(range(first_single, len(people)))
-    geo = {}
+    geo, costs = {}, {}  # fragment -> geometry, (fragment, fragment) -> cost; dropped when either changes
     while True:
         frags = [i for i in range(first_single) if people[i][0] is not None and people[i][0][1] < 0]
         others = [i for i in range(first_single) if people[i][0] is not None and people[i][0][1] >= 0] \
@@ -583,9 +583,10 @@ def _merge_fragments(people, cands, table, cfg):
         best = None
         for n, i in enumerate(frags):
             for j in frags[n + 1:] + others + singles:
-                if any(x >= 0 and y >= 0 for x, y in zip(people[i][0], people[j][0])):
-                    continue
-                cost = _merge_cost(geo[i], geo[j], cfg)
+                if (i, j) not in costs:
+                    disjoint = all(x < 0 or y < 0 for x, y in zip(people[i][0], people[j][0]))
+                    costs[i, j] = _merge_cost(geo[i], geo[j], cfg) if disjoint else None
+                cost = costs[i, j]
                 if cost is not None and cost < cfg.merge_max_cost and (best is None or cost < best[0]):
                     best = (cost, i, j)
         if best is None:
@@ -601,6 +602,7 @@ def _merge_fragments(people, cands, table, cfg):
         keep[3] += gone[3]
         gone[0] = None
         geo.pop(keep_index, None)
+        costs = {key: v for key, v in costs.items() if keep_index not in key and gone_index not in key}
     for i in singles:
         people[i][0] = None  # anchors nobody took are not people
 
