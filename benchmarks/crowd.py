@@ -159,10 +159,11 @@ def cost(args, baseline, tag):
     decoders = {tag: baseline.decode_poses, "edge-sdk (this branch)": current.decode_poses}
     print("{:<16} {:<34} {:>9} {:>9} {:>8} {:>10}".format("frames", "decoder", "ms p50", "ms p99", "people",
                                                          "capped"))
+    print("(capped: the most part candidates / fragments one frame left out, Poses.capped)")
     for label, maps in cases:
         times = {name: [] for name in decoders}
         found = {name: 0 for name in decoders}
-        capped = 0
+        capped = {"peaks": 0, "fragments": 0}
         for heatmaps, pafs in maps:
             for _ in range(args.repeat):
                 for name, decode in decoders.items():
@@ -171,12 +172,12 @@ def cost(args, baseline, tag):
                     times[name].append(time.perf_counter() - start)
                     found[name] = len(poses)
                     if name != tag:
-                        capped = max(capped, getattr(poses, "capped", 0))
+                        capped = {k: max(v, poses.capped[k]) for k, v in capped.items()}
         for name in decoders:
             t = 1000 * np.array(times[name])
             print("{:<16} {:<34} {:>9.2f} {:>9.2f} {:>8} {:>10}".format(
                 label, name, np.percentile(t, 50), np.percentile(t, 99), found[name],
-                capped if name != tag else "-"))
+                "{peaks}/{fragments}".format(**capped) if name != tag else "-"))
         ratio = np.array(times[tag]) / np.array(times["edge-sdk (this branch)"])
         print("  {}: this branch is {:.2f}x faster (median of paired ratios; range {:.2f}x-{:.2f}x)".format(
             label, float(np.median(ratio)), float(np.min(ratio)), float(np.max(ratio))))

@@ -79,9 +79,9 @@ class DecodeConfig(object):
 
     def __init__(self, peak_threshold=0.1, refine="log_quadratic", max_peaks_per_part=100, paf_samples=10,
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
-                 min_parts=3, min_person_score=0.2, max_people=None, merge_fragments="neckless",
+                 min_parts=3, min_person_score=0.2, max_people=None, merge_fragments=True,
                  merge_max_cost=0.5, merge_scale_ratio=2.0, share_peaks=True, share_min_score=0.5,
-                 merge_singles=True):
+                 merge_singles=True, max_limb_pairs=20000, max_fragments=32):
         if refine not in REFINE_METHODS:
             raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
@@ -98,10 +98,12 @@ class DecodeConfig(object):
         self.min_parts = int(min_parts)
         self.min_person_score = float(min_person_score)
         self.max_people = None if max_people is None else int(max_people)
-        self.merge_fragments = merge_fragments
+        self.merge_fragments = bool(merge_fragments)
         self.merge_max_cost = float(merge_max_cost)
         self.merge_scale_ratio = float(merge_scale_ratio)
         self.merge_singles = bool(merge_singles)
+        self.max_limb_pairs = None if max_limb_pairs is None else int(max_limb_pairs)
+        self.max_fragments = int(max_fragments)
         self.share_peaks = bool(share_peaks)
         self.share_min_score = float(share_min_score)
 
@@ -117,12 +119,17 @@ class Poses(object):
     """The people of one image: ``keypoints`` [P, 18, 3] (x, y, score) in map cells, ``scores`` [P].
 
     A part that was not found has score 0 (and x = y = 0). People are sorted by score, best first.
+    ``capped`` counts what the work caps of DecodeConfig left out (see there); a noise frame hits them.
     """
 
-    def __init__(self, keypoints, scores, map_shape=None):
+    def __init__(self, keypoints, scores, map_shape=None, capped=None):
         self.keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_PARTS, 3)
         self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         self.map_shape = map_shape
+        self.capped = dict(capped) if capped else {"peaks": 0, "fragments": 0}
+        """What the work caps left out of this frame: ``peaks``, part candidates not scored (beyond
+        ``max_peaks_per_part`` or ``max_limb_pairs``); ``fragments``, partial people not tried by the
+        fragment merge (beyond ``max_fragments``). Both 0 on ordinary frames."""
 
     def __len__(self):
         return int(self.scores.shape[0])
@@ -200,7 +207,7 @@ def find_peaks(heatmaps, config=None):
     return _find_peaks(hm, cfg)
 
 
-def _find_peaks(hm, cfg):
+def _find_peaks(hm, cfg, capped=None):
     parts, height, width = hm.shape
     # threshold first (maps are mostly empty), then compare each candidate with its 8 neighbours; a
     # neighbour earlier in raster order must be strictly lower, so a plateau yields one peak
@@ -224,6 +231,8 @@ def _find_peaks(hm, cfg):
     rank = np.arange(part.size) - starts[part]
     keep = rank < cfg.max_peaks_per_part
     part, y, x, score, rank = part[keep], y[keep], x[keep], score[keep], rank[keep]
+    if capped is not None:
+        capped["peaks"] += int(keep.size - np.count_nonzero(keep))
     fx, fy = _refine(hm, part, y, x, cfg.refine)
     k = max(1, int(rank.max()) + 1) if rank.size else 1
     peaks = np.zeros((parts, k, 3), dtype=np.float32)
@@ -317,22 +326,51 @@ def _check_peaks(peaks):
     return arr
 
 
-def _candidates(peaks, cfg):
-    """[18, K, 3] peaks -> per-part candidate arrays (n_i, 3), best first, and their global ids."""
-    table = []
-    cands = []
-    offset = 0
+def _candidates(peaks, cfg, capped=None):
+    """[18, K, 3] peaks -> per-part candidate arrays (n_i, 3), best first, and their global ids.
+
+    At most ``max_peaks_per_part`` per part, then fewer (the same number for every crowded part) when the
+    limbs' candidate pairs would exceed ``max_limb_pairs``; ``capped["peaks"]`` counts what was dropped.
+    """
+    per_part = []
     for part in range(NUM_PARTS):
         rows = peaks[part]
         rows = rows[rows[:, 2] > max(cfg.peak_threshold, 0.0)]
         if rows.shape[0] > 1:
             order = np.lexsort((rows[:, 0], rows[:, 1], -rows[:, 2]))
-            rows = rows[order[:cfg.max_peaks_per_part]]
+            rows = rows[order]
+        per_part.append(rows)
+    limit = _peak_limit([rows.shape[0] for rows in per_part], cfg)
+    table = []
+    cands = []
+    offset = 0
+    for rows in per_part:
+        if capped is not None:
+            capped["peaks"] += max(rows.shape[0] - limit, 0)
+        rows = rows[:limit]
         cands.append((rows, offset))
         table.append(rows)
         offset += rows.shape[0]
     table = np.concatenate(table, axis=0) if offset else np.zeros((0, 3), np.float32)
     return cands, table
+
+
+def _peak_limit(counts, cfg):
+    """The most candidates per part that keeps the limbs' pairs within ``max_limb_pairs``."""
+    def pairs(k):
+        return sum(min(counts[a], k) * min(counts[b], k) for a, b in LIMBS)
+
+    limit = min(cfg.max_peaks_per_part, max(counts) if counts else 0)
+    if cfg.max_limb_pairs is None or pairs(limit) <= cfg.max_limb_pairs:
+        return max(limit, 0)
+    low, high = 1, limit  # pairs(k) grows with k: the largest k within the budget
+    while low < high:
+        mid = (low + high + 1) // 2
+        if pairs(mid) <= cfg.max_limb_pairs:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 # ----------------------------------------------------------------------------------------------- limbs
@@ -362,8 +400,9 @@ def _score_pairs(start, end, limb, pafs, cfg, map_height):
     t = np.linspace(0.0, 1.0, cfg.paf_samples, dtype=np.float32)
     ix = np.clip(np.rint(start[:, None, 0] + d[:, None, 0] * t), 0, width - 1).astype(np.intp)  # [N, S]
     iy = np.clip(np.rint(start[:, None, 1] + d[:, None, 1] * t), 0, height - 1).astype(np.intp)
-    channel = 2 * limb[:, None]
-    proj = pafs[channel, iy, ix] * unit[:, 0:1] + pafs[channel + 1, iy, ix] * unit[:, 1:2]
+    flat = pafs.reshape(-1)  # one flat gather per axis: cheaper than 3-index fancy indexing
+    cell = (2 * height * width) * limb[:, None] + iy * width + ix
+    proj = flat[cell] * unit[:, 0:1] + flat[cell + height * width] * unit[:, 1:2]
     score = proj.mean(axis=1)
     agree = (proj > cfg.paf_sample_threshold).sum(axis=1)
     if cfg.max_limb_fraction is not None:
@@ -521,43 +560,65 @@ ANCHOR_PARTS = (0, 1, 2, 5, 8, 11, 14, 15, 16, 17)
 """Parts whose place on the body hardly depends on the pose (head, neck, shoulders, hips)."""
 
 
-def _fragment_geometry(slots, table):
-    """(anchor parts {part: (x, y)}, torso length in cells or None) of a partial person."""
-    anchors = {part: table[g, :2] for part, g in enumerate(slots) if g >= 0 and part in ANCHOR_PARTS}
-    ratios = []
-    for limb, (a, b) in enumerate(LIMBS):
-        if slots[a] >= 0 and slots[b] >= 0:
-            d = table[slots[a], :2] - table[slots[b], :2]
-            ratios.append(float(np.hypot(d[0], d[1])) / CANONICAL_LIMB_LENGTH[limb])
-    return anchors, (float(np.median(ratios)) if ratios else None)
+_ANCHORS = np.array(ANCHOR_PARTS)
+_EXPECTED = CANONICAL_POSE[_ANCHORS][None, :, :] - CANONICAL_POSE[_ANCHORS][:, None, :]  # [10, 10, 2]
+_EXPECTED_LENGTH = np.hypot(_EXPECTED[..., 0], _EXPECTED[..., 1])
+_ORDERED = np.abs(_EXPECTED[..., 1]) > 0.3  # pairs clearly one above the other on an upright body
 
 
-def _merge_cost(geo_a, geo_b, cfg):
-    """How far the anchors of two fragments are from one canonical body (mean relative error), or None."""
-    (anchors_a, scale_a), (anchors_b, scale_b) = geo_a, geo_b
-    scale_a = scale_b if scale_a is None else scale_a  # a single peak takes the scale of the other fragment
-    scale_b = scale_a if scale_b is None else scale_b
-    if not anchors_a or not anchors_b or scale_a is None or scale_a < 1e-3 or scale_b < 1e-3:
-        return None
-    if max(scale_a, scale_b) > cfg.merge_scale_ratio * min(scale_a, scale_b):
-        return None
-    scale = np.sqrt(scale_a * scale_b)
-    errors = []
-    for i, pi in anchors_a.items():
-        for j, pj in anchors_b.items():
-            expected = CANONICAL_POSE[j] - CANONICAL_POSE[i]
-            seen = (pj - pi) / scale
-            if abs(expected[1]) > 0.3 and seen[1] * expected[1] < 0:  # upright people: order top to bottom
-                return None
-            c = float(np.hypot(expected[0], expected[1]))
-            errors.append(abs(float(np.hypot(seen[0], seen[1])) - c) / (c + 0.25))
-    return float(np.mean(errors))
+def _fragment_geometry(people, indices, table):
+    """Anchors of the given partial people: (xy [n, 10, 2], present [n, 10], torso length in cells [n]
+    (NaN for a single peak), part bit masks [n])."""
+    n = len(indices)
+    xy = np.zeros((n, len(ANCHOR_PARTS), 2), np.float32)
+    present = np.zeros((n, len(ANCHOR_PARTS)), bool)
+    scale = np.full(n, np.nan)
+    mask = np.zeros(n, np.int64)
+    for row, index in enumerate(indices):
+        slots = people[index][0]
+        for k, part in enumerate(ANCHOR_PARTS):
+            if slots[part] >= 0:
+                xy[row, k] = table[slots[part], :2]
+                present[row, k] = True
+        ratios = []
+        for limb, (a, b) in enumerate(LIMBS):
+            if slots[a] >= 0 and slots[b] >= 0:
+                d = table[slots[a], :2] - table[slots[b], :2]
+                ratios.append(float(np.hypot(d[0], d[1])) / CANONICAL_LIMB_LENGTH[limb])
+        if ratios:
+            scale[row] = np.median(ratios)
+        mask[row] = sum(1 << part for part, g in enumerate(slots) if g >= 0)
+    return xy, present, scale, mask
 
 
-def _merge_fragments(people, cands, table, cfg):
+def _merge_costs(geo_a, geo_b, cfg):
+    """[na, nb] distance of every pair of fragments from one canonical body: the mean over their anchor
+    pairs of |seen distance - canonical distance| / (canonical + 0.25), in torso units; inf where the pair
+    cannot be one person (a part in both, scales too different, a head below a hip, no anchors)."""
+    xy_a, present_a, scale_a, mask_a = geo_a
+    xy_b, present_b, scale_b, mask_b = geo_b
+    sa, sb = scale_a[:, None], scale_b[None, :]
+    sa, sb = np.where(np.isnan(sa), sb, sa), np.where(np.isnan(sb), sa, sb)  # a single peak: the other's scale
+    with np.errstate(invalid="ignore"):
+        ok = (sa > 1e-3) & (sb > 1e-3) & (np.maximum(sa, sb) <= cfg.merge_scale_ratio * np.minimum(sa, sb))
+    ok &= (mask_a[:, None] & mask_b[None, :]) == 0
+    scale = np.where(ok, np.sqrt(np.where(ok, sa * sb, 1.0)), 1.0)[:, :, None, None]
+    seen = xy_b[None, :, None, :, :] - xy_a[:, None, :, None, :]  # [na, nb, 10, 10, 2]
+    seen_x, seen_y = seen[..., 0] / scale, seen[..., 1] / scale
+    valid = present_a[:, None, :, None] & present_b[None, :, None, :]
+    ok &= ~np.any(valid & _ORDERED & (seen_y * _EXPECTED[..., 1] < 0), axis=(2, 3))
+    error = np.abs(np.hypot(seen_x, seen_y) - _EXPECTED_LENGTH) / (_EXPECTED_LENGTH + 0.25)
+    count = valid.sum(axis=(2, 3))
+    ok &= count > 0
+    mean = np.where(valid, error, 0.0).sum(axis=(2, 3)) / np.maximum(count, 1)
+    return np.where(ok, mean, np.inf)
+
+
+def _merge_fragments(people, cands, table, cfg, capped):
     """Join partial people that no limb can join (no neck: e.g. one shoulder outside the frame) when their
-    anchors fit one canonical body; the best fits first, fragments with shared parts never. Anchor peaks
-    nobody owns (a hip whose knee is out of the frame) may join such a fragment too."""
+    anchors fit one canonical body; the best fit first, fragments with a part in common never. Anchor
+    peaks nobody owns (a hip whose knee is out of the frame) may join such a fragment too. At most
+    ``max_fragments`` fragments and as many single peaks take part (the best), so the work is bounded."""
     owned = set(g for p in people if p[0] is not None for g in p[0] if g >= 0)
     first_single = len(people)
     if cfg.merge_singles:
@@ -570,40 +631,39 @@ def _merge_fragments(people, cands, table, cfg):
                     slots = [-1] * NUM_PARTS
                     slots[part] = g
                     people.append([slots, float(table[g, 2]), 1, 0])
-    singles = list(range(first_single, len(people)))
-    geo, costs = {}, {}  # fragment -> geometry, (fragment, fragment) -> cost; dropped when either changes
-    while True:
-        frags = [i for i in range(first_single) if people[i][0] is not None and people[i][0][1] < 0]
-        others = [i for i in range(first_single) if people[i][0] is not None and people[i][0][1] >= 0] \
-            if cfg.merge_fragments == "any" else []
-        singles = [i for i in singles if people[i][0] is not None]
-        for i in frags + others + singles:
-            if i not in geo:
-                geo[i] = _fragment_geometry(people[i][0], table)
-        best = None
-        for n, i in enumerate(frags):
-            for j in frags[n + 1:] + others + singles:
-                if (i, j) not in costs:
-                    disjoint = all(x < 0 or y < 0 for x, y in zip(people[i][0], people[j][0]))
-                    costs[i, j] = _merge_cost(geo[i], geo[j], cfg) if disjoint else None
-                cost = costs[i, j]
-                if cost is not None and cost < cfg.merge_max_cost and (best is None or cost < best[0]):
-                    best = (cost, i, j)
-        if best is None:
-            break
-        _, i, j = best
-        keep_index, gone_index = (i, j) if j >= first_single else (j, i)
-        keep, gone = people[keep_index], people[gone_index]
-        for part, g in enumerate(gone[0]):
-            if g >= 0:
-                keep[0][part] = g
-        keep[1] += gone[1]
-        keep[2] += gone[2]
-        keep[3] += gone[3]
-        gone[0] = None
-        geo.pop(keep_index, None)
-        costs = {key: v for key, v in costs.items() if keep_index not in key and gone_index not in key}
-    for i in singles:
+    fragments = sorted((i for i in range(first_single) if people[i][0] is not None and people[i][0][1] < 0),
+                       key=lambda i: -people[i][1])
+    singles = sorted(range(first_single, len(people)), key=lambda i: -people[i][1])
+    capped["fragments"] += max(len(fragments) - cfg.max_fragments, 0) + max(len(singles) - cfg.max_fragments, 0)
+    fragments, singles = fragments[:cfg.max_fragments], singles[:cfg.max_fragments]
+    if fragments:
+        columns = fragments + singles
+        geo = _fragment_geometry(people, columns, table)
+        costs = _merge_costs(tuple(g[:len(fragments)] for g in geo), geo, cfg)  # [F, F + S], symmetric part
+        costs[np.arange(len(fragments)), np.arange(len(fragments))] = np.inf
+        while True:
+            best = int(np.argmin(costs))
+            i, j = divmod(best, costs.shape[1])
+            if not costs[i, j] < cfg.merge_max_cost:
+                break
+            keep, gone = people[columns[i]], people[columns[j]]
+            for part, g in enumerate(gone[0]):
+                if g >= 0:
+                    keep[0][part] = g
+            keep[1] += gone[1]
+            keep[2] += gone[2]
+            keep[3] += gone[3]
+            gone[0] = None
+            costs[:, j] = np.inf
+            if j < len(fragments):
+                costs[j, :] = np.inf
+            merged = _fragment_geometry(people, [columns[i]], table)
+            geo = tuple(np.concatenate([g[:i], new, g[i + 1:]]) for g, new in zip(geo, merged))
+            row = _merge_costs(merged, geo, cfg)[0]
+            row[[k for k, index in enumerate(columns) if people[index][0] is None or k == i]] = np.inf
+            costs[i, :] = row
+            costs[:, i] = row[:len(fragments)]  # the cost is symmetric
+    for i in range(first_single, len(people)):
         people[i][0] = None  # anchors nobody took are not people
 
 
@@ -627,15 +687,18 @@ def _to_poses(people, table, cfg, map_shape):
     return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape)
 
 
-def _decode(peaks, pafs, cfg):
-    cands, table = _candidates(peaks, cfg)
+def _decode(peaks, pafs, cfg, capped=None):
+    capped = capped or {"peaks": 0, "fragments": 0}
+    cands, table = _candidates(peaks, cfg, capped)
     map_shape = tuple(pafs.shape[1:])
     if table.shape[0] == 0:
-        return Poses.empty(map_shape)
+        return Poses(np.zeros((0, NUM_PARTS, 3), np.float32), np.zeros((0,), np.float32), map_shape, capped)
     people = _assemble(cands, table, pafs, cfg)
     if cfg.merge_fragments:
-        _merge_fragments(people, cands, table, cfg)
-    return _to_poses(people, table, cfg, map_shape)
+        _merge_fragments(people, cands, table, cfg, capped)
+    poses = _to_poses(people, table, cfg, map_shape)
+    poses.capped = capped
+    return poses
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -646,7 +709,8 @@ def decode_poses(heatmaps, pafs, config=None):
     cfg = config or DEFAULT_CONFIG
     hm = _as_maps(heatmaps, NUM_HEATMAPS, "heatmaps", allow_fewer=NUM_PARTS)[:NUM_PARTS]
     pafs = _check_pafs(pafs, hm.shape[1:])
-    return _decode(_find_peaks(hm, cfg), pafs, cfg)
+    capped = {"peaks": 0, "fragments": 0}
+    return _decode(_find_peaks(hm, cfg, capped), pafs, cfg, capped)
 
 
 def decode_peaks(peaks, pafs, config=None):
