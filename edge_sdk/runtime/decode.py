@@ -209,18 +209,18 @@ def find_peaks(heatmaps, config=None):
 
 def _find_peaks(hm, cfg, capped=None):
     parts, height, width = hm.shape
-    # threshold first (maps are mostly empty), then compare each candidate with its 8 neighbours; a
-    # neighbour earlier in raster order must be strictly lower, so a plateau yields one peak
-    part, y, x = np.nonzero(hm > cfg.peak_threshold)
+    # a candidate is above the threshold and at least its 8 neighbours (separable 3x3 max filter, NaN never
+    # passes); a neighbour earlier in raster order must be strictly lower, so a plateau yields one peak
+    padded = np.full((parts, height + 2, width + 2), -np.inf, dtype=np.float32)
+    padded[:, 1:-1, 1:-1] = hm
+    rows = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
+    pooled = np.maximum(np.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+    part, y, x = np.nonzero((hm > cfg.peak_threshold) & (hm >= pooled))
     if part.size:
         value = hm[part, y, x]
         keep = np.ones(part.shape, dtype=bool)
-        for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-            ny, nx = y + dy, x + dx
-            inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-            neighbour = hm[part, np.clip(ny, 0, height - 1), np.clip(nx, 0, width - 1)]
-            higher = value > neighbour if (dy, dx) < (0, 0) else value >= neighbour
-            keep &= higher | ~inside
+        for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
+            keep &= padded[part, y + 1 + dy, x + 1 + dx] != value
         part, y, x = part[keep], y[keep], x[keep]
     score = hm[part, y, x]
     # order per part: best score first (ties: raster order), then keep the top K of each part
