@@ -81,7 +81,7 @@ class DecodeConfig(object):
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
                  min_parts=3, min_person_score=0.2, max_people=None, merge_fragments=True,
                  merge_max_cost=0.5, merge_scale_ratio=2.0, share_peaks=True, share_min_score=0.5,
-                 merge_singles=True, max_limb_pairs=20000, max_fragments=32):
+                 merge_singles=True, max_limb_pairs=40000, max_fragments=32):
         if refine not in REFINE_METHODS:
             raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
@@ -209,18 +209,29 @@ def find_peaks(heatmaps, config=None):
 
 def _find_peaks(hm, cfg, capped=None):
     parts, height, width = hm.shape
-    # a candidate is above the threshold and at least its 8 neighbours (separable 3x3 max filter, NaN never
-    # passes); a neighbour earlier in raster order must be strictly lower, so a plateau yields one peak
-    padded = np.full((parts, height + 2, width + 2), -np.inf, dtype=np.float32)
-    padded[:, 1:-1, 1:-1] = hm
-    rows = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
-    pooled = np.maximum(np.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
-    part, y, x = np.nonzero((hm > cfg.peak_threshold) & (hm >= pooled))
-    if part.size:
+    # a peak is above the threshold and at least its 8 neighbours, and a neighbour earlier in raster order
+    # must be strictly lower, so a plateau yields one peak (NaN never passes)
+    part, y, x = np.nonzero(hm > cfg.peak_threshold)
+    if part.size * 8 > hm.size:  # dense (noise): a separable 3x3 max filter beats 8 gathers per candidate
+        padded = np.full((parts, height + 2, width + 2), -np.inf, dtype=np.float32)
+        padded[:, 1:-1, 1:-1] = hm
+        rows = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
+        pooled = np.maximum(np.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+        part, y, x = np.nonzero((hm > cfg.peak_threshold) & (hm >= pooled))
         value = hm[part, y, x]
         keep = np.ones(part.shape, dtype=bool)
         for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
             keep &= padded[part, y + 1 + dy, x + 1 + dx] != value
+        part, y, x = part[keep], y[keep], x[keep]
+    elif part.size:
+        value = hm[part, y, x]
+        keep = np.ones(part.shape, dtype=bool)
+        for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+            ny, nx = y + dy, x + dx
+            inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+            neighbour = hm[part, np.clip(ny, 0, height - 1), np.clip(nx, 0, width - 1)]
+            higher = value > neighbour if (dy, dx) < (0, 0) else value >= neighbour
+            keep &= higher | ~inside
         part, y, x = part[keep], y[keep], x[keep]
     score = hm[part, y, x]
     # order per part: best score first (ties: raster order), then keep the top K of each part
@@ -460,16 +471,14 @@ def _connect(scores, share_min_score=None):
             break
     if share_min_score is None:
         return out
-    for i in range(scores.shape[0]):
+    best_b, best_a = np.argmax(scores, axis=1), np.argmax(scores, axis=0)
+    rows, cols = np.arange(scores.shape[0]), np.arange(scores.shape[1])
+    for i in np.nonzero(scores[rows, best_b] >= share_min_score)[0].tolist():
         if i not in used_a:
-            j = int(np.argmax(scores[i]))
-            if scores[i, j] >= share_min_score:
-                out.append((i, j, float(scores[i, j]), "b"))
-    for j in range(scores.shape[1]):
+            out.append((i, int(best_b[i]), float(scores[i, best_b[i]]), "b"))
+    for j in np.nonzero(scores[best_a, cols] >= share_min_score)[0].tolist():
         if j not in used_b:
-            i = int(np.argmax(scores[:, j]))
-            if scores[i, j] >= share_min_score:
-                out.append((i, j, float(scores[i, j]), "a"))
+            out.append((int(best_a[j]), j, float(scores[best_a[j], j]), "a"))
     return out
 
 
