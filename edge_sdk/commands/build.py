@@ -26,6 +26,9 @@ def register(subparsers):
     parser.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
     parser.add_argument("--peaks", type=int, metavar="K", help="append GPU peak extraction with top-K per part")
     parser.add_argument("--peak-threshold", type=float, default=0.1, help="heatmap peak threshold (with --peaks)")
+    parser.add_argument("--limbs", action="store_true",
+                        help="with --peaks: score every candidate limb in the engine too (output [19, K, K] "
+                             "limb scores instead of the PAFs)")
     parser.add_argument("--strict", action="store_true",
                         help="fail instead of falling back to another precision than requested")
     parser.add_argument("--engine", choices=["auto", "device", "local"], default="auto",
@@ -47,6 +50,8 @@ def run(args):
         return 0
     missing = [flag for flag, value in (("MODEL.onnx", args.model), ("--target", args.target),
                                         ("-o OUT", args.output)) if not value]
+    if args.limbs and not args.peaks:
+        raise ConfigError("--limbs needs --peaks K: limbs are scored between the engine's top-K peaks")
     if missing:
         raise ConfigError("edge-sdk build needs {}: e.g. `edge-sdk build model.onnx --target jetson-orin-nano "
                           "--fp16 -o bundles/orin`".format(", ".join(missing)))
@@ -57,6 +62,6 @@ def run(args):
         model=args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
         calib_method=args.calib_method, calib_count=args.calib_count, dla_core=args.dla,
         workspace_mb=args.workspace, input_size=parse_size(args.input) if args.input else None, batch=args.batch,
-        peaks=args.peaks, peak_threshold=args.peak_threshold, strict=args.strict, engine=args.engine,
+        peaks=args.peaks, peak_threshold=args.peak_threshold, limbs=args.limbs, strict=args.strict, engine=args.engine,
         archive=not args.no_archive))
     return 0

@@ -35,6 +35,7 @@ class BuildRequest:
     batch: int = 1
     peaks: int | None = None
     peak_threshold: float = 0.1
+    limbs: bool = False  # score every candidate limb in the engine too (needs peaks)
     strict: bool = False
     engine: str = "auto"  # auto | device (always leave the engine to the device) | local (must build here)
     archive: bool = True
@@ -200,15 +201,16 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
                 for line in str(calib_summary).splitlines():
                     echo("      " + line)
 
-        if req.peaks:  # after calibration: peak extraction is post-processing, never quantised
-            model, meta, peak_reports = run_passes(model, ["peaks"], options, meta=meta,
+        if req.peaks:  # after calibration: peak extraction (and limb scoring) is post-processing, never quantised
+            post = ["peaks", "limbs"] if req.limbs else ["peaks"]
+            model, meta, peak_reports = run_passes(model, post, options, meta=meta,
                                                    progress=lambda r: echo("      " + format_report(r)))
             reports += peak_reports
             save_model(model, float_path)
             if qdq_path:
                 from edge_sdk.graph.common import load_model as _load
 
-                qdq, _, _ = run_passes(_load(qdq_path), ["peaks"], options)
+                qdq, _, _ = run_passes(_load(qdq_path), post, options)
                 qdq_path = str(work / "model.qdq.onnx")
                 save_model(qdq, qdq_path)
         if qdq_path:

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from edge_sdk.errors import ConfigError, nearest_names
 
-PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks")
-#: What `edge-sdk build` runs (peaks only with --peaks K).
+PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "limbs")
+#: What `edge-sdk build` runs (peaks only with --peaks K, limbs only with --limbs).
 DEFAULT_PASSES = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 
 
@@ -39,6 +39,9 @@ def get_pass(name: str) -> Callable:
     if name == "peaks":
         from edge_sdk.graph.peaks import append_peak_extraction
         return append_peak_extraction
+    if name == "limbs":
+        from edge_sdk.graph.limbs import append_limb_scoring
+        return append_limb_scoring
     raise ConfigError("unknown pass '{}'; known: {} (nearest first)".format(
         name, ", ".join(nearest_names(name, list(PASS_NAMES)))))
 

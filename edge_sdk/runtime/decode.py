@@ -338,32 +338,36 @@ def _check_peaks(peaks):
 
 
 def _candidates(peaks, cfg, capped=None):
-    """[18, K, 3] peaks -> per-part candidate arrays (n_i, 3), best first, and their global ids.
+    """[18, K, 3] peaks -> per-part candidate arrays (n_i, 3), best first, their global ids, and the slot
+    of each candidate in ``peaks`` (to index engine-side limb scores).
 
     At most ``max_peaks_per_part`` per part, then fewer (the same number for every crowded part) when the
     limbs' candidate pairs would exceed ``max_limb_pairs``; ``capped["peaks"]`` counts what was dropped.
     """
-    per_part = []
+    per_part, slots = [], []
     for part in range(NUM_PARTS):
         rows = peaks[part]
-        rows = rows[rows[:, 2] > max(cfg.peak_threshold, 0.0)]
+        index = np.nonzero(rows[:, 2] > max(cfg.peak_threshold, 0.0))[0]
+        rows = rows[index]
         if rows.shape[0] > 1:
             order = np.lexsort((rows[:, 0], rows[:, 1], -rows[:, 2]))
-            rows = rows[order]
+            rows, index = rows[order], index[order]
         per_part.append(rows)
+        slots.append(index)
     limit = _peak_limit([rows.shape[0] for rows in per_part], cfg)
     table = []
     cands = []
     offset = 0
-    for rows in per_part:
+    for part, rows in enumerate(per_part):
         if capped is not None:
             capped["peaks"] += max(rows.shape[0] - limit, 0)
         rows = rows[:limit]
+        slots[part] = slots[part][:limit]
         cands.append((rows, offset))
         table.append(rows)
         offset += rows.shape[0]
     table = np.concatenate(table, axis=0) if offset else np.zeros((0, 3), np.float32)
-    return cands, table
+    return cands, table, slots
 
 
 def _peak_limit(counts, cfg):
@@ -485,7 +489,7 @@ def _connect(scores, share_min_score=None):
 # ---------------------------------------------------------------------------------------------- people
 
 
-def _assemble(cands, table, pafs, cfg):
+def _assemble(cands, table, limb_scores, cfg):
     """Connections limb by limb -> people, merging partial people as OpenPose does.
 
     A peak normally belongs to one person; a shared connection (see _connect) lends its shared end to a
@@ -494,7 +498,6 @@ def _assemble(cands, table, pafs, cfg):
     peak_score = table[:, 2].tolist()
     people = []  # each: [slots (18 global ids or -1), total score, parts, limbs]
     owners = {}  # global peak id -> [person index, ...]
-    limb_scores = _score_all_limbs(cands, table, pafs, cfg)
     share = cfg.share_min_score if cfg.share_peaks else None
 
     def attach(person_index, part, peak, score):
@@ -696,18 +699,37 @@ def _to_poses(people, table, cfg, map_shape):
     return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape)
 
 
-def _decode(peaks, pafs, cfg, capped=None):
+def _decode(peaks, pafs, cfg, capped=None, engine_scores=None, map_shape=None):
+    """Peaks -> people, the limbs scored here from ``pafs`` or taken from ``engine_scores`` [19, K, K]."""
     capped = capped or {"peaks": 0, "fragments": 0}
-    cands, table = _candidates(peaks, cfg, capped)
-    map_shape = tuple(pafs.shape[1:])
+    cands, table, slots = _candidates(peaks, cfg, capped)
+    map_shape = tuple(pafs.shape[1:]) if pafs is not None else map_shape
     if table.shape[0] == 0:
         return Poses(np.zeros((0, NUM_PARTS, 3), np.float32), np.zeros((0,), np.float32), map_shape, capped)
-    people = _assemble(cands, table, pafs, cfg)
+    if engine_scores is None:
+        limb_scores = _score_all_limbs(cands, table, pafs, cfg)
+    else:
+        limb_scores = _engine_limb_scores(engine_scores, cands, slots)
+    people = _assemble(cands, table, limb_scores, cfg)
     if cfg.merge_fragments:
         _merge_fragments(people, cands, table, cfg, capped)
     poses = _to_poses(people, table, cfg, map_shape)
     poses.capped = capped
     return poses
+
+
+INVALID_LIMB_SCORE = -1000.0
+"""What the engine's limb scoring pass writes for a pair that is not a limb (finite, so FP16 holds it)."""
+
+
+def _engine_limb_scores(engine_scores, cands, slots):
+    """{limb: scores [na, nb]} picked from the engine's [19, K, K] (rows: part A slots, columns: part B)."""
+    out = {}
+    for limb, (a, b) in enumerate(LIMBS):
+        if cands[a][0].shape[0] and cands[b][0].shape[0]:
+            picked = engine_scores[limb][np.ix_(slots[a], slots[b])]
+            out[limb] = np.where(picked > INVALID_LIMB_SCORE / 2, picked, -np.inf)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -732,5 +754,24 @@ def decode_peaks(peaks, pafs, config=None):
     return _decode(_check_peaks(peaks), _check_pafs(pafs), cfg)
 
 
-__all__ = ["DecodeConfig", "DecodeConfigError", "DecodeError", "Poses", "decode_poses", "decode_peaks",
-           "find_peaks", "score_limb", "NUM_LIMBS"]
+def decode_limbs(peaks, limb_scores, config=None, map_shape=None):
+    """Engine-side peaks [18, K, 3] + limb scores [19, K, K] (the ``limbs`` graph pass) -> Poses.
+
+    ``limb_scores[l, i, j]`` scores limb ``l`` from slot ``i`` of its first part to slot ``j`` of its second
+    (``INVALID_LIMB_SCORE`` where the pair is not a limb); the PAF thresholds were applied in the engine, so
+    only the assembly runs here. ``map_shape`` (H, W) is carried into the result.
+    """
+    cfg = config or DEFAULT_CONFIG
+    peaks = _check_peaks(peaks)
+    scores = np.asarray(limb_scores, dtype=np.float32)
+    if scores.ndim == 4 and scores.shape[0] == 1:
+        scores = scores[0]
+    k = peaks.shape[1]
+    if scores.shape != (NUM_LIMBS, k, k):
+        raise DecodeError("limb_scores: expected [{}, K, K] with K = {} (the peaks' K) of one image, got shape {}"
+                          .format(NUM_LIMBS, k, tuple(scores.shape)))
+    return _decode(peaks, None, cfg, engine_scores=scores, map_shape=map_shape)
+
+
+__all__ = ["DecodeConfig", "DecodeConfigError", "DecodeError", "INVALID_LIMB_SCORE", "Poses", "decode_limbs",
+           "decode_poses", "decode_peaks", "find_peaks", "score_limb", "NUM_LIMBS"]

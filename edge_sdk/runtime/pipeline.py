@@ -45,7 +45,8 @@ def default_decoder(meta):
     from edge_sdk.runtime import decode as decode_module
 
     use_peaks = "peaks" in meta.outputs
-    function_name = "decode_peaks" if use_peaks else "decode_poses"
+    second = "limb_scores" if "limb_scores" in meta.outputs else "pafs"  # limbs scored in the engine
+    function_name = "decode_limbs" if second == "limb_scores" else "decode_peaks" if use_peaks else "decode_poses"
     function = getattr(decode_module, function_name, None)
     if function is None:
         raise EdgeSdkError("this edge-sdk has no PAF decoder (edge_sdk.runtime.decode.{} is missing); "
@@ -53,7 +54,7 @@ def default_decoder(meta):
 
     def decode(maps, letterbox, stride):
         first = maps["peaks"] if use_peaks else maps["heatmaps"]
-        poses = function(first, maps["pafs"])
+        poses = function(first, maps[second])
         return poses.to_frame(letterbox, stride)
 
     return decode

@@ -13,7 +13,7 @@ import numpy as np
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.backends import Backend
 from edge_sdk.runtime.model_meta import METADATA_KEY, ModelMeta
-from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_PAFS, NUM_PARTS
+from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_LIMBS, NUM_PAFS, NUM_PARTS
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -104,11 +104,14 @@ def check_model_io(path, meta, inputs, outputs):
         raise ModelError("{}: input batch is {} but the metadata says {}".format(where, shape[0], spec.batch))
 
     roles = meta.outputs
-    if "pafs" not in roles or not ({"heatmaps", "peaks"} & set(roles)):
-        raise ModelError("{}: metadata outputs {} must name 'pafs' and 'heatmaps' (or 'peaks')".format(
-            where, roles))
+    scored = "limb_scores" in roles and "peaks" in roles  # the 'limbs' pass: limbs scored in the graph
+    if not ("pafs" in roles or scored) or not ({"heatmaps", "peaks"} & set(roles)):
+        raise ModelError("{}: metadata outputs {} must name 'pafs' and 'heatmaps' (or 'peaks', or 'peaks' and "
+                         "'limb_scores')".format(where, roles))
     map_h, map_w = spec.height // meta.stride, spec.width // meta.stride
-    expect = {"pafs": (NUM_PAFS, map_h, map_w)}
+    expect = {"pafs": (NUM_PAFS, map_h, map_w)} if "pafs" in roles else {}
+    if scored:
+        expect["limb_scores"] = (NUM_LIMBS, None, None)
     if "peaks" in roles:
         expect["peaks"] = (NUM_PARTS, None, 3)
     else:
