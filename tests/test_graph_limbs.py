@@ -105,3 +105,27 @@ def test_the_runtime_decodes_engine_limb_scores(scenes):
     expected = decode_peaks(out["peaks"][0], pafs).to_frame(None, 8)
     np.testing.assert_array_equal(keypoints, expected[0])
     np.testing.assert_allclose(scores, expected[1], atol=1e-5)
+
+
+def test_build_with_limbs_gives_a_bundle_the_runtime_opens(tmp_path):
+    import onnx
+
+    from edge_sdk.engine.build import BuildRequest, build
+    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_sdk.runtime.bundle import open_bundle
+
+    model_path = tmp_path / "pose.onnx"
+    onnx.save(make_pose_model(seed=7), str(model_path))
+    result = build(BuildRequest(model=str(model_path), target="jetson-orin-nano", output=str(tmp_path / "b"),
+                                input_size=(96, 64), peaks=5, limbs=True, engine="device", archive=False),
+                   echo=lambda line: None)
+    manifest = result.manifest
+    assert manifest["outputs"] == {"peaks": "peaks", "limb_scores": "limb_scores"}
+    assert [p["name"] for p in manifest["graph"]["passes"]][-2:] == ["peaks", "limbs"]
+    bundle = open_bundle(str(result.bundle_dir))
+    backend = OnnxRuntimeBackend(bundle.model_path, bundle.meta)
+    image = np.zeros(backend.meta.input.shape, dtype=backend.meta.input.dtype)
+    outputs = backend.infer(image[None] if image.ndim == 3 else image)
+    shapes = sorted(np.asarray(o).shape for o in (outputs.values() if isinstance(outputs, dict) else outputs))
+    assert shapes == [(1, 18, 5, 3), (1, 19, 5, 5)]
