@@ -148,39 +148,77 @@ def noise_frame(rng, size=(640, 480)):
     return (rng.uniform(0, 1, (19, h, w)).astype(np.float32), rng.uniform(-1, 1, (38, h, w)).astype(np.float32))
 
 
+def engine_outputs(heatmaps, pafs, k):
+    """(peaks [18, K, 3], limb_scores [19, K, K]) of the maps, computed by ONNX Runtime with the `peaks` and
+    `limbs` graph passes appended to a model whose outputs are these maps (what the engine would return)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edge_sdk.graph import run_passes
+
+    h, w = heatmaps.shape[1:]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["image", "maps_h"], ["heatmaps"]),
+         helper.make_node("Add", ["image", "maps_p"], ["pafs"])],
+        "maps", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 1, 1])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 19, h, w]),
+         helper.make_tensor_value_info("pafs", TensorProto.FLOAT, [1, 38, h, w])],
+        initializer=[helper.make_tensor("maps_h", TensorProto.FLOAT, [1, 19, h, w], heatmaps.ravel()),
+                     helper.make_tensor("maps_p", TensorProto.FLOAT, [1, 38, h, w], pafs.ravel())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    model, _, _ = run_passes(model, ["peaks", "limbs"], {"peaks": {"k": k}})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    peaks, scores = session.run(["peaks", "limb_scores"], {"image": np.zeros((1, 1, 1, 1), np.float32)})
+    return peaks[0], scores[0]
+
+
 def cost(args, baseline, tag):
-    """Time per frame vs people count, p50/p99 over frames x repeats, one thread, both decoders interleaved."""
+    """Time per frame vs people count, p50/p99 over frames x repeats, one thread, decoders interleaved:
+    the baseline and this branch on full maps, and this branch on engine peaks + engine limb scores."""
+    from tqdm import tqdm
+
     templates = pose_templates(LAYOUTS)
     rng = np.random.default_rng(0)
-    cases = [("{} people".format(n), cost_frames(n, range(100 * n, 100 * n + args.cost_frames), templates))
-             for n in (1, 5, 20, 50)]
-    cases.append(("noise 640x480", [noise_frame(rng) for _ in range(3)]))
-    cases.append(("noise 1280x960", [noise_frame(rng, (1280, 960)) for _ in range(2)]))
-    decoders = {tag: baseline.decode_poses, "edge-sdk (this branch)": current.decode_poses}
-    print("{:<16} {:<34} {:>9} {:>9} {:>8} {:>10}".format("frames", "decoder", "ms p50", "ms p99", "people",
-                                                         "capped"))
-    print("(capped: the most part candidates / fragments one frame left out, Poses.capped)")
-    for label, maps in cases:
+    cases = [("{} people".format(n), cost_frames(n, range(100 * n, 100 * n + args.cost_frames), templates),
+              32 if n <= 20 else 64) for n in (1, 5, 20, 50)]
+    cases.append(("noise 640x480", [noise_frame(rng) for _ in range(3)], 100))
+    cases.append(("noise 1280x960", [noise_frame(rng, (1280, 960)) for _ in range(2)], 100))
+    ours, scored = "edge-sdk (this branch)", "edge-sdk, limbs in engine"
+    decoders = {tag: lambda h, p, e: baseline.decode_poses(h, p),
+                ours: lambda h, p, e: current.decode_poses(h, p),
+                scored: lambda h, p, e: current.decode_limbs(e[0], e[1], map_shape=p.shape[1:])}
+    print("{:<16} {:<34} {:>9} {:>9} {:>8} {:>10} {:>12}".format(
+        "frames", "decoder", "ms p50", "ms p99", "people", "capped", "bytes back"))
+    print("(capped: the most part candidates / fragments one frame left out, Poses.capped; bytes back: what the "
+          "engine returns per frame)")
+    for label, frames, k in cases:
+        maps = [(h, p, engine_outputs(h, p, k)) for h, p in tqdm(frames, desc=label + ": engine outputs",
+                                                                   leave=False)]
         times = {name: [] for name in decoders}
         found = {name: 0 for name in decoders}
-        capped = {"peaks": 0, "fragments": 0}
-        for heatmaps, pafs in maps:
+        capped = {name: {"peaks": 0, "fragments": 0} for name in decoders}
+        for heatmaps, pafs, engine in maps:
             for _ in range(args.repeat):
                 for name, decode in decoders.items():
                     start = time.perf_counter()
-                    poses = decode(heatmaps, pafs)
+                    poses = decode(heatmaps, pafs, engine)
                     times[name].append(time.perf_counter() - start)
                     found[name] = len(poses)
-                    if name != tag:
-                        capped = {k: max(v, poses.capped[k]) for k, v in capped.items()}
+                    if hasattr(poses, "capped"):
+                        capped[name] = {c: max(v, poses.capped[c]) for c, v in capped[name].items()}
+        h, w = maps[0][0].shape[1:]
+        sizes = {tag: (19 + 38) * h * w * 4, ours: (19 + 38) * h * w * 4, scored: (18 * k * 3 + 19 * k * k) * 4}
         for name in decoders:
             t = 1000 * np.array(times[name])
-            print("{:<16} {:<34} {:>9.2f} {:>9.2f} {:>8} {:>10}".format(
-                label, name, np.percentile(t, 50), np.percentile(t, 99), found[name],
-                "{peaks}/{fragments}".format(**capped) if name != tag else "-"))
-        ratio = np.array(times[tag]) / np.array(times["edge-sdk (this branch)"])
-        print("  {}: this branch is {:.2f}x faster (median of paired ratios; range {:.2f}x-{:.2f}x)".format(
-            label, float(np.median(ratio)), float(np.min(ratio)), float(np.max(ratio))))
+            print("{:<16} {:<34} {:>9.2f} {:>9.2f} {:>8} {:>10} {:>12,}".format(
+                label, name + (" (K={})".format(k) if name == scored else ""), np.percentile(t, 50),
+                np.percentile(t, 99), found[name], "-" if name == tag else "{peaks}/{fragments}".format(**capped[name]),
+                sizes[name]))
+        for name in (ours, scored):
+            ratio = np.array(times[tag]) / np.array(times[name])
+            print("  {}: {} is {:.2f}x as fast as the baseline (median of paired ratios; range {:.2f}x-{:.2f}x)"
+                  .format(label, name, float(np.median(ratio)), float(np.min(ratio)), float(np.max(ratio))))
 
 
 def main(argv=None):

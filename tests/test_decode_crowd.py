@@ -145,7 +145,7 @@ def test_a_frame_of_noise_stays_within_the_caps(monkeypatch):
         return score_pairs(start, *args)
 
     def count_fragments(geo_a, geo_b, cfg):
-        merged.append((geo_a[0].shape[0], geo_b[0].shape[0]))
+        merged.append((geo_a[3].shape[0], geo_b[3].shape[0]))  # fragments (their scales)
         return merge_costs(geo_a, geo_b, cfg)
 
     monkeypatch.setattr(decoder, "_score_pairs", count_pairs)

@@ -578,52 +578,55 @@ _EXPECTED_LENGTH = np.hypot(_EXPECTED[..., 0], _EXPECTED[..., 1])
 _ORDERED = np.abs(_EXPECTED[..., 1]) > 0.3  # pairs clearly one above the other on an upright body
 
 
-def _fragment_geometry(people, indices, table):
-    """Anchors of the given partial people: (xy [n, 10, 2], present [n, 10], torso length in cells [n]
-    (NaN for a single peak), part bit masks [n])."""
-    n = len(indices)
-    xy = np.zeros((n, len(ANCHOR_PARTS), 2), np.float32)
-    present = np.zeros((n, len(ANCHOR_PARTS)), bool)
-    scale = np.full(n, np.nan)
-    mask = np.zeros(n, np.int64)
-    for row, index in enumerate(indices):
-        slots = people[index][0]
-        for k, part in enumerate(ANCHOR_PARTS):
-            if slots[part] >= 0:
-                xy[row, k] = table[slots[part], :2]
-                present[row, k] = True
-        ratios = []
-        for limb, (a, b) in enumerate(LIMBS):
-            if slots[a] >= 0 and slots[b] >= 0:
-                d = table[slots[a], :2] - table[slots[b], :2]
-                ratios.append(float(np.hypot(d[0], d[1])) / CANONICAL_LIMB_LENGTH[limb])
-        if ratios:
-            scale[row] = np.median(ratios)
-        mask[row] = sum(1 << part for part, g in enumerate(slots) if g >= 0)
-    return xy, present, scale, mask
+def _fragment_geometry(slots, table):
+    """(anchor indices into ANCHOR_PARTS, their (x, y), torso length in cells or NaN, part bit mask)."""
+    anchors = [k for k, part in enumerate(ANCHOR_PARTS) if slots[part] >= 0]
+    xy = table[[slots[ANCHOR_PARTS[k]] for k in anchors], :2].reshape(-1, 2)
+    ratios = []
+    for limb, (a, b) in enumerate(LIMBS):
+        if slots[a] >= 0 and slots[b] >= 0:
+            d = table[slots[a], :2] - table[slots[b], :2]
+            ratios.append(float(np.hypot(d[0], d[1])) / CANONICAL_LIMB_LENGTH[limb])
+    mask = sum(1 << part for part, g in enumerate(slots) if g >= 0)
+    return np.array(anchors, dtype=np.intp), xy, (float(np.median(ratios)) if ratios else np.nan), mask
+
+
+def _stack(geometries):
+    """Per-fragment geometries -> (owner, anchor, xy) of all their anchors, scales [n], masks [n]."""
+    owner = np.concatenate([np.full(len(g[0]), i, np.intp) for i, g in enumerate(geometries)] + [np.zeros(0, np.intp)])
+    anchor = np.concatenate([g[0] for g in geometries] + [np.zeros(0, np.intp)])
+    xy = np.concatenate([g[1] for g in geometries] + [np.zeros((0, 2), np.float32)])
+    scale = np.array([g[2] for g in geometries], dtype=np.float64)
+    mask = np.array([g[3] for g in geometries], dtype=np.int64)
+    return owner, anchor, xy, scale, mask
 
 
 def _merge_costs(geo_a, geo_b, cfg):
     """[na, nb] distance of every pair of fragments from one canonical body: the mean over their anchor
     pairs of |seen distance - canonical distance| / (canonical + 0.25), in torso units; inf where the pair
-    cannot be one person (a part in both, scales too different, a head below a hip, no anchors)."""
-    xy_a, present_a, scale_a, mask_a = geo_a
-    xy_b, present_b, scale_b, mask_b = geo_b
+    cannot be one person (a part in both, scales too different, a head below a hip, no anchors).
+    ``geo_a``, ``geo_b``: stacked geometries (see _stack); the work is one array op per anchor pair."""
+    owner_a, anchor_a, xy_a, scale_a, mask_a = geo_a
+    owner_b, anchor_b, xy_b, scale_b, mask_b = geo_b
+    na, nb = scale_a.shape[0], scale_b.shape[0]
     sa, sb = scale_a[:, None], scale_b[None, :]
     sa, sb = np.where(np.isnan(sa), sb, sa), np.where(np.isnan(sb), sa, sb)  # a single peak: the other's scale
     with np.errstate(invalid="ignore"):
         ok = (sa > 1e-3) & (sb > 1e-3) & (np.maximum(sa, sb) <= cfg.merge_scale_ratio * np.minimum(sa, sb))
     ok &= (mask_a[:, None] & mask_b[None, :]) == 0
-    scale = np.where(ok, np.sqrt(np.where(ok, sa * sb, 1.0)), 1.0)[:, :, None, None]
-    seen = xy_b[None, :, None, :, :] - xy_a[:, None, :, None, :]  # [na, nb, 10, 10, 2]
-    seen_x, seen_y = seen[..., 0] / scale, seen[..., 1] / scale
-    valid = present_a[:, None, :, None] & present_b[None, :, None, :]
-    ok &= ~np.any(valid & _ORDERED & (seen_y * _EXPECTED[..., 1] < 0), axis=(2, 3))
-    error = np.abs(np.hypot(seen_x, seen_y) - _EXPECTED_LENGTH) / (_EXPECTED_LENGTH + 0.25)
-    count = valid.sum(axis=(2, 3))
-    ok &= count > 0
-    mean = np.where(valid, error, 0.0).sum(axis=(2, 3)) / np.maximum(count, 1)
-    return np.where(ok, mean, np.inf)
+    scale = np.sqrt(np.where(ok, sa * sb, 1.0))
+    pair = owner_a[:, None] * nb + owner_b[None, :]  # [Ea, Eb] -> fragment pair
+    seen = (xy_b[None, :, :] - xy_a[:, None, :]) / scale[owner_a[:, None], owner_b[None, :]][..., None]
+    expected = _EXPECTED[anchor_a[:, None], anchor_b[None, :]]  # [Ea, Eb, 2]
+    length = _EXPECTED_LENGTH[anchor_a[:, None], anchor_b[None, :]]
+    flipped = _ORDERED[anchor_a[:, None], anchor_b[None, :]] & (seen[..., 1] * expected[..., 1] < 0)
+    error = np.abs(np.hypot(seen[..., 0], seen[..., 1]) - length) / (length + 0.25)
+    size = na * nb
+    count = np.bincount(pair.ravel(), minlength=size).reshape(na, nb)
+    total = np.bincount(pair.ravel(), weights=error.ravel(), minlength=size).reshape(na, nb)
+    upside_down = np.bincount(pair.ravel(), weights=flipped.ravel(), minlength=size).reshape(na, nb) > 0
+    ok &= (count > 0) & ~upside_down
+    return np.where(ok, total / np.maximum(count, 1), np.inf)
 
 
 def _merge_fragments(people, cands, table, cfg, capped):
@@ -650,8 +653,8 @@ def _merge_fragments(people, cands, table, cfg, capped):
     fragments, singles = fragments[:cfg.max_fragments], singles[:cfg.max_fragments]
     if fragments:
         columns = fragments + singles
-        geo = _fragment_geometry(people, columns, table)
-        costs = _merge_costs(tuple(g[:len(fragments)] for g in geo), geo, cfg)  # [F, F + S], symmetric part
+        geometries = [_fragment_geometry(people[i][0], table) for i in columns]
+        costs = _merge_costs(_stack(geometries[:len(fragments)]), _stack(geometries), cfg)  # [F, F + S]
         costs[np.arange(len(fragments)), np.arange(len(fragments))] = np.inf
         while True:
             best = int(np.argmin(costs))
@@ -669,9 +672,8 @@ def _merge_fragments(people, cands, table, cfg, capped):
             costs[:, j] = np.inf
             if j < len(fragments):
                 costs[j, :] = np.inf
-            merged = _fragment_geometry(people, [columns[i]], table)
-            geo = tuple(np.concatenate([g[:i], new, g[i + 1:]]) for g, new in zip(geo, merged))
-            row = _merge_costs(merged, geo, cfg)[0]
+            geometries[i] = _fragment_geometry(keep[0], table)
+            row = _merge_costs(_stack([geometries[i]]), _stack(geometries), cfg)[0]
             row[[k for k, index in enumerate(columns) if people[index][0] is None or k == i]] = np.inf
             costs[i, :] = row
             costs[:, i] = row[:len(fragments)]  # the cost is symmetric
