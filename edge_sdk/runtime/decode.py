@@ -6,9 +6,12 @@ API (the pipeline, eval, bench and calibration use exactly this):
     heatmaps [19, H, W], pafs [38, H, W] float arrays of ONE image (no batch axis).
 ``decode_peaks(peaks, pafs, config=None) -> Poses``
     peaks [18, K, 3] (x, y, score in map cells; score 0 = empty slot), from the GPU-side top-K pass.
+``decode_limbs(peaks, limb_scores, config=None, map_shape=None) -> Poses``
+    peaks [18, K, 3] + limb_scores [19, K, K] from the engine-side limb scoring pass: assembly only.
 ``Poses``: ``keypoints`` float32 [P, 18, 3] (x, y, score) in MAP cells (score 0 = not found), and
 ``scores`` float32 [P]. ``Poses.to_frame(letterbox, stride)`` -> (keypoints17 [P, 17, 3] in frame pixels,
-scores [P]) using skeleton.map_to_image and preprocess.Letterbox.input_to_frame.
+scores [P]) using skeleton.map_to_image and preprocess.Letterbox.input_to_frame. ``Poses.capped`` counts
+what the work caps left out (a noise frame hits them; an ordinary frame does not).
 
 How (docs/decoder.md has the details and the reasoning behind every threshold):
 
@@ -17,12 +20,16 @@ How (docs/decoder.md has the details and the reasoning behind every threshold):
    to produce);
 2. limbs: for each of the 19 limbs, every candidate pair is scored at once by sampling the PAF along the
    segment (line integral), counting samples that agree with the limb direction, plus the OpenPose
-   distance prior that penalises limbs longer than half the image;
-3. greedy one-to-one assignment per limb, best score first;
+   distance prior that penalises limbs longer than half the image (or the engine did this already);
+3. greedy one-to-one assignment per limb, best score first; then an end left unmatched may share its best
+   partner's peak (two people's joints that fell into one peak);
 4. people: connections are merged into people along the skeleton tree (OpenPose's subset merging), then
-   people with too few parts or too low a score are dropped.
+   partial people that no limb can join (no neck: a shoulder out of the frame) are joined when their
+   head/shoulder/hip anchors fit one canonical body, and people with too few parts or too low a score
+   are dropped.
 
-Both entry points share steps 2-4, so a GPU peak pass and the host peak pass give the same people.
+All entry points share steps 2-4 (3-4 for decode_limbs), so a GPU peak pass and the host peak pass give the
+same people. Work is capped (candidates per frame, fragments merged), so a frame of noise stays bounded.
 Pure numpy, vectorised over candidates; Python 3.6 syntax (the on-device rule).
 """
 
@@ -593,7 +600,7 @@ def _fragment_geometry(slots, table):
 
 def _stack(geometries):
     """Per-fragment geometries -> (owner, anchor, xy) of all their anchors, scales [n], masks [n]."""
-    owner = np.concatenate([np.full(len(g[0]), i, np.intp) for i, g in enumerate(geometries)] + [np.zeros(0, np.intp)])
+    owner = np.repeat(np.arange(len(geometries)), [len(g[0]) for g in geometries]).astype(np.intp)
     anchor = np.concatenate([g[0] for g in geometries] + [np.zeros(0, np.intp)])
     xy = np.concatenate([g[1] for g in geometries] + [np.zeros((0, 2), np.float32)])
     scale = np.array([g[2] for g in geometries], dtype=np.float64)

@@ -70,7 +70,8 @@ class ModelMeta(object):
 
     ``outputs`` maps roles to tensor names: ``heatmaps`` + ``pafs`` (raw maps), or ``peaks`` + ``pafs``
     when GPU-side peak extraction was appended (peaks: float32 [N, 18, K, 3] = x, y, score in map
-    cells, score 0 for empty slots).
+    cells, score 0 for empty slots), or ``peaks`` + ``limb_scores`` when limb scoring was appended too
+    (limb_scores: float32 [N, 19, K, K], see edge_sdk.graph.limbs).
     """
 
     def __init__(self, input_spec=None, outputs=None, stride=STRIDE, skeleton="coco18-openpose",
