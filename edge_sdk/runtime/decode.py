@@ -593,9 +593,18 @@ def _fragment_geometry(slots, table):
     for limb, (a, b) in enumerate(LIMBS):
         if slots[a] >= 0 and slots[b] >= 0:
             d = table[slots[a], :2] - table[slots[b], :2]
-            ratios.append(float(np.hypot(d[0], d[1])) / CANONICAL_LIMB_LENGTH[limb])
+            ratios.append(float(np.hypot(d[0], d[1])) / float(CANONICAL_LIMB_LENGTH[limb]))
     mask = sum(1 << part for part, g in enumerate(slots) if g >= 0)
-    return np.array(anchors, dtype=np.intp), xy, (float(np.median(ratios)) if ratios else np.nan), mask
+    return np.array(anchors, dtype=np.intp), xy, _median(ratios), mask
+
+
+def _median(values):
+    """Median of a short list (NaN if empty); np.median costs more than the whole list here."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
 
 
 def _stack(geometries):
