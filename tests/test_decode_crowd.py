@@ -159,3 +159,16 @@ def test_a_frame_of_noise_stays_within_the_caps(monkeypatch):
     crowd = crowd_set(HELD_OUT_SEEDS[:3], COCO_LAYOUTS)
     for frame in crowd.frames:
         assert decode_poses(frame.heatmaps, frame.pafs).capped == {"peaks": 0, "fragments": 0}
+
+
+def test_optimal_assignment_keeps_both_limbs_where_greedy_loses_one():
+    """Elbow 0 fits wrists 0 and 1 a little better than elbow 1 fits wrist 0, its only candidate: greedy
+    takes the best pair and leaves elbow 1 alone; the optimal assignment joins both."""
+    scores = np.array([[0.9, 0.8, -np.inf], [0.85, -np.inf, -np.inf], [-np.inf, -np.inf, 0.7]], np.float32)
+    greedy = decoder._connect(scores, None, 0)
+    optimal = decoder._connect(scores, None, 16)
+    assert sorted((i, j) for i, j, _, _ in greedy) == [(0, 0), (2, 2)]
+    assert sorted((i, j) for i, j, _, _ in optimal) == [(0, 1), (1, 0), (2, 2)]
+    assert [v for _, _, v, _ in optimal] == sorted((v for _, _, v, _ in optimal), reverse=True)
+    # a group larger than the limit falls back to greedy
+    assert sorted((i, j) for i, j, _, _ in decoder._connect(scores, None, 1)) == [(0, 0), (2, 2)]

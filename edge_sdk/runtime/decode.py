@@ -88,7 +88,8 @@ class DecodeConfig(object):
                  paf_sample_threshold=0.05, paf_min_fraction=0.8, max_limb_fraction=0.5, min_limb_score=0.0,
                  min_parts=3, min_person_score=0.2, max_people=None, merge_fragments=True,
                  merge_max_cost=0.5, merge_scale_ratio=2.0, share_peaks=True, share_min_score=0.5,
-                 merge_singles=True, max_limb_pairs=40000, max_fragments=32):
+                 merge_singles=True, max_limb_pairs=40000, max_fragments=32, assignment="optimal",
+                 optimal_max_size=16):
         if refine not in REFINE_METHODS:
             raise DecodeConfigError("DecodeConfig: unknown refine method {!r}; known: {}".format(
                 refine, ", ".join(REFINE_METHODS)))
@@ -108,6 +109,11 @@ class DecodeConfig(object):
         self.merge_fragments = bool(merge_fragments)
         self.merge_max_cost = float(merge_max_cost)
         self.merge_scale_ratio = float(merge_scale_ratio)
+        if assignment not in ("greedy", "optimal"):
+            raise DecodeConfigError("DecodeConfig: assignment must be 'greedy' or 'optimal', got {!r}".format(
+                assignment))
+        self.assignment = assignment
+        self.optimal_max_size = int(optimal_max_size)
         self.merge_singles = bool(merge_singles)
         self.max_limb_pairs = None if max_limb_pairs is None else int(max_limb_pairs)
         self.max_fragments = int(max_fragments)
@@ -457,29 +463,41 @@ def _score_all_limbs(cands, table, pafs, cfg):
     return out
 
 
-def _connect(scores, share_min_score=None):
-    """Greedy one-to-one assignment, best score first: list of (i, j, score, shared end).
+def _connect(scores, share_min_score=None, optimal_max_size=0):
+    """One-to-one assignment of one limb's candidates: list of (i, j, score, shared end), best score first.
 
-    With ``share_min_score``, an end left unmatched then takes its best partner even though that partner is
-    already matched, when the score is at least this (shared end "a" or "b"): two people's same joints that
-    fell into one peak keep their limbs. Shared connections come after the one-to-one ones.
+    Candidates that compete (connected through finite scores) form small groups in a crowd. A group of at
+    most ``optimal_max_size`` candidates per side gets the optimal assignment (the most limbs, then the
+    highest total score: the Hungarian method); other groups, and all with ``optimal_max_size`` 0, are
+    matched greedily, best score first (OpenPose). With ``share_min_score``, an end left unmatched then
+    takes its best partner even though that partner is already matched, when the score is at least this
+    (shared end "a" or "b"): two people's same joints that fell into one peak keep their limbs. Shared
+    connections come after the one-to-one ones.
     """
-    ia, ib = np.nonzero(np.isfinite(scores))
+    finite = np.isfinite(scores)
+    ia, ib = np.nonzero(finite)
     if ia.size == 0:
         return []
     s = scores[ia, ib]
     order = np.lexsort((ib, ia, -s))
-    limit = min(scores.shape)
-    used_a, used_b = set(), set()
-    out = []
-    for i, j, v in zip(ia[order].tolist(), ib[order].tolist(), s[order].tolist()):
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(i)
-        used_b.add(j)
-        out.append((i, j, v, None))
-        if len(out) >= limit:
-            break
+    ia, ib, s = ia[order], ib[order], s[order]
+    if optimal_max_size < 2:
+        chosen = _greedy(zip(ia.tolist(), ib.tolist(), s.tolist()))
+    else:
+        # a pair whose two ends have no other candidate is matched as it is; the rest form small groups
+        alone = (finite.sum(axis=1)[ia] == 1) & (finite.sum(axis=0)[ib] == 1)
+        chosen = list(zip(ia[alone].tolist(), ib[alone].tolist(), s[alone].tolist()))
+        ia, ib, s = ia[~alone].tolist(), ib[~alone].tolist(), s[~alone].tolist()
+        for edges in _competing_groups(ia, ib, scores.shape[0]):
+            rows = sorted(set(ia[e] for e in edges))
+            cols = sorted(set(ib[e] for e in edges))
+            if max(len(rows), len(cols)) <= optimal_max_size:
+                chosen += _optimal(scores, rows, cols)
+            else:
+                chosen += _greedy([(ia[e], ib[e], s[e]) for e in edges])
+    chosen.sort(key=lambda c: (-c[2], c[0], c[1]))
+    out = [(i, j, v, None) for i, j, v in chosen]
+    used_a, used_b = set(i for i, _, _ in chosen), set(j for _, j, _ in chosen)
     if share_min_score is None:
         return out
     best_b, best_a = np.argmax(scores, axis=1), np.argmax(scores, axis=0)
@@ -491,6 +509,87 @@ def _connect(scores, share_min_score=None):
         if j not in used_b:
             out.append((int(best_a[j]), j, float(scores[best_a[j], j]), "a"))
     return out
+
+
+def _competing_groups(ia, ib, rows):
+    """Edge indices grouped by connected component of the bipartite graph (rows, then columns as nodes),
+    each group in the input order."""
+    parent = {}
+
+    def root(node):
+        while parent.get(node, node) != node:
+            parent[node] = parent.get(parent[node], parent[node])
+            node = parent[node]
+        return node
+
+    for i, j in zip(ia, ib):
+        a, b = root(i), root(rows + j)
+        if a != b:
+            parent[b] = a
+    groups = {}
+    for e, i in enumerate(ia):
+        groups.setdefault(root(i), []).append(e)
+    return list(groups.values())
+
+
+def _greedy(edges):
+    """Greedy one-to-one matching of (i, j, score) edges given best first."""
+    used_a, used_b, out = set(), set(), []
+    for i, j, v in edges:
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            out.append((i, j, v))
+    return out
+
+
+def _optimal(scores, rows, cols):
+    """The assignment of ``rows`` to ``cols`` with the most finite pairs, then the highest total score
+    (Hungarian method, O(n^2 m) on a small group)."""
+    sub = scores[np.ix_(rows, cols)]
+    finite = np.isfinite(sub)
+    cost = np.where(finite, -sub, 1e6)  # a forbidden pair costs more than any set of real ones gains
+    flip = cost.shape[0] > cost.shape[1]
+    if flip:
+        cost = cost.T
+    pairs = _hungarian(cost.tolist())
+    if flip:
+        pairs = [(j, i) for i, j in pairs]
+    return [(rows[i], cols[j], float(sub[i, j])) for i, j in pairs if finite[i, j]]
+
+
+def _hungarian(cost):
+    """Minimum-cost assignment of every row of an n x m cost list (n <= m): [(row, column)]."""
+    n, m = len(cost), len(cost[0])
+    inf = float("inf")
+    u, v, match, way = [0.0] * (n + 1), [0.0] * (m + 1), [0] * (m + 1), [0] * (m + 1)
+    for row in range(1, n + 1):
+        match[0], j0 = row, 0
+        minv, used = [inf] * (m + 1), [False] * (m + 1)
+        while True:
+            used[j0] = True
+            i0, delta, j1 = match[j0], inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    reduced = cost[i0 - 1][j - 1] - u[i0] - v[j]
+                    if reduced < minv[j]:
+                        minv[j], way[j] = reduced, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[match[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if match[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            match[j0] = match[j1]
+            j0 = j1
+    return [(match[j] - 1, j - 1) for j in range(1, m + 1) if match[j]]
 
 
 # ---------------------------------------------------------------------------------------------- people
@@ -506,6 +605,7 @@ def _assemble(cands, table, limb_scores, cfg):
     people = []  # each: [slots (18 global ids or -1), total score, parts, limbs]
     owners = {}  # global peak id -> [person index, ...]
     share = cfg.share_min_score if cfg.share_peaks else None
+    optimal = cfg.optimal_max_size if cfg.assignment == "optimal" else 0
 
     def attach(person_index, part, peak, score):
         person = people[person_index]
@@ -522,7 +622,7 @@ def _assemble(cands, table, limb_scores, cfg):
         if limb not in limb_scores:
             continue
         off_a, off_b = cands[a][1], cands[b][1]
-        for i, j, s, shared in _connect(limb_scores[limb], share):
+        for i, j, s, shared in _connect(limb_scores[limb], share, optimal):
             ga, gb = off_a + i, off_b + j
             pa, pb = owners.get(ga, []), owners.get(gb, [])
             if shared is not None:  # lend the shared end to the person of the other end
