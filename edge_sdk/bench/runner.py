@@ -86,11 +86,27 @@ def _label(path):
     return os.path.basename(os.path.normpath(str(path))) or str(path)
 
 
+def paced_source(source, rate):
+    """The synthetic source spec ``source`` made live at ``rate`` frames per second (a camera's pace), so
+    that latency is measured at the rate frames really arrive, not only at full speed."""
+    source = str(source)
+    if not source.startswith("synthetic"):
+        raise ConfigError("--rate paces the synthetic source only (got --source {}); a camera or stream is "
+                          "paced by itself".format(source))
+    if not 0 < float(rate) <= 1000:
+        raise ConfigError("--rate must be between 0 and 1000 frames per second (got {})".format(rate))
+    rest = source[len("synthetic"):]
+    rest = rest[len(":live"):] if rest.startswith(":live") else rest
+    options = [item for item in rest.lstrip("?").split("&") if item and not item.startswith("fps=")]
+    return "synthetic:live?" + "&".join(options + ["fps={:g}".format(float(rate))])
+
+
 def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mode="pipelined",
-              prefer="auto", rounds=None, command=None, sample_interval=0.5):
+              prefer="auto", rounds=None, command=None, sample_interval=0.5, threads=None, rate=None):
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
-    bundle, 5 when comparing)."""
+    bundle, 5 when comparing). ``threads``: ONNX Runtime intra-op threads (None: its default, all cores);
+    ``rate``: pace the synthetic source at this many frames per second (see paced_source)."""
     from edge_sdk.runtime.backends.loader import load_backend
     from edge_sdk.runtime.pipeline import run_pipeline
 
@@ -100,6 +116,10 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         raise ConfigError("nothing to benchmark: pass --bundle B (or --model M.onnx), or --compare B1 B2")
     if frames < 1:
         raise ConfigError("--frames must be at least 1")
+    if threads is not None and int(threads) < 1:
+        raise ConfigError("--threads must be at least 1 (got {})".format(threads))
+    if rate is not None:
+        source = paced_source(source, rate)
     modes = ["pipelined", "sequential"] if mode == "both" else [mode]
     rounds = int(rounds or (5 if len(bundles) > 1 else 1))
     per_round = max(1, frames // rounds)
@@ -109,9 +129,9 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         for path in bundles:
             path = str(path)
             if path.endswith(".onnx"):
-                backends.append((path, load_backend(model=path, prefer=prefer)))
+                backends.append((path, load_backend(model=path, prefer=prefer, threads=threads)))
             else:
-                backends.append((path, load_backend(bundle=path, prefer=prefer)))
+                backends.append((path, load_backend(bundle=path, prefer=prefer, threads=threads)))
         runs = {}
         for path, backend in backends:
             for m in modes:
@@ -159,6 +179,9 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
             sequential = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "sequential")
             if sequential["fps"] > 0:
                 ratios["{}: pipelined / sequential fps".format(_label(path))] = pipelined["fps"] / sequential["fps"]
+            p50 = [r["latency_ms"].get("end_to_end", {}).get("p50") for r in (pipelined, sequential)]
+            if p50[0] is not None and p50[1]:
+                ratios["{}: pipelined / sequential end-to-end p50 latency".format(_label(path))] = p50[0] / p50[1]
     if len(backends) > 1:
         base = result_runs[0]
         for other in result_runs[1:]:
@@ -171,7 +194,7 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         "device": _describe_device(),
         "software": _software(),
         "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
-                     "rounds": rounds, "backend": prefer},
+                     "rounds": rounds, "backend": prefer, "threads": threads, "rate": rate},
         "runs": result_runs,
         "ratios": ratios,
         "system": {"summary": sampler.summary(), "samples": sampler.samples},

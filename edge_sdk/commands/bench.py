@@ -21,6 +21,10 @@ def register(subparsers):
                    help="pipelined runtime, plain sequential loop, or both to show the pipeline's gain")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 1, or 5 with --compare)")
     p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime"))
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="ONNX Runtime inference threads (default: all cores); leave cores to --workers")
+    p.add_argument("--rate", type=float, metavar="FPS",
+                   help="pace the synthetic source at FPS (a camera's rate), to measure latency at that rate")
     p.add_argument("-o", "--output", help="write the JSON result here")
     p.add_argument("--plot", help="write a PNG plot (needs matplotlib)")
     p.add_argument("--markdown", help="write a Markdown results page (e.g. docs/benchmarks.md)")
@@ -33,7 +37,7 @@ def run(args):
 
     bundles = args.compare or [args.bundle or args.model]
     result = run_bench(bundles, frames=args.frames, warmup=args.warmup, source=args.source, workers=args.workers,
-                       mode=args.mode, prefer=args.backend, rounds=args.rounds,
+                       mode=args.mode, prefer=args.backend, rounds=args.rounds, threads=args.threads, rate=args.rate,
                        command="edge-sdk " + " ".join(sys.argv[1:]))
     print(format_table(result))
     if args.output:
