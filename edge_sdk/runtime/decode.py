@@ -488,11 +488,18 @@ def _connect(scores, share_min_score=None, optimal_max_size=0):
         alone = (finite.sum(axis=1)[ia] == 1) & (finite.sum(axis=0)[ib] == 1)
         chosen = list(zip(ia[alone].tolist(), ib[alone].tolist(), s[alone].tolist()))
         ia, ib, s = ia[~alone].tolist(), ib[~alone].tolist(), s[~alone].tolist()
-        for edges in _competing_groups(ia, ib, scores.shape[0]):
-            rows = sorted(set(ia[e] for e in edges))
-            cols = sorted(set(ib[e] for e in edges))
+        table = scores.tolist()
+        rows, cols = sorted(set(ia)), sorted(set(ib))
+        if max(len(rows), len(cols)) <= optimal_max_size:  # all groups at once: the optimum is per group
+            groups = [] if not rows else [None]
+        else:
+            groups = _competing_groups(ia, ib, scores.shape[0])
+        for edges in groups:
+            if edges is not None:
+                rows = sorted(set(ia[e] for e in edges))
+                cols = sorted(set(ib[e] for e in edges))
             if max(len(rows), len(cols)) <= optimal_max_size:
-                chosen += _optimal(scores, rows, cols)
+                chosen += _optimal(table, rows, cols)
             else:
                 chosen += _greedy([(ia[e], ib[e], s[e]) for e in edges])
     chosen.sort(key=lambda c: (-c[2], c[0], c[1]))
@@ -543,19 +550,19 @@ def _greedy(edges):
     return out
 
 
-def _optimal(scores, rows, cols):
+def _optimal(table, rows, cols):
     """The assignment of ``rows`` to ``cols`` with the most finite pairs, then the highest total score
-    (Hungarian method, O(n^2 m) on a small group)."""
-    sub = scores[np.ix_(rows, cols)]
-    finite = np.isfinite(sub)
-    cost = np.where(finite, -sub, 1e6)  # a forbidden pair costs more than any set of real ones gains
-    flip = cost.shape[0] > cost.shape[1]
+    (Hungarian method, O(n^2 m) on a small group); ``table``: the limb's scores as nested lists."""
+    inf = float("inf")
+    sub = [[table[i][j] for j in cols] for i in rows]
+    cost = [[-v if v > -inf else 1e6 for v in row] for row in sub]  # a forbidden pair costs more than all
+    flip = len(rows) > len(cols)
     if flip:
-        cost = cost.T
-    pairs = _hungarian(cost.tolist())
+        cost = [list(column) for column in zip(*cost)]
+    pairs = _hungarian(cost)
     if flip:
         pairs = [(j, i) for i, j in pairs]
-    return [(rows[i], cols[j], float(sub[i, j])) for i, j in pairs if finite[i, j]]
+    return [(rows[i], cols[j], sub[i][j]) for i, j in pairs if sub[i][j] > -inf]
 
 
 def _hungarian(cost):
