@@ -6,8 +6,10 @@ Threaded mode (default), one thread per stage so the stages overlap::
                           (writes into one of a few      \\--> decode pool (N workers)
                            backend input buffers, reused)
 
-* Queues are bounded. A live source (camera, stream) drops the OLDEST waiting frame when the pipeline is
-  behind, so what is published stays fresh; a file source blocks instead, so no frame is ever dropped.
+* Queues are bounded and shallow (``queue_size`` 2, or 1 for a live source; decode futures: one per worker
+  plus one), so a full-speed run is held back rather than buffered: a frame waiting in a queue is latency.
+  A live source (camera, stream) drops the OLDEST waiting frame when the pipeline is behind, so what is
+  published stays fresh; a file source blocks instead, so no frame is ever dropped.
 * Decode runs in a thread pool (numpy/OpenCV release the GIL); futures are queued in frame order, so
   results leave in frame order whatever order the workers finish in.
 * End of stream, ``stop()``, SIGINT (Ctrl-C) and SIGTERM all drain the frames already in flight, close
@@ -229,7 +231,8 @@ class Pipeline(object):
         self.live = bool(getattr(source, "live", False))
         # frames waiting for preprocessing: a file keeps a few read ahead; a live source only the newest one,
         # so what gets inferred is the freshest frame, not one that waited behind older ones
-        self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 4)
+        # shallow queues: backpressure, not buffering (every queued frame adds a frame time of latency)
+        self.queue_size = max(1, int(queue_size)) if queue_size else (1 if self.live else 2)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
         self.stats = PipelineStats("sequential" if self.sequential else "pipelined")
@@ -471,7 +474,7 @@ class Pipeline(object):
     def _run_threaded(self):
         q_frames = DropOldestQueue(self.queue_size)
         q_batches = DropOldestQueue(1 if self.live else max(1, self.queue_size // 2))
-        q_results = DropOldestQueue(2 * self.workers + 2)
+        q_results = DropOldestQueue(self.workers + max(1, self.queue_size // 2))  # every worker busy, no more
         executor = ThreadPoolExecutor(max_workers=self.workers)
         threads = [
             threading.Thread(target=self._capture_loop, args=(q_frames,), name="capture", daemon=True),
