@@ -172,3 +172,12 @@ def test_optimal_assignment_keeps_both_limbs_where_greedy_loses_one():
     assert [v for _, _, v, _ in optimal] == sorted((v for _, _, v, _ in optimal), reverse=True)
     # a group larger than the limit falls back to greedy
     assert sorted((i, j) for i, j, _, _ in decoder._connect(scores, None, 1)) == [(0, 0), (2, 2)]
+
+
+@pytest.mark.parametrize("field, value", [("max_fragments", -1), ("max_limb_pairs", 0), ("merge_scale_ratio", 0.5),
+                                          ("merge_max_cost", float("nan")), ("assignment", "best")])
+def test_crowd_settings_out_of_bounds_are_refused(field, value):
+    from edge_sdk.runtime.decode import DecodeConfigError
+
+    with pytest.raises(DecodeConfigError, match=field if field != "assignment" else "assignment must be"):
+        DecodeConfig(**{field: value})

@@ -109,6 +109,11 @@ class DecodeConfig(object):
         self.merge_fragments = bool(merge_fragments)
         self.merge_max_cost = float(merge_max_cost)
         self.merge_scale_ratio = float(merge_scale_ratio)
+        for name, value, low in (("max_limb_pairs", max_limb_pairs, 1), ("max_fragments", max_fragments, 0),
+                                 ("optimal_max_size", optimal_max_size, 0), ("merge_max_cost", merge_max_cost, 0),
+                                 ("merge_scale_ratio", merge_scale_ratio, 1)):
+            if value is not None and not value >= low:
+                raise DecodeConfigError("DecodeConfig: {} must be >= {}, got {!r}".format(name, low, value))
         if assignment not in ("greedy", "optimal"):
             raise DecodeConfigError("DecodeConfig: assignment must be 'greedy' or 'optimal', got {!r}".format(
                 assignment))
