@@ -86,6 +86,8 @@ def test_limbs_needs_peaks_and_sane_options(scenes):
     for bad in ({"samples": 1}, {"min_fraction": 1.5}, {"max_limb_fraction": 0}):
         with pytest.raises(ConfigError):
             run_passes(model, ["peaks", "limbs"], {"limbs": bad})
+    with pytest.raises(ConfigError, match="smaller --peaks K"):
+        run_passes(model, ["peaks", "limbs"], {"peaks": {"k": 400}})
     twice, _, reports = run_passes(model, ["peaks", "limbs", "limbs"])
     assert reports[2].changes[0] == "limb_scores output already present"
 

@@ -31,6 +31,8 @@ from edge_sdk.runtime.model_meta import ModelMeta
 from edge_sdk.runtime.skeleton import LIMBS, NUM_LIMBS
 
 LIMB_SCORES_OUTPUT = "limb_scores"
+MAX_SAMPLES = 20_000_000
+"""PAF samples per image above which the pass refuses (K=300 at 10 samples is 17 million)."""
 
 
 class _Builder(object):
@@ -88,6 +90,9 @@ def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples: int = 
     _, channels, h, w = pafs_shape
     if channels != 2 * NUM_LIMBS:
         raise ModelError("limbs: pafs must have {} channels (got {})".format(2 * NUM_LIMBS, channels))
+    if NUM_LIMBS * k * k * samples > MAX_SAMPLES:
+        raise ConfigError("limbs: {} limbs x {}x{} pairs x {} samples is more than {:,} PAF samples per image; "
+                          "use a smaller --peaks K".format(NUM_LIMBS, k, k, samples, MAX_SAMPLES))
     b = _Builder(graph)
     pairs = [n, NUM_LIMBS, k, k, 1]
     points = [n, NUM_LIMBS, k, k, samples]
