@@ -11,7 +11,6 @@ def register(subparsers):
     p.add_argument("--coco", required=True, help="COCO keypoints annotation file (person_keypoints_*.json)")
     p.add_argument("--images", required=True, help="folder with the images named in the annotation file")
     p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime"))
-    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime inference threads (default: all cores)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--results", help="write the COCO results (detections) JSON here")
     p.add_argument("-o", "--output", help="write the report (stats, per-image counts) as JSON here")
@@ -22,7 +21,7 @@ def run(args):
     from edge_sdk.eval.dataset import evaluate_dataset, format_summary
 
     report = evaluate_dataset(args.coco, args.images, model=args.model, bundle=args.bundle, prefer=args.backend,
-                              limit=args.limit, results_path=args.results, threads=args.threads)
+                              limit=args.limit, results_path=args.results)
     print(format_summary(report))
     if args.output:
         with open(args.output, "w") as f:

@@ -29,8 +29,7 @@ def person_keypoint_images(gt: dict) -> list[dict]:
 
 def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model: str | None = None,
                      bundle: str | None = None, backend=None, prefer: str = "auto", limit: int | None = None,
-                     results_path: str | Path | None = None, progress: bool = True, threads: int | None = None,
-                     ) -> dict:
+                     results_path: str | Path | None = None, progress: bool = True) -> dict:
     """Run the model over every keypoint image of ``coco_json`` found in ``images_dir`` and evaluate with
     pycocotools. Returns {"stats": {AP, AP50, ...}, "images": n, "missing": [...], "per_image": [...], ...}."""
     import cv2
@@ -48,9 +47,7 @@ def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model
         raise ConfigError(f"image folder not found: {images_dir}")
     own = backend is None
     if own:
-        if threads is not None and int(threads) < 1:
-            raise ConfigError("--threads must be at least 1 (got {})".format(threads))
-        backend = load_backend(model=model, bundle=bundle, prefer=prefer, threads=threads)
+        backend = load_backend(model=model, bundle=bundle, prefer=prefer)
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is in the [host] extra; evaluation works without a bar
