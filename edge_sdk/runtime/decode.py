@@ -21,8 +21,9 @@ How (docs/decoder.md has the details and the reasoning behind every threshold):
 2. limbs: for each of the 19 limbs, every candidate pair is scored at once by sampling the PAF along the
    segment (line integral), counting samples that agree with the limb direction, plus the OpenPose
    distance prior that penalises limbs longer than half the image (or the engine did this already);
-3. greedy one-to-one assignment per limb, best score first; then an end left unmatched may share its best
-   partner's peak (two people's joints that fell into one peak);
+3. one-to-one assignment per limb: optimal (Hungarian) within each small group of competing candidates,
+   greedy (best score first) beyond; then an end left unmatched may share its best partner's peak (two
+   people's joints that fell into one peak);
 4. people: connections are merged into people along the skeleton tree (OpenPose's subset merging), then
    partial people that no limb can join (no neck: a shoulder out of the frame) are joined when their
    head/shoulder/hip anchors fit one canonical body, and people with too few parts or too low a score
