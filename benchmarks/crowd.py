@@ -1,5 +1,4 @@
-"""The decoder on dense crowds: OKS AP against the perfect-assignment ceiling, and time per frame, against
-today's decoder measured in the same run.
+"""The crowd decoder against today's decoder (same run): OKS AP, the perfect-assignment ceiling, time/frame.
 
     python benchmarks/crowd.py [--set held-out|tuning|both] [--noise 0.02] [--repeat 3]
     python benchmarks/crowd.py --cost            # decode time vs people count (1, 5, 20, 50) and a noise frame
@@ -16,6 +15,7 @@ Both decoders get the same maps of each frame in turns (interleaved; the fastest
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -70,8 +70,8 @@ def parse_config(pairs: list[str]) -> dict:
     for pair in pairs:
         key, _, value = pair.partition("=")
         try:
-            out[key] = eval(value, {"None": None})  # a number, None or a quoted string, from the command line
-        except Exception:
+            out[key] = ast.literal_eval(value)  # a number, None, True/False or a quoted string
+        except (ValueError, SyntaxError):
             out[key] = value
     return out
 
