@@ -487,7 +487,7 @@ def _connect(scores, share_min_score=None, optimal_max_size=0):
     s = scores[ia, ib]
     order = np.lexsort((ib, ia, -s))
     ia, ib, s = ia[order], ib[order], s[order]
-    if optimal_max_size < 2:
+    if optimal_max_size < 2 or min(scores.shape) == 1:  # one candidate on a side: greedy is optimal
         chosen = _greedy(zip(ia.tolist(), ib.tolist(), s.tolist()))
     else:
         # a pair whose two ends have no other candidate is matched as it is; the rest form small groups
@@ -511,7 +511,7 @@ def _connect(scores, share_min_score=None, optimal_max_size=0):
     chosen.sort(key=lambda c: (-c[2], c[0], c[1]))
     out = [(i, j, v, None) for i, j, v in chosen]
     used_a, used_b = set(i for i, _, _ in chosen), set(j for _, j, _ in chosen)
-    if share_min_score is None:
+    if share_min_score is None or (len(used_a) == scores.shape[0] and len(used_b) == scores.shape[1]):
         return out
     best_b, best_a = np.argmax(scores, axis=1), np.argmax(scores, axis=0)
     rows, cols = np.arange(scores.shape[0]), np.arange(scores.shape[1])
