@@ -41,8 +41,12 @@ _END = object()  # end of stream marker passed down the queues
 
 def default_decoder(meta):
     """``decode(maps, letterbox, stride) -> (keypoints17 [P, 17, 3] frame pixels, scores [P])`` using
-    :mod:`edge_sdk.runtime.decode` (``maps``: {role: array of one frame}, e.g. heatmaps/pafs or peaks/pafs)."""
+    :mod:`edge_sdk.runtime.decode` (``maps``: {role: array of one frame}, e.g. heatmaps/pafs or peaks/pafs)
+    with the settings of ``meta.decoder`` (the model's, plus any command-line overrides)."""
     from edge_sdk.runtime import decode as decode_module
+    from edge_sdk.runtime.decoder_settings import decode_config
+
+    config = decode_config(getattr(meta, "decoder", None))
 
     use_peaks = "peaks" in meta.outputs
     function_name = "decode_peaks" if use_peaks else "decode_poses"
@@ -53,7 +57,7 @@ def default_decoder(meta):
 
     def decode(maps, letterbox, stride):
         first = maps["peaks"] if use_peaks else maps["heatmaps"]
-        poses = function(first, maps["pafs"])
+        poses = function(first, maps["pafs"], config)
         return poses.to_frame(letterbox, stride)
 
     return decode
@@ -559,14 +563,15 @@ def _error_with_stats(error, stats):
 def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
                  prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
                  decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None,
-                 metrics_interval=5.0):
+                 metrics_interval=5.0, decoder_settings=None, fit=None):
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
     are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
     ``.stats``.
     ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
-    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`."""
+    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`.
+    ``decoder_settings`` ({name: value}) and ``fit`` override the model metadata's."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
@@ -589,6 +594,10 @@ def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=N
             from edge_sdk.runtime.backends.loader import load_backend
 
             backend = load_backend(model=model, bundle=bundle, prefer=prefer, threads=threads)
+        if decoder_settings or fit:
+            from edge_sdk.runtime.decoder_settings import apply_run_settings
+
+            apply_run_settings(backend.meta, decoder_settings, fit)
         opened_source = open_source(source)
         if save:
             all_sinks.append(JsonlSink(save))

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_sdk.runtime.maps import render_maps
 from edge_sdk.runtime.model_meta import METADATA_KEY, InputSpec, ModelMeta
-from edge_sdk.runtime.preprocess import letterbox_params
+from edge_sdk.runtime.preprocess import fit_params
 from edge_sdk.runtime.skeleton import NUM_PARTS, coco17_to_coco18, image_to_map
 
 LEVELS = 8
@@ -122,7 +122,7 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
     heights = frame_height if isinstance(frame_height, (list, tuple)) else [frame_height] * len(expected)
     first_table, paf_table = [], []
     for people17, width, height in zip(expected, widths, heights):
-        letterbox, _ = letterbox_params(height, width, spec.height, spec.width)
+        letterbox, _ = fit_params(height, width, spec.height, spec.width, spec.fit)
         people18 = _to_input_pixels(np.asarray(people17, dtype=np.float32).reshape(-1, 17, 3), letterbox)
         heatmaps, pafs = render_maps(people18, spec.height, spec.width, stride)
         first_table.append(_peaks_table(people18, stride) if outputs == "peaks" else heatmaps)
@@ -265,8 +265,8 @@ def stamp_frame_code(image: np.ndarray, index: int, input_spec: InputSpec) -> np
     photo's maps. Only the patch the graph reads is painted (plus a margin for resampling)."""
     out = image.copy()
     height, width = out.shape[:2]
-    letterbox, _ = letterbox_params(height, width, input_spec.height, input_spec.width)
-    half = int(np.ceil((PATCH / 2.0 + 2.0) / letterbox.scale))
+    letterbox, _ = fit_params(height, width, input_spec.height, input_spec.width, input_spec.fit)
+    half = int(np.ceil((PATCH / 2.0 + 2.0) / min(letterbox.scale_x, letterbox.scale_y)))
     cy, cx = height // 2, width // 2
     out[max(0, cy - half):cy + half, max(0, cx - half):cx + half] = frame_color(index)
     return out

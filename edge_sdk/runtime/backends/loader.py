@@ -97,7 +97,12 @@ def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimizat
                 head = handle.read(4)
             if head[:2] == b"\x1f\x8b":
                 raise ConfigError("{} looks like a .tar.gz bundle; pass it with --bundle".format(model))
-        return load_onnxruntime(model, threads=threads, optimization=optimization)
+        backend = load_onnxruntime(model, threads=threads, optimization=optimization)
+        if getattr(backend.meta, "assumed", False):
+            from edge_sdk.runtime.model_meta import assumption_line
+
+            (say or _say_stderr)(assumption_line(backend.meta, model))
+        return backend
 
     from edge_sdk.runtime.bundle import open_bundle  # written by the build helper; imported only for bundles
 
