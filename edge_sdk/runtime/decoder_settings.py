@@ -98,6 +98,12 @@ def add_decoder_arguments(parser, title="decoder settings (override the model's 
     return group
 
 
+def add_fit_argument(parser):
+    """``--fit letterbox|stretch`` (run, eval, bench); None keeps the model's metadata (default letterbox)."""
+    parser.add_argument("--fit", default=None, help="how frames fit the model input: letterbox (keep the aspect "
+                                                    "ratio, pad; the default) or stretch (fill the input)")
+
+
 def settings_from_args(args, where="command line"):
     """{name: checked value} of the decoder flags that were given."""
     given = {}
@@ -108,15 +114,20 @@ def settings_from_args(args, where="command line"):
     return given
 
 
+def check_fit(fit):
+    """``fit`` if it is None, letterbox or stretch; else ConfigError."""
+    from edge_sdk.runtime.model_meta import FITS
+
+    if fit is not None and fit not in FITS:
+        raise ConfigError("--fit must be one of {}, got {!r}".format(", ".join(FITS), fit))
+    return fit
+
+
 def apply_run_settings(meta, decoder=None, fit=None):
     """Apply command-line ``decoder`` settings and ``fit`` onto a loaded model's ``meta`` (in place)."""
     if decoder:
         meta.decoder = merge_settings(meta.decoder, check_decoder_settings(decoder, "command line"))
     if fit is not None:
-        from edge_sdk.runtime.model_meta import FITS
-
-        if fit not in FITS:
-            raise ConfigError("--fit must be one of {}, got {!r}".format(", ".join(FITS), fit))
-        meta.input.fit = fit
+        meta.input.fit = check_fit(fit)
     return meta
 
