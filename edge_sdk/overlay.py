@@ -49,11 +49,22 @@ class FrameSource:
         self._images = None
         self._cap = None
         self._next = 0
-        if os.path.isdir(path):
-            self._images = sorted(p for p in Path(path).iterdir()
-                                  if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        from edge_sdk.runtime.sources import IMAGE_EXTENSIONS
+
+        if os.path.isdir(path):  # the order of edge_sdk.runtime.sources.ImageFolderSource: sorted names
+            names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+            self._images = [Path(path) / n for n in names]
+        elif path.lower().endswith(IMAGE_EXTENSIONS):
+            self._images = [Path(path)]
         else:
             self._cap = cv2.VideoCapture(path)
+
+    @property
+    def empty(self) -> bool:
+        """True when the source gives no frame at all (an empty folder, a file OpenCV cannot read)."""
+        if self._images is not None:
+            return not self._images
+        return not self._cap.isOpened()
 
     def get(self, index: int) -> np.ndarray | None:
         import cv2
@@ -77,13 +88,15 @@ class OverlayWriter:
         self.fps = fps
         self._videos: dict = {}
         self.written = 0
+        self.last_had_frame = False  # whether the last message was drawn on its own frame (not a blank one)
         if not self.is_video:
             os.makedirs(target, exist_ok=True)
 
     def canvas(self, msg: dict) -> np.ndarray:
         w, h = int(msg["frame"]["w"]), int(msg["frame"]["h"])
         frame = self.frames.get(msg["seq"]) if self.frames else None
-        if frame is None or frame.shape[:2] != (h, w):
+        self.last_had_frame = frame is not None and frame.shape[:2] == (h, w)
+        if not self.last_had_frame:
             frame = np.zeros((max(h, 1), max(w, 1), 3), np.uint8)
         return frame
 
