@@ -174,6 +174,10 @@ def apply_changes(meta: ModelMeta, changes: dict, inputs: dict, outputs: dict) -
             roles[role] = changes[role]
             if role == "peaks":
                 roles.pop("heatmaps", None)
+    missing = [f"{role}={name}" for role, name in sorted(roles.items()) if name not in outputs]
+    if missing:
+        raise ConfigError(f"the metadata's outputs {', '.join(missing)} are not outputs of the graph "
+                          f"({', '.join(sorted(outputs))}); name them with --heatmaps TENSOR --pafs TENSOR")
     decoder = dict(meta.decoder)
     decoder.update(check_decoder_settings(changes.get("decoder") or {}, "meta set"))
     for name in changes.get("reset_decoder") or []:
@@ -213,10 +217,26 @@ def update_meta(path: str | os.PathLike, changes: dict, output: str | os.PathLik
     from edge_sdk.graph.common import set_meta
 
     model = _load(path)
-    meta = meta_of(model, str(path)) if "json" not in changes or changes.get("json") is None else ModelMeta()
     inputs, outputs = graph_io(model)
+    if changes.get("json") is not None:
+        meta = ModelMeta()  # replaced whole by the JSON
+    elif METADATA_KEY in {p.key for p in model.metadata_props}:
+        meta = meta_of(model, str(path))
+    else:
+        try:
+            meta = assume_meta(inputs, outputs, str(path))
+        except MetaAssumptionError as exc:  # e.g. no fixed input size: the changes must supply what is missing
+            if changes.get("input") is None:
+                raise ConfigError(str(exc)) from None
+            meta = ModelMeta()
     new = apply_changes(meta, changes, inputs, outputs)
-    set_meta(model, new)
+    for prop in model.metadata_props:  # keep every other key, and the order
+        if prop.key == METADATA_KEY:
+            prop.value = new.to_json()
+            break
+    else:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, new.to_json()
     target = Path(output or path)
     temporary = target.with_name(target.name + ".tmp")
     try:
