@@ -214,7 +214,6 @@ def update_meta(path: str | os.PathLike, changes: dict, output: str | os.PathLik
     the model to ``output`` (default: in place, through a temporary file so a failure leaves it whole)."""
     import onnx
 
-    from edge_sdk.graph.common import set_meta
 
     model = _load(path)
     inputs, outputs = graph_io(model)
