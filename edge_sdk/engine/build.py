@@ -135,6 +135,10 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
     check_output_dir(req.output)
     model = load_model(req.model)
     meta = get_meta(model)
+    if meta.assumed:  # the bundle will carry these as its metadata: say so once, here
+        from edge_sdk.runtime.model_meta import assumption_line
+
+        echo("      " + assumption_line(meta, req.model))
     check_outputs(model, meta, where=req.model)
     decision = decide_precision(target, req.precision, have_calibration=bool(req.calib), strict=req.strict,
                                 dla_core=req.dla_core)
