@@ -30,7 +30,7 @@ from edge_sdk.runtime.bundle import (
     write_manifest,
 )
 from edge_sdk.runtime.model_meta import ModelMeta
-from edge_sdk.runtime.skeleton import COCO18_PARTS, LIMBS, STRIDE
+from edge_sdk.runtime.skeleton import STRIDE, get_skeleton
 from edge_sdk.targets import Target
 
 MODEL_NAME = "model.onnx"
@@ -70,8 +70,9 @@ def toolchain_versions() -> dict[str, str | None]:
 
 
 def skeleton_spec(meta: ModelMeta) -> dict[str, Any]:
-    return {"name": meta.skeleton, "parts": list(COCO18_PARTS), "limbs": [list(limb) for limb in LIMBS],
-            "stride": meta.stride or STRIDE}
+    spec = get_skeleton(meta.skeleton).to_dict()
+    spec["stride"] = meta.stride or STRIDE
+    return spec
 
 
 def check_output_dir(out_dir: str | os.PathLike) -> Path:

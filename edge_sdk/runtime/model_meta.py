@@ -9,7 +9,7 @@ its output shapes): ``ModelMeta.assumed`` is then True, so messages never claim 
 
 import json
 
-from edge_sdk.runtime.skeleton import STRIDE
+from edge_sdk.runtime.skeleton import DEFAULT_SKELETON, SKELETONS, STRIDE, get_skeleton
 
 METADATA_KEY = "edge_sdk"
 META_VERSION = 1
@@ -103,7 +103,7 @@ class ModelMeta(object):
     this object was read off its graph (:func:`assume_meta`); it is never written to JSON.
     """
 
-    def __init__(self, input_spec=None, outputs=None, stride=STRIDE, skeleton="coco18-openpose",
+    def __init__(self, input_spec=None, outputs=None, stride=STRIDE, skeleton=DEFAULT_SKELETON,
                  model="unknown", extra=None, decoder=None, assumed=False):
         self.input = input_spec or InputSpec()
         self.outputs = dict(outputs or {"heatmaps": "heatmaps", "pafs": "pafs"})
@@ -140,6 +140,7 @@ class ModelMeta(object):
         for key in ("extra", "decoder"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ValueError("{!r} must be a JSON object".format(key))
+        get_skeleton(data.get("skeleton", DEFAULT_SKELETON))  # a ValueError saying what is wrong
         decoder = data.get("decoder")
         if decoder:
             from edge_sdk.errors import ConfigError
@@ -153,7 +154,7 @@ class ModelMeta(object):
             input_spec=InputSpec.from_dict(data.get("input", {})),
             outputs=outputs,
             stride=data.get("stride", STRIDE),
-            skeleton=data.get("skeleton", "coco18-openpose"),
+            skeleton=data.get("skeleton", DEFAULT_SKELETON),
             model=data.get("model", "unknown"),
             extra=data.get("extra"),
             decoder=decoder,
@@ -185,7 +186,8 @@ class ModelMeta(object):
             else:
                 values = "(pixel{} - mean {}) / std {}".format(
                     scale, ",".join("{:g}".format(v) for v in spec.mean), ",".join("{:g}".format(v) for v in spec.std))
-        return "input {!r} {}x{} (WxH) {} {}, {}, {}, {}".format(
+        return "{}input {!r} {}x{} (WxH) {} {}, {}, {}, {}".format(
+            "" if self.skeleton == DEFAULT_SKELETON else "skeleton {}, ".format(get_skeleton(self.skeleton).name),
             spec.name, spec.width, spec.height, spec.layout, spec.dtype, spec.color, values, spec.fit)
 
 
@@ -227,12 +229,14 @@ def assume_meta(inputs, outputs, name="model"):
     for role in ("heatmaps", "pafs", "peaks"):
         if role in outputs:
             roles[role] = role
+    by_channels = {}
+    for tensor, (_kind, out_shape) in outputs.items():
+        if len(out_shape) == 4 and _static_dim(out_shape[1]) is not None:
+            by_channels.setdefault(out_shape[1], []).append(tensor)
+    skeleton = _skeleton_by_channels(by_channels)
     if "pafs" not in roles or not ({"heatmaps", "peaks"} & set(roles)):
-        by_channels = {}
-        for tensor, (_kind, out_shape) in outputs.items():
-            if len(out_shape) == 4 and _static_dim(out_shape[1]) is not None:
-                by_channels.setdefault(out_shape[1], []).append(tensor)
-        for role, channels in (("heatmaps", 19), ("pafs", 38)):
+        wanted = get_skeleton(skeleton)
+        for role, channels in (("heatmaps", wanted.num_heatmaps), ("pafs", wanted.num_pafs)):
             found = by_channels.get(channels, [])
             if role in roles:
                 continue
@@ -249,7 +253,15 @@ def assume_meta(inputs, outputs, name="model"):
             stride = height // map_shape[2]
     spec = InputSpec(name=input_name, height=height, width=width, layout=layout, dtype=_ORT_DTYPES[kind],
                      batch=_static_dim(shape[0]) or 1)
-    return ModelMeta(input_spec=spec, outputs=roles, stride=stride, assumed=True)
+    return ModelMeta(input_spec=spec, outputs=roles, stride=stride, skeleton=skeleton, assumed=True)
+
+
+def _skeleton_by_channels(by_channels):
+    """The known skeleton whose heatmap and PAF channel counts are both among the outputs (COCO-18 when
+    none or several match: the error then names the channels COCO-18 needs)."""
+    found = [name for name, sk in sorted(SKELETONS.items())
+             if len(by_channels.get(sk.num_heatmaps, ())) == 1 and len(by_channels.get(sk.num_pafs, ())) == 1]
+    return found[0] if len(found) == 1 else DEFAULT_SKELETON
 
 
 def assumption_line(meta, path):

@@ -45,8 +45,10 @@ def default_decoder(meta):
     with the settings of ``meta.decoder`` (the model's, plus any command-line overrides)."""
     from edge_sdk.runtime import decode as decode_module
     from edge_sdk.runtime.decoder_settings import decode_config
+    from edge_sdk.runtime.skeleton import get_skeleton
 
     config = decode_config(getattr(meta, "decoder", None))
+    skeleton = get_skeleton(getattr(meta, "skeleton", None))
 
     use_peaks = "peaks" in meta.outputs
     function_name = "decode_peaks" if use_peaks else "decode_poses"
@@ -57,7 +59,7 @@ def default_decoder(meta):
 
     def decode(maps, letterbox, stride):
         first = maps["peaks"] if use_peaks else maps["heatmaps"]
-        poses = function(first, maps["pafs"], config)
+        poses = function(first, maps["pafs"], config, skeleton)
         return poses.to_frame(letterbox, stride)
 
     return decode

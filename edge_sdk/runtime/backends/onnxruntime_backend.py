@@ -13,7 +13,7 @@ import numpy as np
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.backends import Backend
 from edge_sdk.runtime.model_meta import METADATA_KEY, MetaAssumptionError, ModelMeta, assume_meta
-from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_PAFS, NUM_PARTS
+from edge_sdk.runtime.skeleton import get_skeleton
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -110,17 +110,22 @@ def check_model_io(path, meta, inputs, outputs):
         raise ModelError("{}: metadata outputs {} must name 'pafs' and 'heatmaps' (or 'peaks')".format(
             where, roles))
     map_h, map_w = spec.height // meta.stride, spec.width // meta.stride
-    expect = {"pafs": (NUM_PAFS, map_h, map_w)}
+    try:
+        skeleton = get_skeleton(meta.skeleton)
+    except ValueError as exc:
+        raise ModelError("{}: {}".format(where, exc)) from None
+    expect = {"pafs": (skeleton.num_pafs, map_h, map_w)}
     if "peaks" in roles:
-        expect["peaks"] = (NUM_PARTS, None, 3)
+        expect["peaks"] = (skeleton.num_parts, None, 3)
     else:
-        expect["heatmaps"] = (NUM_HEATMAPS, map_h, map_w)
+        expect["heatmaps"] = (skeleton.num_heatmaps, map_h, map_w)
     for role, dims in sorted(expect.items()):
         name = roles[role]
         if name not in outputs:
             raise ModelError("{}: no output named {!r} for {} (outputs: {}); a pose model must output heatmaps "
-                             "[N, 19, H/8, W/8] and pafs [N, 38, H/8, W/8]".format(
-                                 where, name, role, ", ".join(sorted(outputs)) or "none"))
+                             "[N, {}, H/8, W/8] and pafs [N, {}, H/8, W/8]".format(
+                                 where, name, role, ", ".join(sorted(outputs)) or "none", skeleton.num_heatmaps,
+                                 skeleton.num_pafs))
         kind, shape = outputs[name]
         if kind not in ("tensor(float)", "tensor(float16)"):
             raise ModelError("{}: output {!r} ({}) is {}; expected float".format(where, name, role, kind))
