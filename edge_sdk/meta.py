@@ -82,9 +82,13 @@ def format_meta(meta: ModelMeta, path: str | os.PathLike) -> str:
     """Human lines: where the metadata came from, the input, the outputs, the decoder settings."""
     head = (f"{path}: no edge_sdk metadata; the runtime assumes:" if meta.assumed
             else f"{path}: edge_sdk metadata (model {meta.model!r}):")
+    from edge_sdk.runtime.skeleton import get_skeleton
+
+    skeleton = get_skeleton(meta.skeleton)
     lines = [head, "  " + meta.describe_input(),
              "  outputs: " + ", ".join(f"{role}={name}" for role, name in sorted(meta.outputs.items()))
-             + f"  stride {meta.stride}  skeleton {meta.skeleton}",
+             + f"  stride {meta.stride}  skeleton {skeleton.name} ({skeleton.num_parts} parts, "
+               f"{skeleton.num_limbs} limbs)",
              "  decoder: " + (", ".join(f"{k}={v}" for k, v in sorted(meta.decoder.items())) or "defaults")]
     if meta.assumed:
         lines.append(f"  set it: edge-sdk meta set {path} --color bgr|rgb --scale S --mean R,G,B --std R,G,B")
@@ -182,14 +186,50 @@ def apply_changes(meta: ModelMeta, changes: dict, inputs: dict, outputs: dict) -
     decoder.update(check_decoder_settings(changes.get("decoder") or {}, "meta set"))
     for name in changes.get("reset_decoder") or []:
         decoder.pop(name, None)
+    skeleton = _skeleton(changes["skeleton"]) if "skeleton" in changes else meta.skeleton
+    _check_channels(skeleton, roles, outputs)
     stride = int(changes.get("stride", meta.stride))
     if stride not in (4, 8, 16, 32):
         raise ConfigError(f"--stride must be 4, 8, 16 or 32, got {stride}")
     try:
-        return ModelMeta(input_spec=InputSpec(**spec), outputs=roles, stride=stride, skeleton=meta.skeleton,
+        return ModelMeta(input_spec=InputSpec(**spec), outputs=roles, stride=stride, skeleton=skeleton,
                          model=str(changes.get("model", meta.model)), extra=meta.extra, decoder=decoder)
     except ValueError as exc:
         raise ConfigError(f"meta set: {exc}") from None
+
+
+def _skeleton(text: str):
+    """A skeleton name, or a JSON object (text or a file holding it), checked."""
+    from edge_sdk.runtime.skeleton import SKELETONS, get_skeleton
+
+    value = text
+    if text not in SKELETONS:
+        if os.path.isfile(text):
+            text = Path(text).read_text()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text  # an unknown name: get_skeleton says which are known
+    try:
+        get_skeleton(value)
+    except ValueError as exc:
+        raise ConfigError(f"--skeleton: {exc}") from None
+    return value
+
+
+def _check_channels(skeleton, roles: dict, outputs: dict) -> None:
+    """Heatmap / PAF outputs with a fixed channel count must have the skeleton's."""
+    from edge_sdk.runtime.skeleton import get_skeleton
+
+    try:
+        sk = get_skeleton(skeleton)
+    except ValueError as exc:
+        raise ConfigError(f"the metadata's skeleton is not valid: {exc}") from None
+    for role, channels in (("heatmaps", sk.num_heatmaps), ("pafs", sk.num_pafs), ("peaks", sk.num_parts)):
+        shape = outputs.get(roles.get(role), (None, []))[1]
+        if len(shape) == 4 and isinstance(shape[1], int) and shape[1] > 0 and shape[1] != channels:
+            raise ConfigError(f"output {roles[role]!r} ({role}) has {shape[1]} channels but skeleton {sk.name} "
+                              f"needs {channels}; choose the skeleton of the model (--skeleton)")
 
 
 def _check_input_against_graph(spec: dict, inputs: dict) -> None:

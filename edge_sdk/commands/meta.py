@@ -27,6 +27,9 @@ def register(subparsers):
     edit.add_argument("--pafs", metavar="TENSOR", help="output tensor holding the PAFs")
     edit.add_argument("--peaks", metavar="TENSOR", help="output tensor holding GPU-extracted peaks")
     edit.add_argument("--stride", type=int, help="output stride (default 8)")
+    edit.add_argument("--skeleton", metavar="NAME|JSON",
+                      help="the keypoint topology: coco18-openpose (default), trt_pose-18, body25-openpose, or a JSON "
+                           "object (or file) with parts, limbs, coco17 [, paf_channels, background, joins_only]")
     edit.add_argument("--name", dest="model_name", help="the model's display name")
     edit.add_argument("--json", metavar="JSON|FILE", help="replace the whole metadata with this JSON")
     edit.add_argument("--reset-decoder", metavar="NAME", action="append",
@@ -58,7 +61,7 @@ def set_command(args):
             raise ConfigError(f"--reset-decoder {name}: unknown decoder setting; known: {', '.join(NAMES)}")
     changes = {"color": args.color, "scale": args.scale, "mean": args.mean, "std": args.std, "input": args.input,
                "fit": args.fit, "heatmaps": args.heatmaps, "pafs": args.pafs, "peaks": args.peaks,
-               "stride": args.stride, "model": args.model_name, "json": args.json,
+               "stride": args.stride, "model": args.model_name, "json": args.json, "skeleton": args.skeleton,
                "imagenet": args.imagenet or None, "decoder": settings_from_args(args) or None,
                "reset_decoder": [n.replace("-", "_") for n in args.reset_decoder or []] or None}
     if not any(v is not None for v in changes.values()):
