@@ -81,6 +81,11 @@ def test_bad_decoder_flag_and_fit_are_one_line_errors(command, three, edge_sdk_c
         proc = edge_sdk_cli(command, "--model", case.model_path, *extra, *flags)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    if command == "eval":
+        for flags, message in ((["--sweep", "peak=0.1"], "did you mean peak_threshold"),
+                               (["--threads", "0"], "--threads must be in [1, 256]")):
+            proc = edge_sdk_cli(command, "--model", case.model_path, *extra, *flags)
+            assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_eval_sweep_table_stage_times_and_threads(tmp_path, edge_sdk_cli):
