@@ -44,7 +44,7 @@ def test_fit_both_ways_on_real_photos(tmp_path, edge_sdk_cli):
         gt_path, folder, model, _ = _coco_mini_oracle(tmp_path / rendered, InputSpec(height=256, width=256,
                                                                                      fit=rendered))
         for used in ("letterbox", "stretch"):
-            report = evaluate_dataset(gt_path, folder, model=str(model), fit=used, progress=False)
+            report = evaluate_dataset(gt_path, folder, model=str(model), fit=used, progress=False, limit=6)
             results[rendered, used] = report["stats"]["AP"]
             assert report["fit"] == used
     for rendered in ("letterbox", "stretch"):
@@ -53,6 +53,6 @@ def test_fit_both_ways_on_real_photos(tmp_path, edge_sdk_cli):
         assert results[rendered, other] <= 0.25, results
     # the command line: the flag overrides the model's own fit
     out = tmp_path / "cli.json"
-    edge_sdk_cli("eval", "--model", model, "--coco", gt_path, "--images", folder, "--fit", "letterbox", "-o", out,
-                 check=True)
+    edge_sdk_cli("eval", "--model", model, "--coco", gt_path, "--images", folder, "--fit", "letterbox", "--limit", 6,
+                 "-o", out, check=True)
     assert json.loads(out.read_text())["stats"]["AP"] == pytest.approx(results["stretch", "letterbox"], abs=1e-6)

@@ -100,11 +100,14 @@ def test_symbolic_size_needs_meta_set_input_then_runs(tmp_path, edge_sdk_cli):
     path = symbolic_model(tmp_path / "any.onnx")
     proc = edge_sdk_cli("run", "--model", path, "--source", "synthetic?frames=2")
     assert proc.returncode == 2 and "--input WxH" in proc.stderr and "Traceback" not in proc.stderr
-    edge_sdk_cli("meta", "set", path, "--input", "96x64", check=True)
+    from edge_sdk.meta import read_meta, update_meta
+
+    with pytest.raises(ConfigError, match="--input WxH"):
+        update_meta(path, {"color": "bgr"})
+    update_meta(path, {"input": "96x64"})
     proc = edge_sdk_cli("run", "--model", path, "--source", "synthetic?frames=2", check=True)
     assert "no edge_sdk metadata" not in proc.stderr
     assert "2 frames" in proc.stdout
-    from edge_sdk.meta import read_meta
 
     shown = read_meta(path)
     assert (shown.input.width, shown.input.height, shown.input.name) == (96, 64, "image")
