@@ -204,3 +204,11 @@ def test_meta_api_errors(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00junk" * 10)
     with pytest.raises(ModelError, match="not an ONNX model"):
         read_meta(tmp_path / "junk.onnx")
+
+
+def test_build_of_a_plain_model_uses_its_graph_size(plain, tmp_path, edge_sdk_cli):
+    _case, path = plain
+    proc = edge_sdk_cli("build", path, "--target", "cpu", "-o", tmp_path / "bundle", check=True)
+    assert "has no edge_sdk metadata; assumed input 'image' 224x160" in proc.stdout
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert (manifest["input"]["width"], manifest["input"]["height"]) == (224, 160)
