@@ -7,6 +7,7 @@ target ends in ``.mp4``/``.avi``, one video per device.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,13 @@ def draw_poses(image: np.ndarray, msg: dict, min_score: float = 0.05) -> np.ndar
     cv2.putText(image, label, (8, 20 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (200, 200, 200), scale,
                 cv2.LINE_AA)
     return image
+
+
+def safe_name(device: str) -> str:
+    """``device`` as one file name: letters, digits, ``.-_`` only, no leading dot (a message's device id
+    must never make a path outside the output folder)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(device))[:64].lstrip(".")
+    return cleaned or "device"
 
 
 class FrameSource:
@@ -105,7 +113,7 @@ class OverlayWriter:
         import cv2
 
         image = draw_poses(self.canvas(msg), msg)
-        device = msg["device"]
+        device = safe_name(msg["device"])
         if self.is_video:
             root, ext = os.path.splitext(self.target)
             if device not in self._videos:  # the first device gets the name asked for, others a suffix

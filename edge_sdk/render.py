@@ -12,10 +12,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edge_sdk.errors import ConfigError
 
 MAX_LINE_BYTES = 1 << 20
 """A pose message line longer than this is not one (17 keypoints x a few hundred people is ~100 kB)."""
+
+MAX_SIDE, MAX_PIXELS = 8192, 40_000_000
+"""Largest frame drawn (a blank canvas of that size is allocated when the frame itself is missing)."""
 
 
 @dataclass
@@ -42,15 +47,26 @@ def read_pose_lines(path: str | os.PathLike):
                 continue
             try:
                 message = validate_pose_message(json.loads(raw))
-                size = message["frame"]
-                if not (0 < int(size.get("w", 0)) <= 16384 and 0 < int(size.get("h", 0)) <= 16384):
-                    raise ValueError(f"frame size {size.get('w')}x{size.get('h')} is out of range")
-                if message["seq"] < 0:
-                    raise ValueError(f"seq {message['seq']} is negative")
+                _check_drawable(message)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{path}:{number}: not a pose message ({exc}); give the file written by "
                                   "`edge-sdk run --save`") from None
             yield message
+
+
+def _check_drawable(message: dict) -> None:
+    """ValueError unless the frame size, seq and every keypoint can be drawn (finite, near the frame)."""
+    size = message["frame"]
+    w, h = size.get("w"), size.get("h")
+    if not (isinstance(w, int) and isinstance(h, int) and 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE
+            and w * h <= MAX_PIXELS):
+        raise ValueError(f"frame size {w}x{h} is out of range (at most {MAX_SIDE} a side, {MAX_PIXELS} pixels)")
+    if message["seq"] < 0:
+        raise ValueError(f"seq {message['seq']} is negative")
+    for person in message["people"]:
+        points = np.asarray(person["keypoints"], dtype=np.float64)
+        if not np.isfinite(points).all() or np.abs(points[:, :2]).max(initial=0.0) > 1e6:
+            raise ValueError("a keypoint is not a finite coordinate near the frame")
 
 
 def render_poses(poses: str | os.PathLike, output: str | os.PathLike, source: str | os.PathLike | None = None,

@@ -99,3 +99,22 @@ def test_bench_replays_an_image_folder_up_to_frames(saved, tmp_path, edge_sdk_cl
                         "--warmup", 0, "--mode", "sequential", "-o", out, check=True)
     assert json.loads(out.read_text())["runs"][0]["frames"] == 3
     assert "gave 3 of the 6 frames" in proc.stdout
+
+
+def test_render_refuses_undrawable_messages_and_keeps_paths_inside(tmp_path):
+    from edge_sdk.render import render_poses
+
+    good = {"v": 1, "device": "../../escape", "seq": 0, "ts": 0.0, "frame": {"w": 64, "h": 48},
+            "people": [{"score": 1.0, "keypoints": [[10.0, 10.0, 1.0]] * 17}]}
+    poses = tmp_path / "p.jsonl"
+    poses.write_text(json.dumps(good) + "\n")
+    out = tmp_path / "out"
+    render_poses(poses, out, progress=False)
+    written = [p for p in tmp_path.rglob("*.png")]
+    assert len(written) == 1 and out in written[0].parents, written
+    for change, message in (({"frame": {"w": 100000, "h": 10}}, "frame size"),
+                            ({"people": [{"score": 1.0, "keypoints": [[float("nan"), 1.0, 1.0]] * 17}]}, "finite"),
+                            ({"people": [{"score": 1.0, "keypoints": [[1e12, 1.0, 1.0]] * 17}]}, "finite")):
+        poses.write_text(json.dumps(dict(good, **change)) + "\n")
+        with pytest.raises(ConfigError, match="p.jsonl:1: not a pose message .*" + message):
+            render_poses(poses, out, progress=False)
