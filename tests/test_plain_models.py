@@ -168,6 +168,7 @@ def test_meta_set_bad_input_is_a_clear_error(plain, changes, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--peak-threshold", "-1"], "peak_threshold must be in"),
+    (["--color", "purple"], "--color must be rgb or bgr"),
     ([], "nothing to change"),
 ])
 def test_meta_set_bad_input_is_one_line_on_the_cli(plain, edge_sdk_cli, args, message):

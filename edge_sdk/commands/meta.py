@@ -16,7 +16,7 @@ def register(subparsers):
     edit = actions.add_parser("set", help="change the metadata (in place, or into -o OUT.onnx)")
     edit.add_argument("model", metavar="MODEL.onnx")
     edit.add_argument("-o", "--output", metavar="OUT.onnx", help="write the result here (default: in place)")
-    edit.add_argument("--color", choices=("rgb", "bgr"), type=str.lower, help="channel order the model takes")
+    edit.add_argument("--color", help="channel order the model takes: rgb or bgr")
     edit.add_argument("--scale", help="pixel multiplier before the mean, e.g. 1/255 or 1")
     edit.add_argument("--mean", metavar="R,G,B", help="per-channel mean subtracted after --scale")
     edit.add_argument("--std", metavar="R,G,B", help="per-channel divisor after the mean")
