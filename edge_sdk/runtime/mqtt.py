@@ -27,6 +27,7 @@ import warnings
 from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
 from edge_sdk.runtime.delivery_queue import DeliveryQueue
+from edge_sdk.runtime.ids import check_device_id  # also imported from here by broker_config
 
 log = logging.getLogger("edge_sdk.mqtt")
 
@@ -119,14 +120,6 @@ def parse_url(url):
     if not host:
         raise ConfigError("MQTT URL {!r} has no host; expected mqtt://HOST:PORT".format(url))
     return host, port, use_tls, username
-
-
-def check_device_id(device_id):
-    """A device id is one MQTT topic level: no '/', '+', '#', not empty."""
-    if not device_id or any(c in device_id for c in "/+#\x00") or device_id != device_id.strip():
-        raise ConfigError("device id {!r} is not usable as an MQTT topic level: use letters, digits, '-', '_', "
-                          "'.' (no '/', '+', '#' or spaces at the ends)".format(device_id))
-    return device_id
 
 
 def read_password(password_file=None, env=None):
