@@ -42,19 +42,11 @@ def build_pose_message(device, seq, ts, frame_w, frame_h, source, people, latenc
 
 
 def validate_pose_message(msg):
-    """Raise ValueError saying what is wrong if ``msg`` is not a schema-v1 pose message."""
-    if not isinstance(msg, dict):
-        raise ValueError("pose message must be a JSON object, got {}".format(type(msg).__name__))
-    if msg.get("v") != SCHEMA_VERSION:
-        raise ValueError("unsupported pose message version {!r} (this reader knows v{})".format(
-            msg.get("v"), SCHEMA_VERSION))
-    for key, kind in (("device", str), ("seq", int), ("ts", (int, float)), ("frame", dict), ("people", list)):
-        if not isinstance(msg.get(key), kind):
-            raise ValueError("pose message field {!r} missing or of the wrong type".format(key))
-    for i, person in enumerate(msg["people"]):
-        kps = person.get("keypoints") if isinstance(person, dict) else None
-        if not isinstance(kps, list) or len(kps) != 17 or any(len(k) != 3 for k in kps):
-            raise ValueError("person {} must have 17 keypoints of [x, y, score]".format(i))
+    """Raise ValueError (:class:`~edge_sdk.runtime.message_check.MessageError`) saying what is wrong if ``msg``
+    is not a schema-v1 pose message within bounds; returns ``msg``. The rules live in ``message_check``."""
+    from edge_sdk.runtime.message_check import check_pose_message
+
+    check_pose_message(msg)
     return msg
 
 
@@ -64,12 +56,10 @@ def encode_json(msg):
 
 
 def decode_json(payload):
-    """Bytes -> validated message dict (ValueError on anything malformed)."""
-    try:
-        msg = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("pose message is not valid JSON: {}".format(exc)) from exc
-    return validate_pose_message(msg)
+    """Bytes -> checked, normalised message dict (ValueError on anything malformed or out of bounds)."""
+    from edge_sdk.runtime.message_check import check_pose_message, load_json_object
+
+    return check_pose_message(load_json_object(payload, "pose message"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -120,7 +110,8 @@ def encode_compact(msg):
 
 
 def decode_compact(payload):
-    """Compact bytes -> validated message dict (ValueError on anything malformed)."""
+    """Compact bytes -> message dict (ValueError if the layout is broken; the values are checked by
+    :func:`edge_sdk.runtime.message_check.parse_pose_payload`, which readers use)."""
     try:
         magic, version, seq, ts, w, h, q, n_people, n_latency = _COMPACT_HEADER.unpack_from(payload, 0)
         if magic != COMPACT_MAGIC:
@@ -165,8 +156,9 @@ def decode_compact(payload):
             "people": people, "latency_ms": latency}
 
 
-def decode_message(payload):
-    """JSON or compact bytes (told apart by the first bytes) -> validated message dict; ValueError if malformed."""
-    if isinstance(payload, (bytes, bytearray, memoryview)) and bytes(payload[:3]) == COMPACT_MAGIC:
-        return decode_compact(bytes(payload))
-    return decode_json(payload)
+def decode_message(payload, topic_device=None):
+    """JSON or compact bytes (told apart by the first bytes) -> checked, normalised message dict; ValueError
+    (``message_check.MessageError``) if malformed, out of bounds, or naming a device other than ``topic_device``."""
+    from edge_sdk.runtime.message_check import parse_pose_payload
+
+    return parse_pose_payload(payload, topic_device)
