@@ -5,10 +5,12 @@ Schema v1 (DESIGN.md, "Contracts")::
     {"v": 1, "device": str, "seq": int, "ts": float, "frame": {"w": int, "h": int, "source": str},
      "people": [{"score": float, "keypoints": [[x, y, score] x 17]}], "latency_ms": {stage: ms}}
 
-Keypoints are COCO-17 order in original-frame pixels; a joint not found is [0, 0, 0].
+Keypoints are COCO-17 order in original-frame pixels, clipped to the frame; a joint not found is [0, 0, 0].
+No NaN or Infinity is ever written: a non-finite keypoint becomes [0, 0, 0], a non-finite score or latency 0.
 """
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -28,16 +30,40 @@ def people_to_json(keypoints17, scores):
     return people
 
 
+def _finite(value):
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def clean_people(people, frame_w, frame_h):
+    """``people`` with every keypoint finite and inside the frame (x in [0, w-1], y in [0, h-1]); a joint with
+    a non-finite value becomes [0, 0, 0] (not found), a non-finite score 0."""
+    out = []
+    for person in people:
+        kps = np.array(person["keypoints"], dtype=np.float64).reshape(-1, 3)
+        kps[~np.isfinite(kps).all(axis=1)] = 0.0
+        if frame_w > 0:
+            kps[:, 0] = np.clip(kps[:, 0], 0.0, frame_w - 1.0)
+        if frame_h > 0:
+            kps[:, 1] = np.clip(kps[:, 1], 0.0, frame_h - 1.0)
+        kps[:, 2] = np.maximum(kps[:, 2], 0.0)
+        kps[:, :2] = np.round(kps[:, :2], 1)
+        kps[:, 2] = np.round(kps[:, 2], 3)
+        out.append({"score": round(_finite(person.get("score", 0.0)), 4), "keypoints": kps.tolist()})
+    return out
+
+
 def build_pose_message(device, seq, ts, frame_w, frame_h, source, people, latency_ms=None):
-    """A schema-v1 pose message as a dict (``people`` from :func:`people_to_json`)."""
+    """A schema-v1 pose message as a dict (``people`` from :func:`people_to_json`), keypoints clipped to the
+    frame and every number finite (see the module docstring)."""
     return {
         "v": SCHEMA_VERSION,
         "device": str(device),
         "seq": int(seq),
-        "ts": float(ts),
+        "ts": _finite(ts),
         "frame": {"w": int(frame_w), "h": int(frame_h), "source": str(source)},
-        "people": people,
-        "latency_ms": {k: round(float(v), 3) for k, v in (latency_ms or {}).items()},
+        "people": clean_people(people, int(frame_w), int(frame_h)),
+        "latency_ms": {k: round(_finite(v), 3) for k, v in (latency_ms or {}).items()},
     }
 
 
@@ -51,8 +77,15 @@ def validate_pose_message(msg):
 
 
 def encode_json(msg):
-    """Compact JSON bytes of a message."""
-    return json.dumps(msg, separators=(",", ":")).encode("utf-8")
+    """Compact JSON bytes of a message; never NaN or Infinity (they become 0, see the module docstring)."""
+    try:
+        return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except ValueError:  # a message not made by build_pose_message: clean it rather than fail the run
+        frame = msg.get("frame") or {}
+        clean = dict(msg, ts=_finite(msg.get("ts", 0.0)),
+                     people=clean_people(msg.get("people") or [], int(frame.get("w", 0)), int(frame.get("h", 0))),
+                     latency_ms={k: _finite(v) for k, v in (msg.get("latency_ms") or {}).items()})
+        return json.dumps(clean, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def decode_json(payload):
@@ -92,16 +125,17 @@ def encode_compact(msg):
     people = msg.get("people", [])
     latency = msg.get("latency_ms") or {}
     parts = [_COMPACT_HEADER.pack(COMPACT_MAGIC, int(msg.get("v", SCHEMA_VERSION)), int(msg["seq"]) & 0xFFFFFFFF,
-                                  float(msg["ts"]), w, h, q, len(people), len(latency))]
+                                  _finite(msg["ts"]), w, h, q, len(people), len(latency))]
     device = _short_bytes(str(msg.get("device", "")), 255)
     source = _short_bytes(str(frame.get("source", "")), 65535)
     parts.append(struct.pack("<B", len(device)) + device + struct.pack("<H", len(source)) + source)
     for name, value in latency.items():
         name_bytes = _short_bytes(str(name), 255)
-        parts.append(struct.pack("<B", len(name_bytes)) + name_bytes + struct.pack("<f", float(value)))
+        parts.append(struct.pack("<B", len(name_bytes)) + name_bytes + struct.pack("<f", _finite(value)))
     if people:
         kps = np.asarray([p["keypoints"] for p in people], dtype=np.float64).reshape(-1, 17, 3)
-        scores = np.asarray([p.get("score", 0.0) for p in people], dtype="<f4")
+        kps = np.where(np.isfinite(kps), kps, 0.0)
+        scores = np.asarray([_finite(p.get("score", 0.0)) for p in people], dtype="<f4")
         xy = np.clip(np.round(kps[:, :, :2] * q), 0, 65535).astype("<u2")
         conf = np.clip(np.round(kps[:, :, 2] * 255), 0, 255).astype("u1")
         parts += [scores.tobytes(), np.ascontiguousarray(xy[:, :, 0]).tobytes(),

@@ -28,11 +28,13 @@ from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
 from edge_sdk.runtime.delivery_queue import DeliveryQueue
 from edge_sdk.runtime.ids import check_device_id  # also imported from here by broker_config
+from edge_sdk.runtime.message_check import finite_or_none
 
 log = logging.getLogger("edge_sdk.mqtt")
 
 DEFAULT_PREFIX = "edge-sdk"
 PASSWORD_ENV = "EDGE_SDK_MQTT_PASSWORD"
+SHUTDOWN_FLUSH_S = 2.0  # on SIGTERM/SIGINT: the flash agent SIGKILLs after 10 s, we must be out within ~5 s
 _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
 
 
@@ -529,6 +531,7 @@ class MqttPublisher(object):
             stats = dict(self.counters)
             stats["queued"] = len(self.queue) + len(self._inflight)
             stats["spilled"] = self.queue.spilled
+            stats["spill_errors"] = self.queue.spill_errors
         stats["connected"] = bool(self._connected)
         return stats
 
@@ -549,9 +552,21 @@ class MqttPublisher(object):
         body["dropped_offline"] = stats["dropped_offline"]
         body["delivered"] = stats["delivered"]
         body["reconnects"] = stats["reconnects"]
+        body["spill_errors"] = stats["spill_errors"]
+        body = finite_or_none(body)  # no NaN / Infinity on the wire
         if self._connected:  # metrics are a snapshot: a stale one is not worth queueing
-            self._client.publish(self.topic_metrics, json.dumps(body, separators=(",", ":")), qos=0)
+            self._client.publish(self.topic_metrics, json.dumps(body, separators=(",", ":"), allow_nan=False), qos=0)
         return body
+
+    def health(self):
+        """Delivery counters for the health file: what was lost or is at risk, and why."""
+        stats = self.stats()
+        out = {key: stats.get(key, 0) for key in ("published", "delivered", "queued", "dropped_queue_full",
+                                                  "dropped_offline", "spill_errors", "lost_at_close", "reconnects")}
+        out["connected"] = stats["connected"]
+        if self.queue.spill_error:
+            out["spill_error"] = self.queue.spill_error
+        return {"mqtt": out}
 
     def flush(self, timeout=10.0):
         """Wait until every queued message is acknowledged (QoS 1) or ``timeout`` s pass; True if all left."""
@@ -576,14 +591,16 @@ class MqttPublisher(object):
             return
         flushed = self.flush(timeout)
         if not flushed:
-            log.warning("MQTT: %d messages not delivered before close", self.stats()["queued"])
+            with self._lock:
+                self.counters["lost_at_close"] = len(self.queue) + len(self._inflight)
+            log.warning("MQTT: %d messages not delivered before close (lost)", self.counters["lost_at_close"])
         if self._connected:
             info = self._client.publish(self.topic_status, self._status_payload("offline"), qos=1, retain=True)
             end = time.time() + min(timeout, 5.0)
             while not info.is_published() and self._connected and time.time() < end:
                 time.sleep(0.01)
         self._stop.set()
-        self._thread.join(5.0)
+        self._thread.join(min(5.0, timeout + 1.0))  # a daemon: a reconnect stuck in connect() must not hold us
         self._thread = None
         try:
             self._client.disconnect()
@@ -591,6 +608,11 @@ class MqttPublisher(object):
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         self.queue.close()
+
+    def shutdown(self, timeout=SHUTDOWN_FLUSH_S):
+        """Close within about ``timeout`` s whatever the broker does (SIGTERM: a service manager kills us soon
+        after); what is still queued is lost and counted in ``lost_at_close``."""
+        self.close(timeout=min(timeout, self.flush_timeout))
 
     def __enter__(self):
         return self
