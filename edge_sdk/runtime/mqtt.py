@@ -34,6 +34,7 @@ log = logging.getLogger("edge_sdk.mqtt")
 
 DEFAULT_PREFIX = "edge-sdk"
 PASSWORD_ENV = "EDGE_SDK_MQTT_PASSWORD"
+AT_RISK_S = 30.0  # after a broker lost its state: acknowledged messages counted at risk for this long
 SHUTDOWN_FLUSH_S = 2.0  # on SIGTERM/SIGINT: the flash agent SIGKILLs after 10 s, we must be out within ~5 s
 _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
 
@@ -67,6 +68,13 @@ def new_client(client_id="", clean_session=True, callback_api=None):
                 return paho.Client(paho.CallbackAPIVersion.VERSION1, client_id=client_id, clean_session=clean_session)
         return paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
     return paho.Client(client_id=client_id, clean_session=clean_session)
+
+
+def _session_present(flags):
+    """The CONNACK session-present flag from paho 1.x (a dict) or 2.x (``ConnectFlags``)."""
+    if isinstance(flags, dict):
+        return bool(flags.get("session present"))
+    return bool(getattr(flags, "session_present", False))
 
 
 def _reason_code(value):
@@ -355,7 +363,7 @@ class MqttPublisher(object):
         self.queue = DeliveryQueue(queue_size, memory_limit=queue_memory, spill_dir=spill_dir)
 
         self._client = new_client(client_id or "edge-sdk-{}-{}".format(self.device_id, os.getpid()),
-                                  clean_session=True, callback_api=callback_api)
+                                  clean_session=False, callback_api=callback_api)  # see _on_connect
         configure_client(self._client, use_tls, tls_ca, tls_cert, tls_key, username, password)
         self._use_tls = use_tls or bool(tls_ca or tls_cert)
         self._client.max_inflight_messages_set(self.inflight_limit + 4)  # + status / metrics
@@ -377,7 +385,10 @@ class MqttPublisher(object):
         self._window = _MetricsWindow()
         self._external_metrics = False  # the caller publishes metrics itself: no automatic ones
         self._next_metrics = time.time() + self.metrics_interval
+        self._had_session = False
+        self._at_risk_until = 0.0
         self.counters = {"published": 0, "delivered": 0, "dropped_queue_full": 0, "dropped_offline": 0,
+                         "broker_state_lost": 0, "at_risk": 0, "lost_at_close": 0,
                          "reconnects": 0, "bytes": 0}
 
     # ----------------------------------------------------------------------------------------------------- paho
@@ -387,6 +398,17 @@ class MqttPublisher(object):
         self._connack = _reason_code(rc)
         if self._connack == 0:
             self._session_up = True
+            # our session is persistent (clean_session=False): a broker that answers "no session" on a
+            # reconnect has lost its state (restarted without persistence): what it acknowledged but had not
+            # yet passed on is gone, and so is every subscriber's session (docs/mqtt.md, "Delivery guarantee")
+            if self._had_session and not _session_present(flags):
+                self.counters["broker_state_lost"] += 1
+                self._at_risk_until = time.time() + AT_RISK_S
+                log.warning("the MQTT broker %s:%s lost its state (restarted without persistence?): messages it "
+                            "had acknowledged may be lost, and the next %.0f s of messages are at risk until "
+                            "subscribers are back; counted as broker_state_lost / at_risk (see docs/mqtt.md)",
+                            self.host, self.port, AT_RISK_S)
+            self._had_session = True
             client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, *args):
@@ -477,6 +499,8 @@ class MqttPublisher(object):
                 mid = self._acks.pop(0)
                 if self._inflight.pop(mid, None):
                     self.counters["delivered"] += 1
+                    if self._at_risk_until and time.time() < self._at_risk_until:
+                        self.counters["at_risk"] += 1
 
     def _feed(self):
         """Hand queued messages to paho while connected, at most ``inflight_limit`` unacknowledged at once."""
@@ -525,6 +549,21 @@ class MqttPublisher(object):
             self.queue.put(self.topic_poses, payload)
             self.counters["dropped_queue_full"] += self.queue.dropped - before
 
+    def delivery_summary(self):
+        """One line for the end of a run: what was delivered, and every loss the device knows of."""
+        stats = self.stats()
+        lost = stats["dropped_queue_full"] + stats["dropped_offline"] + stats.get("lost_at_close", 0)
+        line = "mqtt: {} published, {} acknowledged by the broker, {} lost on the device ({} queue full, {} " \
+               "offline at QoS 0, {} still queued at exit)".format(
+                   stats["published"], stats["delivered"], lost, stats["dropped_queue_full"],
+                   stats["dropped_offline"], stats.get("lost_at_close", 0))
+        if stats["spill_errors"]:
+            line += "; spill dir unusable ({} failed writes)".format(stats["spill_errors"])
+        if stats["broker_state_lost"]:
+            line += "; the broker lost its state {} time(s): {} acknowledged messages at risk".format(
+                stats["broker_state_lost"], stats["at_risk"])
+        return line
+
     def stats(self):
         """Delivery counters: published, delivered, dropped_queue_full, dropped_offline, queued, ... ."""
         with self._lock:
@@ -553,6 +592,8 @@ class MqttPublisher(object):
         body["delivered"] = stats["delivered"]
         body["reconnects"] = stats["reconnects"]
         body["spill_errors"] = stats["spill_errors"]
+        body["broker_state_lost"] = stats["broker_state_lost"]
+        body["at_risk"] = stats["at_risk"]
         body = finite_or_none(body)  # no NaN / Infinity on the wire
         if self._connected:  # metrics are a snapshot: a stale one is not worth queueing
             self._client.publish(self.topic_metrics, json.dumps(body, separators=(",", ":"), allow_nan=False), qos=0)
@@ -562,7 +603,8 @@ class MqttPublisher(object):
         """Delivery counters for the health file: what was lost or is at risk, and why."""
         stats = self.stats()
         out = {key: stats.get(key, 0) for key in ("published", "delivered", "queued", "dropped_queue_full",
-                                                  "dropped_offline", "spill_errors", "lost_at_close", "reconnects")}
+                                                  "dropped_offline", "spill_errors", "lost_at_close", "reconnects",
+                                                  "broker_state_lost", "at_risk")}
         out["connected"] = stats["connected"]
         if self.queue.spill_error:
             out["spill_error"] = self.queue.spill_error

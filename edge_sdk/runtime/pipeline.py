@@ -182,9 +182,10 @@ class PipelineStats(object):
 
     def summary(self):
         """A few human lines for the end of ``edge-sdk run``."""
-        lines = ["{} frames in {:.1f} s: {:.1f} fps ({}{}{})".format(
+        lines = ["{} frames in {:.1f} s: {:.1f} fps ({}{}{}{})".format(
             self.frames, self.elapsed_s, self.fps, self.mode,
             ", {} dropped".format(self.drops) if self.drops else "",
+            ", {} unusable frames skipped".format(self.unusable) if self.unusable else "",
             ", interrupted" if self.interrupted else "")]
         lines.append("latency p50 ms: " + "  ".join(
             "{} {:.1f}".format(stage, self.percentile(stage, 50)) for stage in STAGES))
