@@ -3,6 +3,7 @@ writes outside the render folder, or speaks for another device. Real Mosquitto, 
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -29,6 +30,13 @@ def with_people(keypoints):
     return json.dumps(dict(pose("cam-01", 0), people=[{"score": 1.0, "keypoints": keypoints}])).encode()
 
 
+def compact_with_nan_ts():
+    """A compact payload whose ts is NaN (our encoder writes 0 for it, so the bytes are patched: offset 8)."""
+    data = bytearray(messages.encode_compact(pose("cam-01", 0)))
+    data[8:16] = struct.pack("<d", float("nan"))
+    return bytes(data)
+
+
 # (name, topic, payload): every one of these stopped a subscriber or its --render on main
 HOSTILE = [
     ("keypoints are plain numbers", "edge-sdk/cam-01/poses", with_people(list(range(17)))),
@@ -44,7 +52,7 @@ HOSTILE = [
      b'{"v":1,"device":"cam-01","seq":' + b"7" * 100000 + b',"ts":1,"frame":{"w":1,"h":1},"people":[]}'),
     ("path traversal device", "edge-sdk/cam-01/poses", messages.encode_json(dict(pose("cam-01", 0), device="../../x"))),
     ("another device's name", "edge-sdk/cam-01/poses", messages.encode_json(pose("cam-02", 0))),
-    ("compact with NaN ts", "edge-sdk/cam-01/poses", messages.encode_compact(dict(pose("cam-01", 0), ts=float("nan")))),
+    ("compact with NaN ts", "edge-sdk/cam-01/poses", compact_with_nan_ts()),
     ("metrics drops Infinity", "edge-sdk/cam-01/metrics", b'{"drops": Infinity, "fps": 30}'),
     ("metrics drops NaN", "edge-sdk/cam-01/metrics", b'{"drops": NaN}'),
     ("metrics nested list", "edge-sdk/cam-01/metrics", b'{"latency_ms": {"total": [1, 2]}}'),
