@@ -24,6 +24,7 @@ def test_bad_ids_are_refused_with_the_rule(device_id):
         check_device_id(device_id)
 
 
-def test_publisher_refuses_a_newline_id_before_connecting():
-    with pytest.raises(ConfigError, match="not usable"):
-        MqttPublisher("mqtt://127.0.0.1:1", "cam-01\ntopic readwrite edge-sdk/#")
+@pytest.mark.parametrize("device_id", ["cam-01\ntopic readwrite x", "..", "cam 01"])
+def test_publisher_refuses_a_bad_id_before_connecting(device_id):
+    with pytest.raises(ConfigError, match="1-64 letters"):
+        MqttPublisher("mqtt://127.0.0.1:1", device_id)
