@@ -25,7 +25,8 @@ from edge_sdk.testing import make_oracle
 from tests.conftest import REPO
 
 # what the generated broker config must hold for the delivery guarantee (docs/mqtt.md, "Delivery guarantee")
-GUARANTEE_CONFIG = "persistence true\npersistence_location {store}/\nautosave_interval 1\nautosave_on_changes true\n"
+GUARANTEE_CONFIG = ("persistence true\npersistence_location {store}/\nautosave_interval 1\nautosave_on_changes true\n"
+                    "max_queued_messages 100000\npersistent_client_expiration 7d\n")
 
 
 @pytest.fixture
