@@ -15,6 +15,7 @@ import time
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
 from edge_sdk.errors import ConfigError
+from edge_sdk.runtime.redact import redact_url
 from edge_sdk.runtime.sysmon import SystemSampler
 
 SCHEMA = "edge-sdk-bench/1"
@@ -170,8 +171,8 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         "command": command,
         "device": _describe_device(),
         "software": _software(),
-        "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
-                     "rounds": rounds, "backend": prefer},
+        "settings": {"frames": frames, "warmup": warmup, "source": redact_url(str(source)), "workers": workers,
+                     "mode": mode, "rounds": rounds, "backend": prefer},
         "runs": result_runs,
         "ratios": ratios,
         "system": {"summary": sampler.summary(), "samples": sampler.samples},
