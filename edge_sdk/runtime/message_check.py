@@ -4,9 +4,9 @@ A subscriber trusts no device. ``parse_pose_payload`` and ``parse_metrics_payloa
 and return a fresh, normalised dict holding only the fields of the schema (``edge_sdk/schemas/pose-v1.json``),
 or raise :class:`MessageError` (a ValueError) saying in one line what was wrong. The bounds hold before any
 allocation depends on the payload: payload size, JSON nesting depth, integer literal length, counts (people,
-latency entries, metrics fields), string lengths, finite numbers only (no NaN / Infinity, in JSON or compact),
-frame sizes, ids. A payload whose ``device`` is not the device named by its topic is rejected: the topic is
-the identity (the broker's ACL guards it).
+latency entries, metrics fields), string lengths (and no control characters), finite numbers only (no NaN
+or Infinity, in JSON or compact), frame sizes, ids. A payload whose ``device`` is not the device named by its
+topic is rejected: the topic is the identity (the broker's ACL guards it).
 
 Device-safe (Python 3.6, stdlib + numpy): the recorder and any other reader use it as well.
 """
@@ -35,6 +35,7 @@ MAX_TS = 1e11                  # seconds since the epoch (year 5138): anything b
 MAX_SEQ = (1 << 53) - 1
 MAX_ABS_NUMBER = 1e15          # any other number
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NUMBER_TYPES = {int, float}  # exactly: never bool (an int subclass) or str
 _STRINGS = re.compile(r'"[^"]*"')  # linear: runs after the escapes are removed
 
@@ -145,6 +146,8 @@ def _text(value, what, limit):
         raise MessageError("{} must be a string, got {}".format(what, type(value).__name__))
     if len(value) > limit:
         raise MessageError("{} is {} characters long (at most {})".format(what, len(value), limit))
+    if _CONTROL.search(value):  # escape sequences would rewrite a terminal showing them
+        raise MessageError("{} holds control characters".format(what))
     return value
 
 

@@ -57,10 +57,13 @@ HOSTILE = [
     ("metrics drops NaN", "edge-sdk/cam-01/metrics", b'{"drops": NaN}'),
     ("metrics nested list", "edge-sdk/cam-01/metrics", b'{"latency_ms": {"total": [1, 2]}}'),
     ("status state is an object", "edge-sdk/cam-01/status", b'{"state": {"a": 1}}'),
+    ("terminal escape in source", "edge-sdk/cam-01/poses",
+     json.dumps(dict(pose("cam-01", 0), frame={"w": 160, "h": 120, "source": "\x1b[2J\x1b]0;pwned\x07"})).encode()),
 ]
 CAUSES = ["keypoint 0 must be [x, y, score]", "latency_ms must be an object", "must be a number", "nested deeper",
           "NaN", "must be a number, got str", "frame.w = 100000", "digits", "not a valid device id",
-          "speaks only for itself", "ts is not finite", "Infinity", "NaN", "must be a number, string", "status.state"]
+          "speaks only for itself", "ts is not finite", "Infinity", "NaN", "must be a number, string", "status.state",
+          "control characters"]
 
 
 def raw_client(broker):
