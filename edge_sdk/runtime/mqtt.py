@@ -29,6 +29,7 @@ from edge_sdk.runtime import messages
 from edge_sdk.runtime.delivery_queue import DeliveryQueue
 from edge_sdk.runtime.ids import check_device_id  # also imported from here by broker_config
 from edge_sdk.runtime.message_check import finite_or_none
+from edge_sdk.runtime.redact import redact_url
 
 log = logging.getLogger("edge_sdk.mqtt")
 
@@ -113,7 +114,7 @@ def parse_url(url):
         userinfo, rest = rest.rsplit("@", 1)
         if ":" in userinfo:
             raise ConfigError("MQTT URL {!r} holds a password in clear; pass it with --mqtt-password-file or "
-                              "${} instead".format(url.split("@")[0].rsplit(":", 1)[0] + ":***@...", PASSWORD_ENV))
+                              "${} instead".format(redact_url(url), PASSWORD_ENV))
         username = userinfo or None
     default_port, use_tls = _SCHEMES[scheme]
     host, port = rest, default_port
