@@ -76,11 +76,11 @@ class Recorder:
         assert len(self.seqs) >= n, "the subscriber got {} messages".format(len(self.seqs))
 
     def counts(self, processed):
-        """The counts once arrivals have stopped for 1 s (the device has exited: nothing more is coming)."""
+        """The counts once arrivals have stopped for 0.5 s (the device has exited: nothing more is coming)."""
         deadline, size = time.time() + 30, -1
         while len(self.seqs) != size and time.time() < deadline:
             size = len(self.seqs)
-            time.sleep(1.0)
+            time.sleep(0.5)
         self.sub.close()
         seqs = list(self.seqs)
         seen, reordered, newest = set(), 0, -1
@@ -137,7 +137,7 @@ def test_broker_sigterm_then_sigkill_during_a_25fps_run(tmp_path, persistent_bro
 def test_spill_disk_fault_during_a_broker_outage(tmp_path, persistent_broker, tmpfs, fault):
     spill = tmpfs("spill", size="8k", readonly=(fault == "read-only"))
     recorder = Recorder(persistent_broker.url)
-    proc, health = start_run(tmp_path, persistent_broker.url, 75, spill)
+    proc, health = start_run(tmp_path, persistent_broker.url, 60, spill)
     recorder.wait_for(15)
     persistent_broker.restart(down_seconds=1.5)  # ~40 frames to queue: 10 in memory, a few KiB of disk
     document, err = finish(proc, health)
