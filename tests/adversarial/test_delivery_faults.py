@@ -93,6 +93,19 @@ class Recorder:
                 "duplicated": len(seqs) - len(seen), "reordered": reordered}
 
 
+_STARTED = []  # `edge-sdk run` processes of the current test, killed at its end if still running
+
+
+@pytest.fixture(autouse=True)
+def _no_runtime_left_behind():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def start_run(tmp_path, url, frames, spill_dir, extra=()):
     case = make_oracle(tmp_path / "model", num_frames=2, video=None)
     health = tmp_path / "health.json"
@@ -102,6 +115,7 @@ def start_run(tmp_path, url, frames, spill_dir, extra=()):
            "--health-file", str(health), "--quiet", "--mqtt-flush-timeout", "30"] + list(extra)
     proc = subprocess.Popen(cmd, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+    _STARTED.append(proc)
     return proc, health
 
 
