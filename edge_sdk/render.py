@@ -61,8 +61,6 @@ def _check_drawable(message: dict) -> None:
     if not (isinstance(w, int) and isinstance(h, int) and 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE
             and w * h <= MAX_PIXELS):
         raise ValueError(f"frame size {w}x{h} is out of range (at most {MAX_SIDE} a side, {MAX_PIXELS} pixels)")
-    if message["seq"] < 0:
-        raise ValueError(f"seq {message['seq']} is negative")
     for person in message["people"]:
         points = np.asarray(person["keypoints"], dtype=np.float64)
         if not np.isfinite(points).all() or np.abs(points[:, :2]).max(initial=0.0) > 1e6:

@@ -74,7 +74,7 @@ def test_render_bad_input(saved, tmp_path, edge_sdk_cli):
         render_poses(tmp_path / "missing.jsonl", tmp_path / "o", progress=False)
     negative = tmp_path / "negative.jsonl"
     negative.write_text(good.read_text().replace('"seq": 0', '"seq": -3'))
-    with pytest.raises(ConfigError, match="seq -3 is negative"):
+    with pytest.raises(ConfigError, match="seq = -3 is outside"):
         render_poses(negative, tmp_path / "o", progress=False)
 
 
@@ -104,7 +104,7 @@ def test_bench_replays_an_image_folder_up_to_frames(saved, tmp_path, edge_sdk_cl
 def test_render_refuses_undrawable_messages_and_keeps_paths_inside(tmp_path):
     from edge_sdk.render import render_poses
 
-    good = {"v": 1, "device": "../../escape", "seq": 0, "ts": 0.0, "frame": {"w": 64, "h": 48},
+    good = {"v": 1, "device": "cam-01", "seq": 0, "ts": 0.0, "frame": {"w": 64, "h": 48},
             "people": [{"score": 1.0, "keypoints": [[10.0, 10.0, 1.0]] * 17}]}
     poses = tmp_path / "p.jsonl"
     poses.write_text(json.dumps(good) + "\n")
@@ -112,7 +112,8 @@ def test_render_refuses_undrawable_messages_and_keeps_paths_inside(tmp_path):
     render_poses(poses, out, progress=False)
     written = [p for p in tmp_path.rglob("*.png")]
     assert len(written) == 1 and out in written[0].parents, written
-    for change, message in (({"frame": {"w": 100000, "h": 10}}, "frame size"),
+    for change, message in (({"device": "../../escape"}, "device"),
+                            ({"frame": {"w": 100000, "h": 10}}, "frame"),
                             ({"people": [{"score": 1.0, "keypoints": [[float("nan"), 1.0, 1.0]] * 17}]}, "finite"),
                             ({"people": [{"score": 1.0, "keypoints": [[1e12, 1.0, 1.0]] * 17}]}, "finite")):
         poses.write_text(json.dumps(dict(good, **change)) + "\n")

@@ -17,6 +17,7 @@ import time
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
 from edge_sdk.errors import ConfigError, SourceError
+from edge_sdk.runtime.redact import redact_url
 from edge_sdk.runtime.sources import Source, open_source
 from edge_sdk.runtime.sysmon import SystemSampler
 
@@ -225,8 +226,8 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         "command": command,
         "device": _describe_device(),
         "software": _software(),
-        "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
-                     "rounds": rounds, "backend": prefer},
+        "settings": {"frames": frames, "warmup": warmup, "source": redact_url(str(source)), "workers": workers,
+                     "mode": mode, "rounds": rounds, "backend": prefer},
         "runs": result_runs,
         "ratios": ratios,
         "notes": notes,

@@ -102,6 +102,9 @@ def run_command(args):
         raise
     if not args.quiet:  # with --save - the messages own stdout
         print(stats.summary(), file=sys.stderr if args.save == "-" else sys.stdout)
+    for sink in sinks:  # losses are shown on the device, even with --quiet
+        if hasattr(sink, "delivery_summary"):
+            print(sink.delivery_summary(), file=sys.stderr)
     import signal
 
     return 130 if stats.stop_signal == signal.SIGINT else 0  # SIGTERM (service stop) is a normal end

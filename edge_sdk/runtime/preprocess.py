@@ -17,6 +17,11 @@ except ImportError:  # pragma: no cover - the CLI reports this where a frame sou
     cv2 = None
 
 
+class UnusableFrame(ValueError):
+    """A frame the model cannot take (no pixels left after the resize, not a colour image): the pipeline
+    skips and counts it; one odd frame from a camera must not end a run."""
+
+
 class Letterbox(object):
     """The transform from frame pixels to model-input pixels:
     ``input = frame * (scale_x, scale_y) + (pad_x, pad_y)``; a letterbox has one scale, a stretch two."""
@@ -79,11 +84,14 @@ def preprocess_frame(frame_bgr, spec, out=None):
     Writes into ``out`` (e.g. a slot of a pinned, GPU-mapped buffer) when given, so no new array is
     allocated per frame. Returns (input, Letterbox).
     """
-    if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-        raise ValueError("expected a colour frame [H, W, 3], got shape {}".format(
-            None if frame_bgr is None else frame_bgr.shape))
+    if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
+        raise UnusableFrame("expected a colour frame [H, W, 3], got {}".format(
+            None if frame_bgr is None else "{} {}".format(frame_bgr.dtype, frame_bgr.shape)))
     fh, fw = frame_bgr.shape[:2]
     box, (new_w, new_h) = fit_params(fh, fw, spec.height, spec.width, getattr(spec, "fit", "letterbox"))
+    if new_w < 1 or new_h < 1:
+        raise UnusableFrame("a {}x{} frame leaves no pixels once fitted into the {}x{} input".format(
+            fw, fh, spec.width, spec.height))
     resized = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR) \
         if (new_w, new_h) != (fw, fh) else frame_bgr
     y0, x0 = int(box.pad_y), int(box.pad_x)
