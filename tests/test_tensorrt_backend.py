@@ -153,11 +153,13 @@ def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_pa
     trt.memory = sim
     trt.network_io = SMALL_IO
     trt.num_dla_cores = 2
-    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    # a bundle for TensorRT 11 carries its FP16 model (strongly typed: no FP16 builder flag there)
+    source = "model.fp16.onnx" if trt.flavour == "11" else "model.onnx"
+    (tmp_path / source).write_bytes(b"onnx")
     (tmp_path / "timing.cache").write_bytes(b"shipped")
     manifest = {"precision": {"used": "fp16"},
-                "engine": {"status": "build-on-device", "options": {"precision": "fp16", "dla_core": 0,
-                                                                    "workspace_mb": 256}}}
+                "engine": {"status": "build-on-device", "source_model": source,
+                           "options": {"precision": "fp16", "dla_core": 0, "workspace_mb": 256}}}
     device = CudaDevice(0, api=sim)
     messages = []
     backend = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
@@ -166,7 +168,8 @@ def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_pa
     plan = cache_dir / "engine.{}.plan".format(key)
     assert plan.is_file() and (cache_dir / "engine.{}.timing.cache".format(key)).is_file()
     assert (tmp_path / "timing.cache").read_bytes() == b"shipped"  # the bundle's hashed files are untouched
-    assert trt.calls_named("IBuilderConfig.set_flag")[0].args == (trt.BuilderFlag.FP16,)
+    first_flag = trt.BuilderFlag.GPU_FALLBACK if trt.flavour == "11" else trt.BuilderFlag.FP16
+    assert trt.calls_named("IBuilderConfig.set_flag")[0].args == (first_flag,)
     assert trt.calls_named("IBuilderConfig.DLA_core=")[-1].args == (0,)
     assert trt.calls_named("Runtime.DLA_core=")[-1].args == (0,) and "building" in messages[0]
     assert "DLA core 0" in backend.describe()

@@ -45,6 +45,27 @@ class TensorInfo(object):
                                                      self.dtype)
 
 
+def capturing_logger(trt, severity=None):
+    """A ``trt.ILogger`` subclass (TensorRT's documented way to receive its messages) that prints like
+    ``trt.Logger`` and keeps ``messages`` [(severity, text)], so an error can quote what TensorRT said."""
+    base = trt.ILogger
+    threshold = int(trt.Logger.WARNING if severity is None else severity)
+
+    class CapturingLogger(base):
+        def __init__(self):
+            base.__init__(self)
+            self.messages = []
+
+        def log(self, level, msg):
+            if int(level) <= threshold:
+                self.messages.append((level, msg))
+                import sys
+
+                sys.stderr.write("[TensorRT] {}\n".format(msg))
+
+    return CapturingLogger()
+
+
 def uses_tensor_api(engine, context):
     """True where the engine/context offer the name-based API (TensorRT 8.5+); decided by hasattr only."""
     return (hasattr(engine, "num_io_tensors") and hasattr(context, "set_tensor_address")
@@ -140,16 +161,17 @@ class TensorRTBackend(Backend):
         data = _read(engine) if isinstance(engine, str) else bytes(engine)
         self.device = device or CudaDevice(0)
         self.dla_core = -1 if dla_core is None else int(dla_core)
-        self.logger = trt.Logger(trt.Logger.WARNING if log_severity is None else log_severity)
+        self.logger = capturing_logger(trt, log_severity)
         self.runtime = trt.Runtime(self.logger)
         if self.dla_core >= 0:
             self.runtime.DLA_core = self.dla_core
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise ModelError(
-                "TensorRT {} could not load the engine {}: it was built by another TensorRT version or for another "
-                "GPU, or the file is damaged; rebuild it on this device (`edge-sdk build --target ...`, or delete "
-                "it and let the runtime build it from the bundle's ONNX)".format(trt.__version__, self.source))
+                "TensorRT {} could not load the engine {} ({}): it was built by another TensorRT version or for "
+                "another GPU, or the file is damaged; rebuild it on this device (`edge-sdk build --target ...`, or "
+                "delete it and let the runtime build it from the bundle's ONNX)".format(
+                    trt.__version__, self.source, self._last_log()))
         self.context = self.engine.create_execution_context()
         self.tensor_api = uses_tensor_api(self.engine, self.context)
         self.tensors = describe_io(trt, self.engine, self.tensor_api)
@@ -280,7 +302,7 @@ class TensorRTBackend(Backend):
         return self.context.execute_async_v2(bindings, self.stream.handle)
 
     def _last_log(self):
-        messages = getattr(self.logger, "messages", None) or getattr(self.trt, "log_messages", None)
+        messages = getattr(self.logger, "messages", None)
         return messages[-1][1] if messages else "see the TensorRT messages above"
 
     def describe(self):
