@@ -968,7 +968,7 @@ class IExecutionContext(Recorded):
 # -- the module ----------------------------------------------------------------------------------------------
 
 def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_fast_fp16=True,
-                         platform_has_fast_int8=True):
+                         platform_has_fast_int8=True, version=None):
     """A fresh ``tensorrt`` module double for ``flavour`` ("8.2", "8.6" or "10").
 
     ``io``: list of (name, "input"|"output", shape, numpy dtype name) that the ONNX parser puts in the
@@ -981,7 +981,7 @@ def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_f
         raise ValueError("unknown TensorRT double flavour; known: {}".format(", ".join(sorted(FLAVOURS))))
     trt = types.ModuleType("tensorrt")
     trt.__doc__ = "TensorRT {} recorded-call double (tests/tensorrt_double.py)".format(FLAVOURS[flavour])
-    trt.__version__ = FLAVOURS[flavour]
+    trt.__version__ = version or FLAVOURS[flavour]  # e.g. "8.5.2.2": 8.6's API at JetPack 5.1's version
     trt.flavour = flavour
     trt.calls = []
     trt.deprecated_uses = []

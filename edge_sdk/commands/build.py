@@ -9,6 +9,8 @@ def register(subparsers):
                     "when this machine has TensorRT and the target's GPU, else on the device at first start.")
     parser.add_argument("model", nargs="?", help="ONNX model exported by training")
     parser.add_argument("--target", "-t", help="target profile (`edge-sdk targets` lists them)")
+    parser.add_argument("--jetpack", metavar="X.Y",
+                        help="the JetPack release the device runs (default: the newest the target lists)")
     parser.add_argument("-o", "--output", help="bundle directory to write (OUT and OUT.tar.gz)")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="FP16 engine")
@@ -58,5 +60,6 @@ def run(args):
         calib_method=args.calib_method, calib_count=args.calib_count, dla_core=args.dla,
         workspace_mb=args.workspace, input_size=parse_size(args.input) if args.input else None, batch=args.batch,
         peaks=args.peaks, peak_threshold=args.peak_threshold, strict=args.strict, engine=args.engine,
+        jetpack=args.jetpack,
         archive=not args.no_archive))
     return 0

@@ -423,6 +423,11 @@ def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_ta
         raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
                           "`edge-sdk build MODEL.onnx --target <this device>`".format(
                               bundle_path, bundle.target, model or "not a Jetson"))
+    if trt is None:
+        import tensorrt as trt  # noqa: F811 - the real module on the device
+    from edge_sdk.runtime.backends.tensorrt_backend import check_bundle_tensorrt
+
+    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle_path))
     if bundle.engine_path and os.path.isfile(bundle.engine_path):
         log("engine already built: {}".format(bundle.engine_path))
         return bundle.engine_path

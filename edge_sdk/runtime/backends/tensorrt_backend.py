@@ -150,7 +150,8 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, engine, meta=None, dla_core=None, device=None, depth=2, log_severity=None):
+    def __init__(self, engine, meta=None, dla_core=None, device=None, depth=2, log_severity=None,
+                 allow_engine_host_code=False):
         import tensorrt as trt
 
         from edge_sdk.runtime.cuda import CudaDevice
@@ -165,6 +166,8 @@ class TensorRTBackend(Backend):
         self.runtime = trt.Runtime(self.logger)
         if self.dla_core >= 0:
             self.runtime.DLA_core = self.dla_core
+        if allow_engine_host_code:  # a version-compatible engine runs the lean runtime it embeds (TensorRT 8.6+)
+            self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise ModelError(
@@ -333,6 +336,60 @@ class TensorRTBackend(Backend):
 
 # -- bundles: cached engines, first-start builds -------------------------------------------------------------
 
+def bundle_software(manifest):
+    """The software stack a bundle was built for ({"jetpack", "l4t", "tensorrt", ...}), or None for a bundle
+    that records none (older bundles: the engine's ``tensorrt_expected``)."""
+    software = manifest.get("software")
+    if software and software.get("tensorrt"):
+        return software
+    expected = (manifest.get("engine") or {}).get("tensorrt_expected")
+    return {"tensorrt": expected} if expected else None
+
+
+def same_release(wanted, actual):
+    """'10.3' vs '10.3.0.30': the components the bundle states must match ('10' matches any 10.x)."""
+    want = str(wanted or "").split(".")
+    have = str(actual or "").split(".")
+    return len(have) >= len(want) and have[:len(want)] == want
+
+
+def describe_software(software):
+    if not software:
+        return "an unrecorded software stack"
+    parts = ["TensorRT {}".format(software["tensorrt"])]
+    if software.get("l4t"):
+        parts.append("L4T {}".format(software["l4t"]))
+    return "JetPack {} ({})".format(software["jetpack"], ", ".join(parts)) if software.get("jetpack") else parts[0]
+
+
+def version_compatible_engine(manifest, trt_version):
+    """A bundle built VERSION_COMPATIBLE by an older TensorRT of the same major version loads on this one."""
+    software = bundle_software(manifest) or {}
+    options = (manifest.get("engine") or {}).get("options") or {}
+    if not options.get("version_compatible") or not software.get("tensorrt"):
+        return False
+
+    def parts(text):
+        return [int(p) for p in str(text).split(".")[:3] if p.isdigit()]
+    built, here = parts(software["tensorrt"]), parts(trt_version)
+    return bool(built) and bool(here) and built[0] == here[0] and here[:len(built)] >= built
+
+
+def check_bundle_tensorrt(manifest, trt_version, where="bundle"):
+    """Refuse a bundle made for another TensorRT: its engine cannot load here, and its build choices (Q/DQ or
+    calibration cache, FP16 flags or an FP16 model) hold only for the release it was built for."""
+    software = bundle_software(manifest)
+    if not software or same_release(software["tensorrt"], trt_version) \
+            or version_compatible_engine(manifest, trt_version):
+        return
+    target = manifest.get("target") or "<target>"
+    raise BundleError(
+        "{} was built for {} but this device runs TensorRT {}; a bundle is only loaded by the TensorRT it was built "
+        "for. Rebuild it for this device: `edge-sdk build MODEL.onnx --target {} --jetpack <the JetPack this device "
+        "runs>` (`edge-sdk doctor` shows it), or build it --version-compatible on TensorRT 8.6+ to let later "
+        "releases of the same major version run it".format(where, describe_software(software), trt_version, target))
+
+
 def bundle_engine_settings(manifest):
     """The engine build options from the bundle manifest (``engine.options``, written by `edge-sdk build`),
     with the DLA core as an int (-1: GPU) for the runtime."""
@@ -423,6 +480,7 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
 
     from edge_sdk.runtime.cuda import CudaDevice
 
+    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle.dir))
     device = device or CudaDevice(0)
     settings = bundle_engine_settings(bundle.manifest)
     dla_core = _runtime_dla_core(settings)
@@ -432,10 +490,12 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
     candidates = [bundle.engine_path] if bundle.engine_path else []
     if _cached_engine_ok(cached):
         candidates.append(cached)
+    host_code = bool(settings.get("version_compatible")) and not settings.get("exclude_lean_runtime")
     for path in candidates:
         if os.path.isfile(path):
             try:
-                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)
+                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth,
+                                       allow_engine_host_code=host_code and path == bundle.engine_path)
             except ModelError as exc:
                 tried.append(str(exc))
     if not build:
