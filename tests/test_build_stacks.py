@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from edge_sdk.targets import load_targets
 
 from edge_sdk.engine.build import BuildRequest, build
 from edge_sdk.engine.tensorrt_builder import build_on_device
 from edge_sdk.graph.synthetic import make_pose_model
 from edge_sdk.runtime.bundle import open_bundle
 from edge_sdk.runtime.preprocess import preprocess_frame
-from edge_sdk.targets import load_targets
 from tests.tensorrt_double import PLAN_MAGIC, install_tensorrt_double
 
 # The double flavour (API) and version of each TensorRT a JetPack ships.
