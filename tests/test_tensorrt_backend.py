@@ -284,3 +284,17 @@ def test_loader_auto_picks_tensorrt_builds_on_first_start_and_infers(orin_bundle
     assert "execute_async_v3" in backend.describe() and not trt.deprecated_uses
     backend.close()
     open_bundle(str(bundle_dir))  # the bundle still verifies: its hashed files were not touched
+
+
+def test_the_documented_engine_cache_path_is_the_one_the_code_uses(tmp_path):
+    """docs/tensorrt.md gives an example cache path; it must be what cached_engine_path produces."""
+    from pathlib import Path
+
+    from edge_sdk.runtime.backends.tensorrt_backend import cached_engine_path, engine_cache_key
+
+    (tmp_path / "bundles" / "orin").mkdir(parents=True)
+    path = cached_engine_path(str(tmp_path / "bundles" / "orin"), engine_cache_key("Orin", (8, 7), "10.3.0.30"))
+    example = os.path.relpath(path, str(tmp_path))
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "tensorrt.md").read_text()
+    assert "`{}`".format(example) in docs
+    assert "`<bundle>.engines/engine.<gpu-name>_sm<cc>_trt<version>.plan`" in docs

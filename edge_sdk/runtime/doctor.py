@@ -164,8 +164,31 @@ def collect(bundle=None, prefer="auto"):
         "jetson": probe_jetson(),
         "onnxruntime": probe_onnxruntime(),
         "bundle": getattr(bundle, "dir", None),
+        "bundle_software": bundle_stack(bundle, trt["version"]),
         "runtime_will_use": {"backend": choice, "because": reason},
     }
+
+
+def bundle_stack(bundle, tensorrt_version):
+    """The software stack a bundle was built for and whether this device's TensorRT is it (None without a
+    bundle, or for a bundle that records none)."""
+    if bundle is None:
+        return None
+    from edge_sdk.runtime.backends.tensorrt_backend import (bundle_software, describe_software, same_release,
+                                                            version_compatible_engine)
+
+    software = bundle_software(bundle.manifest)
+    if software is None:
+        return None
+    if tensorrt_version is None:
+        verdict = "this machine has no TensorRT"
+    elif same_release(software["tensorrt"], tensorrt_version):
+        verdict = "matches this TensorRT {}".format(tensorrt_version)
+    elif version_compatible_engine(bundle.manifest, tensorrt_version):
+        verdict = "runs on this TensorRT {} (version-compatible engine)".format(tensorrt_version)
+    else:
+        verdict = "does NOT match this TensorRT {}: rebuild with --jetpack for this device".format(tensorrt_version)
+    return {"software": software, "built_for": describe_software(software), "verdict": verdict}
 
 
 def _missing(value, error=""):
@@ -203,6 +226,9 @@ def format_report(report):
                   if ort["version"] else _missing(None, ort["error"])))
     if report.get("bundle"):
         lines.append(("Bundle", report["bundle"]))
+    if report.get("bundle_software"):
+        stack = report["bundle_software"]
+        lines.append(("Built for", "{}: {}".format(stack["built_for"], stack["verdict"])))
     width = max(len(k) for k, _ in lines)
     text = ["{}  {}".format(k.ljust(width), v) for k, v in lines]
     decision = report["runtime_will_use"]
