@@ -116,3 +116,21 @@ def test_the_same_int8_request_on_jetpack_6_replays_the_cache_only_on_the_dla(ca
                                 calib=str(calibration_case / "frames"), calib_count=8, dla_core=dla,
                                 input_size=None, engine="device", archive=False)
         assert result.manifest["engine"]["source_model"] == source
+
+
+def test_compatibility_options_are_recorded_and_refused_where_the_stack_lacks_them(model_path, tmp_path,
+                                                                                   monkeypatch):
+    from edge_sdk.errors import ConfigError
+
+    result, _ = quiet_build(model=str(model_path), target="jetson-orin-nano", jetpack="6.2", output=str(tmp_path / "o"),
+                            engine="device", archive=False, version_compatible=True)
+    assert result.manifest["engine"]["options"]["version_compatible"] is True
+    trt = install_tensorrt_double(monkeypatch, "10")
+    plan = plan_of(build_on_device(str(tmp_path / "o"), log=lambda line: None, device_model="Orin Nano"))
+    assert plan["flags"] == ["FP16", "VERSION_COMPATIBLE"] and not trt.deprecated_uses
+    with pytest.raises(ConfigError, match="need TensorRT 8.6"):
+        quiet_build(model=str(model_path), target="jetson-xavier-nx", output=str(tmp_path / "x"), engine="device",
+                    version_compatible=True)
+    with pytest.raises(ConfigError, match="not supported on JetPack"):
+        quiet_build(model=str(model_path), target="jetson-agx-orin", output=str(tmp_path / "a"), engine="device",
+                    hardware_compatible=True)

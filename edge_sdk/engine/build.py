@@ -39,6 +39,8 @@ class BuildRequest:
     engine: str = "auto"  # auto | device (always leave the engine to the device) | local (must build here)
     archive: bool = True
     jetpack: str | None = None  # the JetPack release the device runs (None: the newest the profile lists)
+    version_compatible: bool = False  # a later TensorRT of the same major version may run the engine (8.6+)
+    hardware_compatible: bool = False  # the engine runs on any Ampere+ discrete GPU (8.6+, not on JetPack)
 
 
 @dataclass
@@ -344,6 +346,23 @@ def choose_source_model(state: BuildState) -> str:
     return "model.onnx"
 
 
+def check_compatibility_request(req: BuildRequest, target: Target) -> None:
+    """--version-compatible / --hardware-compatible only where the target's TensorRT and GPU have them."""
+    from edge_sdk.engine.tensorrt_builder import parse_version
+
+    if not (req.version_compatible or req.hardware_compatible):
+        return
+    if parse_version(target.tensorrt) < (8, 6):
+        raise ConfigError("--version-compatible/--hardware-compatible need TensorRT 8.6+, and {} runs TensorRT {} "
+                          "(pick a newer stack with --jetpack, or drop the flag)".format(target.name, target.tensorrt))
+    if req.hardware_compatible:
+        cc = tuple(int(p) for p in (target.compute_capability or "0.0").split("."))
+        if target.kind != "discrete-gpu" or cc < (8, 0):
+            raise ConfigError("--hardware-compatible is for Ampere-or-later discrete GPUs (TensorRT's "
+                              "AMPERE_PLUS level; not supported on JetPack); {} is {} {}".format(
+                                  target.name, target.kind, target.sm))
+
+
 def make_engine(state: BuildState) -> None:
     """The engine: none (ONNX Runtime), built here when this machine can, else a recipe for the device."""
     req, target, decision = state.req, state.target, state.decision
@@ -355,10 +374,13 @@ def make_engine(state: BuildState) -> None:
     from edge_sdk.engine.tensorrt_builder import EngineOptions, build_serialized_engine
 
     source_model = choose_source_model(state)
+    check_compatibility_request(req, target)
     engine_options = EngineOptions(
         precision=decision.used, workspace_mb=req.workspace_mb or target.default_workspace_mb,
         dla_core=decision.dla_core, input_shape=state.meta.input.shape, max_batch=req.batch,
-        explicit_quantization=source_model == "model.qdq.onnx", fp16_model=source_model == "model.fp16.onnx")
+        explicit_quantization=source_model == "model.qdq.onnx", fp16_model=source_model == "model.fp16.onnx",
+        version_compatible=req.version_compatible,
+        hardware_compatibility="ampere_plus" if req.hardware_compatible else None)
     state.engine.update({"options": engine_options.to_dict(), "source_model": source_model,
                          # flat copies read by the runtime's TensorRT backend (bundle_engine_settings)
                          "dla_core": decision.dla_core, "workspace_mb": engine_options.workspace_mb,

@@ -174,8 +174,12 @@ def bundle_stack(bundle, tensorrt_version):
     bundle, or for a bundle that records none)."""
     if bundle is None:
         return None
-    from edge_sdk.runtime.backends.tensorrt_backend import (bundle_software, describe_software, same_release,
-                                                            version_compatible_engine)
+    from edge_sdk.runtime.backends.tensorrt_backend import (
+        bundle_software,
+        describe_software,
+        same_release,
+        version_compatible_engine,
+    )
 
     software = bundle_software(bundle.manifest)
     if software is None:
