@@ -134,3 +134,20 @@ def test_compatibility_options_are_recorded_and_refused_where_the_stack_lacks_th
     with pytest.raises(ConfigError, match="not supported on JetPack"):
         quiet_build(model=str(model_path), target="jetson-agx-orin", output=str(tmp_path / "a"), engine="device",
                     hardware_compatible=True)
+
+
+@pytest.mark.parametrize("flavour, flags, source", [("10", ["FP16"], "model.onnx"), ("11", [], "model.fp16.onnx")])
+def test_a_gpu_host_bundle_builds_on_whichever_tensorrt_the_host_has(model_path, tmp_path, monkeypatch, flavour,
+                                                                     flags, source):
+    """x86-gpu: the host's TensorRT is unknown when the bundle is made elsewhere, so it is not pinned and both
+    the float and the FP16 model ship; TensorRT 10 builds FP16 by flag, TensorRT 11 from the FP16 model."""
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)  # this machine has no TensorRT
+    result, _ = quiet_build(model=str(model_path), target="x86-gpu", output=str(tmp_path / "gpu"), engine="device",
+                            archive=False)
+    manifest = result.manifest
+    assert manifest["software"] is None and "model.fp16.onnx" in manifest["files"]
+    assert manifest["engine"]["strongly_typed_source"] == "model.fp16.onnx"
+    trt = install_tensorrt_double(monkeypatch, flavour)
+    built = plan_of(build_on_device(str(tmp_path / "gpu"), log=lambda line: None))
+    assert built["flags"] == flags and not trt.deprecated_uses
+    assert [c.args[0] for c in trt.calls_named("OnnxParser.parse_from_file")][0].endswith(source)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -86,13 +86,18 @@ def local_build_check(target: Target) -> tuple[bool, str]:
     if target.backend != "tensorrt":
         return False, "target '{}' runs ONNX Runtime; no engine".format(target.name)
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except ImportError:
         return False, "this host has no TensorRT"
     local = detect_local_target()
     if target.kind == "jetson":
         if local is None or local.name != target.name:
             return False, "this host is {}, not a {}".format(local.name if local else "not a Jetson", target.name)
+        installed = str(getattr(tensorrt, "__version__", ""))
+        wanted = (target.tensorrt or "").split(".")
+        if installed.split(".")[:len(wanted)] != wanted:
+            return False, "this {} runs TensorRT {}, the bundle is for TensorRT {} (JetPack {}; --jetpack for " \
+                          "this one)".format(target.name, installed, target.tensorrt, target.jetpack)
         return True, ""
     cc = local_compute_capability()
     if local is None or cc is None:
@@ -298,9 +303,15 @@ def convert_fp16(state: BuildState) -> None:
     from edge_sdk.graph import run_passes
     from edge_sdk.graph.rewrite import format_report, save_model
 
-    if state.decision.used != "fp16" or not strongly_typed(state.target):
+    target = state.target
+    if state.decision.used != "fp16" or target.backend != "tensorrt":
         return
-    state.note("TensorRT {} is strongly typed: FP16 comes from an FP16 model".format(state.target.tensorrt))
+    if strongly_typed(target):
+        state.note("TensorRT {} is strongly typed: FP16 comes from an FP16 model".format(target.tensorrt))
+    elif target.kind == "discrete-gpu" and state.req.engine != "local":
+        state.note("the GPU host's TensorRT is not known here: the FP16 model ships too, for TensorRT 11+")
+    else:
+        return
     half, _, reports = run_passes(state.model, ["fp16"], {}, meta=state.meta,
                                   progress=lambda r: state.note(format_report(r)))
     state.reports += reports
@@ -339,7 +350,9 @@ def choose_source_model(state: BuildState) -> str:
         state.extra_files["model.qdq.onnx"] = state.qdq_path
     if state.fp16_path:
         state.extra_files["model.fp16.onnx"] = state.fp16_path
-        return "model.fp16.onnx"
+        if strongly_typed(state.target):
+            return "model.fp16.onnx"
+        state.engine["strongly_typed_source"] = "model.fp16.onnx"  # what a TensorRT 11 device builds from
     decision = state.decision
     if state.qdq_path and prefers_explicit_quantization(state.target.tensorrt, decision.dla_core is not None):
         return "model.qdq.onnx"
@@ -399,6 +412,8 @@ def make_engine(state: BuildState) -> None:
     source = {"model.onnx": state.float_path, "model.qdq.onnx": state.qdq_path,
               "model.fp16.onnx": state.fp16_path}[source_model]
     plan, info = build_serialized_engine(source, engine_options, log=state.note)
+    if target.kind == "discrete-gpu":  # the bundle is for the TensorRT that built it
+        state.target = replace(target, tensorrt=".".join(str(info["tensorrt"]).split(".")[:2]))
     plan_path = state.work / "engine.plan"
     plan_path.write_bytes(plan)
     state.engine.update({"status": "built", "file": str(plan_path), "built": info})

@@ -110,6 +110,14 @@ def has_precision_flags(trt):
     return flags is not None and hasattr(flags, "FP16") and hasattr(flags, "INT8")
 
 
+def engine_source(trt, engine, default="model.onnx"):
+    """The bundle file to build from: ``engine["source_model"]``, or on a strongly typed TensorRT (11+, no FP16
+    flag) the FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine["strongly_typed_source"]``."""
+    if engine.get("strongly_typed_source") and not has_precision_flags(trt):
+        return engine["strongly_typed_source"]
+    return engine.get("source_model") or default
+
+
 def prefers_explicit_quantization(tensorrt_version_text, dla=False):
     """Whether an INT8 build for this TensorRT uses the Q/DQ model rather than a calibration cache: always from
     TensorRT 11 (implicit calibration removed), on the GPU from 10.1 (the calibrator API is deprecated there,
@@ -380,8 +388,12 @@ def build_bundle_engine(bundle, trt=None, log=None):
             bundle.dir))
     calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else None
     options = EngineOptions.from_dict(build, timing_cache=bundle.file_path("timing.cache"), calib_cache=calib)
-    source = bundle.file_path(engine.get("source_model") or bundle.manifest.get("model", "model.onnx"))
-    plan, info = build_serialized_engine(source, options, trt=trt, log=log)
+    if trt is None:
+        import tensorrt as trt  # noqa: F811 - the real module on the device
+    source_name = engine_source(trt, engine, bundle.manifest.get("model", "model.onnx"))
+    if source_name != engine.get("source_model"):
+        options.fp16_model = source_name.endswith(".fp16.onnx")
+    plan, info = build_serialized_engine(bundle.file_path(source_name), options, trt=trt, log=log)
     path = bundle.file_path("engine.plan")
     with open(path + ".tmp", "wb") as handle:
         handle.write(plan)

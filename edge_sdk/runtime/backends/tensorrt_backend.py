@@ -339,9 +339,9 @@ class TensorRTBackend(Backend):
 def bundle_software(manifest):
     """The software stack a bundle was built for ({"jetpack", "l4t", "tensorrt", ...}), or None for a bundle
     that records none (older bundles: the engine's ``tensorrt_expected``)."""
-    software = manifest.get("software")
-    if software and software.get("tensorrt"):
-        return software
+    if "software" in manifest:  # None: built for a GPU whose TensorRT was not known (built on the device)
+        software = manifest["software"]
+        return software if software and software.get("tensorrt") else None
     expected = (manifest.get("engine") or {}).get("tensorrt_expected")
     return {"tensorrt": expected} if expected else None
 
@@ -437,7 +437,11 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
                           "build the engine on a host with `edge-sdk build`, or install edge-sdk with the "
                           "engine builder on this device".format(bundle.dir, exc)) from exc
     engine = bundle.manifest.get("engine") or {}
-    model = bundle.file_path(engine["source_model"]) if engine.get("source_model") else bundle.model_path
+    import tensorrt as trt
+
+    source = tensorrt_builder.engine_source(trt, engine, None) if hasattr(tensorrt_builder, "engine_source") \
+        else engine.get("source_model")
+    model = bundle.file_path(source) if source else bundle.model_path
     if not model or not os.path.isfile(model):
         raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
                           "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
