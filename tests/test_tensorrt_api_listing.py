@@ -68,10 +68,37 @@ FLAVOURS = sorted(double.FLAVOURS)
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_listing_is_the_release_the_flavour_claims(flavour):
     api = listing(flavour)
-    assert double.FLAVOURS[flavour].startswith(api["tensorrt"].rsplit(".", 1)[0]) or \
-        api["tensorrt"].startswith(flavour)
+    assert double.FLAVOURS[flavour].split(".")[:2] == api["tensorrt"].split(".")[:2]
     assert api["command"].startswith("python scripts/trt_api_listing.py")
     assert len(api["classes"]) > 100  # the whole module was read, not a fragment
+
+
+@pytest.mark.parametrize("flavour, present, absent", [
+    ("8.2", ["ICudaEngine.num_bindings", "IExecutionContext.execute_async_v2", "IBuilderConfig.max_workspace_size",
+             "Builder.build_engine"],
+     ["ICudaEngine.num_io_tensors", "IExecutionContext.execute_async_v3", "IBuilderConfig.set_memory_pool_limit",
+      "MemoryPoolType"]),
+    ("8.6", ["ICudaEngine.num_bindings", "ICudaEngine.num_io_tensors", "IExecutionContext.execute_async_v3",
+             "IBuilderConfig.set_memory_pool_limit", "BuilderFlag.VERSION_COMPATIBLE", "IInt8EntropyCalibrator2"],
+     ["NetworkDefinitionCreationFlag.STRONGLY_TYPED", "DataType.INT64"]),
+    ("10", ["NetworkDefinitionCreationFlag.STRONGLY_TYPED", "DataType.INT64", "IBuilderConfig.int8_calibrator",
+            "Builder.platform_has_fast_fp16", "BuilderFlag.FP16"],
+     ["ICudaEngine.num_bindings", "IExecutionContext.execute_async_v2", "Builder.build_engine",
+      "IBuilderConfig.max_workspace_size", "BuilderFlag.STRICT_TYPES"]),
+    ("11", ["IExecutionContext.execute_async_v3", "BuilderFlag.VERSION_COMPATIBLE", "DataType.INT8",
+            "IBuilderConfig.set_memory_pool_limit"],
+     ["BuilderFlag.FP16", "BuilderFlag.INT8", "IInt8EntropyCalibrator2", "Builder.platform_has_fast_int8",
+      "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),
+])
+def test_listings_agree_with_nvidias_migration_guides(flavour, present, absent):
+    """Facts from NVIDIA's 8.x -> 10.x and 10.x -> 11.x migration pages, independent of the double: the static
+    read finds what is there and does not invent what is not."""
+    api = listing(flavour)["classes"]
+
+    def has(name):
+        cls, _, member = name.partition(".")
+        return cls in api and (not member or member in api[cls]["members"])
+    assert [n for n in present if not has(n)] == [] and [n for n in absent if has(n)] == []
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
