@@ -48,7 +48,9 @@ import zipfile
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTAINER = re.compile(r"^[A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*$")  # CamelCase, no underscore: a class or enum
-DEPRECATED = re.compile(r"\[DEPRECATED\]|^\s*Deprecated in TensorRT|^\s*Deprecated\b")
+# a member is deprecated when a line of its own doc (or its :ivar text, after the type) STARTS so; a doc that
+# only mentions another, deprecated API ("use the IAlgorithmSelector interface ([DEPRECATED] ...)") does not count
+DEPRECATED = re.compile(r"^\s*(?::class:`[^`]*`\s*)?(?:\[DEPRECATED|Deprecated\b)", re.MULTILINE)
 SIGNATURE = re.compile(r"^\(.*\) -> ")
 CPP_CLASS = re.compile(r"pybind11::(?:class_|enum_)<(?:nvinfer1|nvonnxparser)::(?:v_1_0::)?(\w+)")
 PYTHON_NAME = {"IBuilder": "Builder", "IRuntime": "Runtime", "IRefitter": "Refitter", "IParser": "OnnxParser",
@@ -177,7 +179,7 @@ class Container:
 
 def deprecation_note(text: str) -> str:
     """The sentence that says since when and what instead (first 200 characters)."""
-    found = re.search(r"Deprecated in TensorRT [^\n]*|\[DEPRECATED\][^\n]*", text)
+    found = re.search(r"Deprecated in TensorRT [^\n]*|\[DEPRECATED[^\n]*", text)
     return (found.group(0) if found else text).strip()[:200]
 
 

@@ -100,6 +100,8 @@ ALIASES = {"8": "8.2", "8.2": "8.2", "8.5": "8.6", "8.6": "8.6", "10": "10", "10
            "11": "11", "11.x": "11", "11.4": "11"}
 LISTINGS = {"8.2": "trt-8.2.json", "8.6": "trt-8.6.json", "10": "trt-10.3.json", "11": "trt-11.4.json"}
 """The real API listing (tests/data/tensorrt_api/) each flavour is checked against."""
+VERSIONED_LISTINGS = {("10", "10.13.3.9"): "trt-10.13.json"}
+"""Flavours also checked at a later version of their generation (JetPack 7.0's TensorRT 10.13 on Thor)."""
 
 PLAN_MAGIC = b"TRTDOUBLE-PLAN\n"
 
@@ -179,6 +181,27 @@ ENUM_MISSING = {
                            "PREFER_PRECISION_CONSTRAINTS"},
            "NetworkDefinitionCreationFlag": {"EXPLICIT_BATCH", "EXPLICIT_PRECISION"}},
 }
+ENUM_DEPRECATED_SINCE = {  # deprecated from a release inside the flavour's generation (read from trt-10.13.json)
+    "BuilderFlag": {"DIRECT_IO": (10, 7), "FP16": (10, 12), "INT8": (10, 12), "OBEY_PRECISION_CONSTRAINTS": (10, 12),
+                    "PREFER_PRECISION_CONSTRAINTS": (10, 12)},
+}
+
+
+def version_tuple(version):
+    return tuple(int(p) for p in str(version).split(".")[:2] if p.isdigit())
+
+
+def enum_deprecations(flavour, version=None):
+    """{enum: deprecated members} of a flavour at a version (default: the flavour's own)."""
+    found = {k: set(v) for k, v in ENUM_DEPRECATED[flavour].items()}
+    at = version_tuple(version or FLAVOURS[flavour])
+    for enum, members in ENUM_DEPRECATED_SINCE.items():
+        for member, since in members.items():
+            if since[0] == at[0] and since <= at:
+                found.setdefault(enum, set()).add(member)
+    return found
+
+
 ENUM_DEPRECATED = {
     "8.2": {"BuilderFlag": {"STRICT_TYPES"}, "NetworkDefinitionCreationFlag": {"EXPLICIT_PRECISION"}},
     "8.6": {"BuilderFlag": {"STRICT_TYPES"}, "NetworkDefinitionCreationFlag": {"EXPLICIT_PRECISION"}},
@@ -996,11 +1019,12 @@ def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_f
     trt.platform_has_fast_fp16 = platform_has_fast_fp16
     trt.platform_has_fast_int8 = platform_has_fast_int8
 
+    deprecated = enum_deprecations(flavour, trt.__version__)
     for name, members in ENUMS.items():
         missing = ENUM_MISSING[flavour].get(name, ())
         if missing is None:
             continue  # the whole enum does not exist in this flavour
-        setattr(trt, name, Enum(trt, name, members, missing, ENUM_DEPRECATED[flavour].get(name, ())))
+        setattr(trt, name, Enum(trt, name, members, missing, deprecated.get(name, ())))
     for alias, member in (("float32", "FLOAT"), ("float16", "HALF"), ("int8", "INT8"), ("int32", "INT32"),
                           ("bool", "BOOL")):
         setattr(trt, alias, getattr(trt.DataType, member))

@@ -58,7 +58,7 @@ def test_every_board_and_jetpack_builds_with_its_tensorrt(model_path, tmp_path, 
     manifest = result.manifest
     assert manifest["software"]["jetpack"] == jetpack and manifest["software"]["tensorrt"] == tensorrt
     assert manifest["target_profile"]["tensorrt"] == tensorrt and "JetPack {}".format(jetpack) in text
-    strongly_typed = tensorrt.startswith("11")
+    strongly_typed = tensorrt in ("10.13", "11.4")  # FP16/INT8 flags deprecated from 10.12, removed in 11
     assert manifest["engine"]["source_model"] == ("model.fp16.onnx" if strongly_typed else "model.onnx")
 
     flavour, version = FLAVOUR_OF[tensorrt]
@@ -67,10 +67,15 @@ def test_every_board_and_jetpack_builds_with_its_tensorrt(model_path, tmp_path, 
     engine = build_on_device(str(out), log=lambda line: None, device_model=profile.detect_model[0])
     built = plan_of(engine)
     assert built["version"] == version
-    assert built["flags"] == ([] if strongly_typed else ["FP16"])  # TensorRT 11: precision is in the model
+    assert built["flags"] == ([] if strongly_typed else ["FP16"])  # strongly typed: precision is in the model
     assert trt.deprecated_uses == []
     flags = trt.calls_named("Builder.create_network")[0].args[0]
-    assert flags == (1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if flavour in ("8.2", "8.6") else 0)
+    if flavour in ("8.2", "8.6"):
+        assert flags == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    elif tensorrt == "10.13":
+        assert flags == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    else:
+        assert flags == 0
 
 
 @pytest.fixture(scope="module")

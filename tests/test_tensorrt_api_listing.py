@@ -43,6 +43,32 @@ def listing(flavour):
         return json.load(handle)
 
 
+CHECKS = [(f, None, double.LISTINGS[f]) for f in sorted(double.FLAVOURS)] + \
+    [(f, v, name) for (f, v), name in sorted(double.VERSIONED_LISTINGS.items())]
+
+
+@pytest.mark.parametrize("flavour, version, name", CHECKS)
+def test_every_enum_deprecation_of_the_release_is_recorded_at_its_version(flavour, version, name):
+    """Within a generation deprecations grow (10.12 deprecates BuilderFlag.FP16/INT8 for strong typing): the
+    double at that version must flag what the release's listing does, for every enum value it offers."""
+    with open(DATA / name) as handle:
+        api = json.load(handle)
+    trt = double.make_tensorrt_double(flavour, version=version)
+    assert trt.__version__.split(".")[:2] == api["tensorrt"].split(".")[:2]
+    flagged = double.enum_deprecations(flavour, trt.__version__)
+    problems = []
+    for enum, members in double.ENUMS.items():
+        real = api["classes"].get(enum)
+        missing = double.ENUM_MISSING[flavour].get(enum, set())
+        if real is None or missing is None:
+            continue
+        problems += ["{}.{}".format(enum, m) for m in members if m not in missing and m in real["deprecated"]
+                     and m not in flagged.get(enum, set())]
+        problems += ["{}.{} (absent)".format(enum, m) for m in members if m not in missing
+                     and m not in real["members"]]
+    assert not problems, "TensorRT {} deprecates or lacks {}".format(api["tensorrt"], ", ".join(problems))
+
+
 def real_members(api, names):
     members, deprecated = set(), {}
     for name in names:

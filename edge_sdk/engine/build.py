@@ -281,20 +281,21 @@ def calibrate_int8(state: BuildState) -> None:
 
 
 def strongly_typed(target: Target) -> bool:
-    """Whether the target's TensorRT builds strongly typed networks only (11+: no FP16/INT8 builder flags), so
-    precision must be in the ONNX. A GPU host target also counts when the TensorRT installed here is such."""
-    from edge_sdk.engine.tensorrt_builder import has_precision_flags, parse_version
+    """Whether the target's TensorRT builds strongly typed networks (10.12+: FP16/INT8 flags deprecated, 11:
+    removed), so precision must be in the ONNX. A GPU host target also counts when the TensorRT installed here
+    is such."""
+    from edge_sdk.engine.tensorrt_builder import STRONGLY_TYPED_FROM, builds_strongly_typed, parse_version
 
     if target.backend != "tensorrt":
         return False
-    if parse_version(target.tensorrt) >= (11, 0):
+    if parse_version(target.tensorrt) >= STRONGLY_TYPED_FROM:
         return True
     if target.kind == "discrete-gpu":
         try:
             import tensorrt
         except ImportError:
             return False
-        return not has_precision_flags(tensorrt)
+        return builds_strongly_typed(tensorrt)
     return False
 
 
@@ -307,9 +308,10 @@ def convert_fp16(state: BuildState) -> None:
     if state.decision.used != "fp16" or target.backend != "tensorrt":
         return
     if strongly_typed(target):
-        state.note("TensorRT {} is strongly typed: FP16 comes from an FP16 model".format(target.tensorrt))
+        state.note("TensorRT {} builds strongly typed networks: FP16 comes from an FP16 model".format(
+            target.tensorrt))
     elif target.kind == "discrete-gpu" and state.req.engine != "local":
-        state.note("the GPU host's TensorRT is not known here: the FP16 model ships too, for TensorRT 11+")
+        state.note("the GPU host's TensorRT is not known here: the FP16 model ships too, for TensorRT 10.12+")
     else:
         return
     half, _, reports = run_passes(state.model, ["fp16"], {}, meta=state.meta,

@@ -5,10 +5,10 @@ that made the bundle could not build for it (engines are specific to one GPU and
 Version differences are handled by feature detection, not version numbers, where the API allows:
 
 * network flags: EXPLICIT_BATCH on TensorRT < 10 (required there for ONNX); TensorRT 10 networks are always
-  explicit-batch and the flag is deprecated, so none is passed; TensorRT 11 networks are always strongly typed
-  (STRONGLY_TYPED is deprecated and ignored there), so none is passed either;
-* precision: FP16/INT8 builder flags before 11; on 11 (no such flags) the ONNX carries it: an FP16 model
-  (``model.fp16.onnx``, graph pass ``fp16``) or the Q/DQ model from calibration;
+  explicit-batch and the flag is deprecated, so none is passed; STRONGLY_TYPED on 10.12+; TensorRT 11
+  networks are always strongly typed (the flag is deprecated and ignored there), so none is passed either;
+* precision: FP16/INT8 builder flags before 10.12; from 10.12 (flags deprecated) and on 11 (flags removed)
+  the ONNX carries it: an FP16 model (``model.fp16.onnx``, graph pass ``fp16``) or the Q/DQ model;
 * workspace: ``config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)`` (8.4+), else
   ``config.max_workspace_size`` (8.2, removed in 10);
 * build: ``builder.build_serialized_network`` (8.0+), else ``build_engine(...).serialize()``;
@@ -27,6 +27,7 @@ import time
 from edge_sdk.errors import EdgeSdkError
 
 MIB = 1 << 20
+STRONGLY_TYPED_FROM = (10, 12)  # BuilderFlag.FP16/INT8 "Deprecated in TensorRT 10.12. Superseded by strong typing."
 
 
 class EngineBuildError(EdgeSdkError):
@@ -106,14 +107,20 @@ def parse_version(text):
 def has_precision_flags(trt):
     """TensorRT before 11 picks precisions from builder flags (FP16, INT8). TensorRT 11 removed them: every
     network is strongly typed and precision comes from the tensor types in the ONNX (FP16 weights, Q/DQ)."""
-    flags = getattr(trt, "BuilderFlag", None)
-    return flags is not None and hasattr(flags, "FP16") and hasattr(flags, "INT8")
+    members = getattr(getattr(trt, "BuilderFlag", None), "__members__", None) or {}
+    return "FP16" in members and "INT8" in members  # looked up, not touched: touching a deprecated flag warns
+
+
+def builds_strongly_typed(trt):
+    """Whether engines are built strongly typed (precision from the ONNX tensor types): on TensorRT 11 (no
+    FP16/INT8 flags) and from 10.12 (the flags are deprecated there, "superseded by strong typing")."""
+    return not has_precision_flags(trt) or tensorrt_version(trt) >= STRONGLY_TYPED_FROM
 
 
 def engine_source(trt, engine, default="model.onnx"):
-    """The bundle file to build from: ``engine["source_model"]``, or on a strongly typed TensorRT (11+, no FP16
-    flag) the FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine["strongly_typed_source"]``."""
-    if engine.get("strongly_typed_source") and not has_precision_flags(trt):
+    """The bundle file to build from: ``engine["source_model"]``, or on a strongly typed TensorRT (10.12+) the
+    FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine["strongly_typed_source"]``."""
+    if engine.get("strongly_typed_source") and builds_strongly_typed(trt):
         return engine["strongly_typed_source"]
     return engine.get("source_model") or default
 
@@ -130,9 +137,17 @@ def prefers_explicit_quantization(tensorrt_version_text, dla=False):
 
 
 def network_flags(trt):
-    """Creation flags for an ONNX network: EXPLICIT_BATCH only before TensorRT 10 (where it is required)."""
+    """Creation flags for an ONNX network: EXPLICIT_BATCH before TensorRT 10 (required there); STRONGLY_TYPED
+    on 10.12+ (where the precision flags are deprecated, "superseded by strong typing"); none on 11 (always
+    strongly typed, the flag deprecated and ignored)."""
     flag_enum = getattr(trt, "NetworkDefinitionCreationFlag", None)
-    if tensorrt_major(trt) >= 10 or flag_enum is None or not hasattr(flag_enum, "EXPLICIT_BATCH"):
+    if flag_enum is None:
+        return 0
+    if tensorrt_major(trt) >= 11:
+        return 0
+    if builds_strongly_typed(trt):
+        return 1 << int(flag_enum.STRONGLY_TYPED)
+    if tensorrt_major(trt) >= 10 or not hasattr(flag_enum, "EXPLICIT_BATCH"):
         return 0
     return 1 << int(flag_enum.EXPLICIT_BATCH)
 
@@ -233,12 +248,13 @@ def _add_profile(trt, builder, config, network, options):
 
 def set_precision(trt, config, options):
     """Precision through builder flags (TensorRT < 11), or a check that the ONNX carries it (TensorRT 11:
-    strongly typed, FP16 from an FP16 model, INT8 from Q/DQ). Returns how precision was expressed."""
-    if not has_precision_flags(trt):
+    strongly typed, FP16 from an FP16 model, INT8 from Q/DQ; also from 10.12, where the flags are deprecated).
+    Returns how precision was expressed."""
+    if builds_strongly_typed(trt):
         if options.precision == "int8" and not options.explicit_quantization:
-            raise EngineBuildError("TensorRT {} has no implicit INT8 calibration (removed in TensorRT 11): INT8 needs "
-                                   "the bundle's Q/DQ model; rebuild the bundle with `edge-sdk build --int8 --calib "
-                                   "DIR` for this target".format(trt.__version__))
+            raise EngineBuildError("TensorRT {} builds strongly typed networks, without implicit INT8 calibration "
+                                   "(removed in TensorRT 11): INT8 needs the bundle's Q/DQ model; rebuild the bundle "
+                                   "with `edge-sdk build --int8 --calib DIR` for this target".format(trt.__version__))
         if options.precision == "fp16" and not options.fp16_model:
             raise EngineBuildError("TensorRT {} builds strongly typed networks: FP16 needs an FP16 model "
                                    "(model.fp16.onnx), this one is FP32; rebuild the bundle for a TensorRT 11 target, "
