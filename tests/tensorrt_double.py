@@ -23,7 +23,7 @@ API                                              8.2        8.6             10.3
 ===============================================  =========  ==============  ==============  ==============
 NetworkDefinitionCreationFlag.EXPLICIT_BATCH     yes        yes             deprecated      removed
 NetworkDefinitionCreationFlag.STRONGLY_TYPED     --         --              yes             deprecated [1]
-BuilderFlag.FP16 / INT8                          yes        yes             yes             removed [1]
+BuilderFlag.FP16 / INT8                          yes        yes             yes [3]         removed [1]
 BuilderFlag.VERSION_COMPATIBLE / EXCLUDE_LEAN_R  --         yes             yes             yes
 Builder.platform_has_fast_fp16 / _int8           yes        yes             yes             removed
 Builder.build_engine                             deprecated deprecated      removed         removed
@@ -41,7 +41,9 @@ Runtime.engine_host_code_allowed                 --         yes             yes 
 
 [1] TensorRT 11 networks are always strongly typed: precision comes from the tensor types in the ONNX (FP16
     weights, Q/DQ for INT8); the flag is accepted and ignored. [2] "Deprecated in TensorRT 10.1. Superseded by
-    explicit quantization."
+    explicit quantization." [3] Deprecated from 10.12 ("superseded by strong typing"): the 10.x flavour made at
+    a later version (``make_tensorrt_double("10", version="10.13.3.9")``) flags them (ENUM_DEPRECATED_SINCE),
+    checked against trt-10.13.json.
 
 Engines: ``build_serialized_network`` returns bytes that encode the network's I/O, the builder flags and
 the flavour's version; ``Runtime.deserialize_cuda_engine`` returns ``None`` (as TensorRT does, after logging
