@@ -134,6 +134,10 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
         }
         if onnxruntime_options is not None:
             manifest["onnxruntime"] = onnxruntime_options
+        if target.backend == "tensorrt":  # the stack the bundle was built for: the device must run it
+            pinned = target.kind == "jetson" or engine.get("status") == "built"
+            manifest["software"] = {key: getattr(target, key) for key in ("jetpack", "l4t", "tensorrt", "cuda",
+                                                                           "python")} if pinned else None
         write_manifest(str(staging), manifest)
         if out.exists():
             shutil.rmtree(out)

@@ -241,7 +241,23 @@ def detect_device(layout):
     driver = read_text(os.path.join(layout.sysroot, "proc/driver/nvidia/version"))
     return {"model": model, "l4t": l4t, "nv_tegra_release": tegra.splitlines()[0] if tegra else None,
             "nvidia_driver": driver.splitlines()[0] if driver else None,
+            "tensorrt": detect_tensorrt(layout.sysroot),
             "machine": os.uname()[4], "hostname": socket.gethostname()}
+
+
+def detect_tensorrt(sysroot):
+    """The installed TensorRT version from the dpkg database (JetPack installs ``libnvinfer8``/``libnvinfer10``
+    /``tensorrt`` packages), e.g. '10.3.0.30'; None when there is none."""
+    status = read_text(os.path.join(sysroot, "var/lib/dpkg/status")) or ""
+    for paragraph in status.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in paragraph.splitlines() if ": " in line and line[0] != " ")
+        name = fields.get("Package", "")
+        if (name == "tensorrt" or (name.startswith("libnvinfer") and name[10:].isdigit())) \
+                and fields.get("Status", "install ok installed").endswith(" installed"):
+            version = fields.get("Version", "").split("-")[0].split(":")[-1]
+            if version[:1].isdigit():
+                return version
+    return None
 
 
 def hints_from_manifest(manifest):
@@ -249,7 +265,8 @@ def hints_from_manifest(manifest):
     profile = manifest.get("target_profile") or {}
     return {"model": list(profile.get("detect_model") or []),
             "tegra_release": list(profile.get("detect_tegra_release") or []),
-            "l4t_major": list(profile.get("detect_l4t_major") or []), "kind": profile.get("kind")}
+            "l4t_major": list(profile.get("detect_l4t_major") or []), "kind": profile.get("kind"),
+            "software": manifest.get("software"), "stacks": list(profile.get("stacks") or [])}
 
 
 def merge_hints(*many):
@@ -260,6 +277,8 @@ def merge_hints(*many):
         out["model"] += [v for v in (hints or {}).get("device_tree_model") or [] if v not in out["model"]]
         out["kind"] = out["kind"] or (hints or {}).get("kind")
         out["others"].update((hints or {}).get("others") or {})
+        out["software"] = out.get("software") or (hints or {}).get("software")
+        out["stacks"] = out.get("stacks") or (hints or {}).get("stacks") or []
     return out
 
 
@@ -319,7 +338,39 @@ def check_target(target, hints, device):
                              "upgrade JetPack or build for this release".format(
                                  target, "/R".join(majors), device["l4t"], device.get("nv_tegra_release")),
                              "wrong-target")
-    return "device {!r} matches target {!r}".format(model, target)
+    software = check_software(target, hints.get("software"), hints.get("stacks"), device)
+    return "device {!r} matches target {!r}{}".format(model, target, software)
+
+
+def same_release(wanted, actual):
+    """'R36.4' vs '36.4.3' / '10.3' vs '10.3.0.30': the components the bundle states must match."""
+    want = str(wanted or "").lstrip("R").split(".")
+    have = str(actual or "").lstrip("R").split(".")
+    return len(have) >= len(want) and have[:len(want)] == want
+
+
+def check_software(target, software, stacks, device):
+    """Refuse a device whose L4T or TensorRT is not the JetPack release the bundle was built for (an engine,
+    or a bundle's choice of Q/DQ vs calibration cache, only holds for that TensorRT); name the --jetpack that
+    fits the device when the profile lists one."""
+    if not software:
+        return ""  # a bundle from before stacks were recorded: the L4T major check above is all there is
+    problems = []
+    if software.get("l4t") and device.get("l4t") and not same_release(software["l4t"], device["l4t"]):
+        problems.append("L4T R{} (needs {})".format(device["l4t"], software["l4t"]))
+    if software.get("tensorrt") and device.get("tensorrt") and not same_release(software["tensorrt"],
+                                                                                device["tensorrt"]):
+        problems.append("TensorRT {} (needs {})".format(device["tensorrt"], software["tensorrt"]))
+    built_for = "JetPack {} (TensorRT {})".format(software.get("jetpack") or "?", software.get("tensorrt"))
+    if problems:
+        fits = [s.get("jetpack") for s in stacks or [] if s.get("jetpack")
+                and (not s.get("l4t") or not device.get("l4t") or same_release(s["l4t"], device["l4t"]))
+                and (not device.get("tensorrt") or same_release(s.get("tensorrt"), device["tensorrt"]))]
+        todo = ("rebuild it with `edge-sdk build --target {} --jetpack {}`".format(target, fits[-1]) if fits else
+                "upgrade the device to {} or rebuild the bundle for the release it runs".format(built_for))
+        raise AgentError("wrong software: the bundle for {!r} was built for {} but this device runs {}; {}".format(
+            target, built_for, ", ".join(problems), todo), "wrong-target")
+    return ", built for {}".format(built_for)
 
 
 # ---------------------------------------------------------------------------------------- wheel + bundle

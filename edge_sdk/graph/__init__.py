@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from edge_sdk.errors import ConfigError, nearest_names
 
-PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks")
+PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "fp16")
 #: What `edge-sdk build` runs (peaks only with --peaks K).
 DEFAULT_PASSES = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 
@@ -39,6 +39,9 @@ def get_pass(name: str) -> Callable:
     if name == "peaks":
         from edge_sdk.graph.peaks import append_peak_extraction
         return append_peak_extraction
+    if name == "fp16":
+        from edge_sdk.graph.fp16 import convert_to_fp16
+        return convert_to_fp16
     raise ConfigError("unknown pass '{}'; known: {} (nearest first)".format(
         name, ", ".join(nearest_names(name, list(PASS_NAMES)))))
 
