@@ -144,7 +144,10 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
     if make_archive:
         tmp_archive = archive.with_name(archive.name + ".tmp")
         with tarfile.open(tmp_archive, "w:gz") as tar:
-            tar.add(str(out), arcname=out.name)
+            # manifest.json first: an unpacker checks each later file's size against it before writing it
+            tar.add(str(out), arcname=out.name, recursive=False)
+            for name in [MANIFEST_NAME] + sorted(n for n in os.listdir(str(out)) if n != MANIFEST_NAME):
+                tar.add(str(out / name), arcname="{}/{}".format(out.name, name))
         os.replace(tmp_archive, archive)
     sizes = {name: entry["size"] for name, entry in files.items()}
     sizes[MANIFEST_NAME] = (out / MANIFEST_NAME).stat().st_size
