@@ -20,7 +20,8 @@ from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.mqtt import MqttPublisher, new_client
 from tests.conftest import free_port, mosquitto_binary, stop_process, wait_for_port
 
-INJECTION = "cam-01\ntopic readwrite edge-sdk/#"
+# an id that closes its own ACL block and opens one for cam-01; the generated "/<id>/#" completes the topic
+INJECTION = "x\nuser cam-01\ntopic readwrite edge-sdk"
 
 
 @pytest.fixture
@@ -38,8 +39,14 @@ def fleet_file(directory, text):
     return path
 
 
-def inventory(port, devices=("cam-01", "cam-02"), extra=""):
-    """The fleet file `edge-sdk flash` reads, with the broker's tables."""
+def inventory(port, devices=("cam-01", "cam-02"), extra="", form="fleet"):
+    """The fleet file `edge-sdk flash` reads, with the broker's tables (``form="deprecated"``: the older
+    broker-config-only form, still read)."""
+    if form == "deprecated":
+        text = '[broker]\nport = {}\n{}'.format(port, extra)
+        for name in devices:
+            text += '\n[[devices]]\nid = "{}"\n'.format(name)
+        return text + '\n[[subscribers]]\nname = "dashboard"\n'
     text = '[defaults]\nuser = "nvidia"\n[broker]\nport = {}\n{}'.format(port, extra)
     for i, name in enumerate(devices):
         text += '\n[devices.{}]\nhost = "10.0.0.{}"\n'.format(name, 21 + i)
@@ -105,11 +112,33 @@ def test_a_newline_cannot_add_acl_or_passwd_lines(tmp_path, broker_dir, form, te
     assert not (broker_dir / "out").exists()  # refused before anything was written
 
 
-def test_cam01_gets_only_its_own_topics_on_a_live_broker(tmp_path, broker_dir):
-    """The ACL the generated config loads: cam-01 can write its own topics and nothing else (the injected
-    `topic readwrite edge-sdk/#` of the issue would have let it publish as cam-02)."""
+def test_an_injected_id_gives_cam01_no_rights_on_a_live_broker(tmp_path, broker_dir):
+    """A fleet with cam-01, cam-02 and the injected id: refused. Were it ever written again, the live broker
+    shows what the injection buys: cam-01 publishing as cam-02."""
     port = free_port()
-    result = write_broker_config(fleet_file(tmp_path, inventory(port)), broker_dir)
+    fleet = fleet_file(tmp_path, inventory(port, devices=("cam-01", "cam-02", INJECTION.replace("\n", "\\n")),
+                                           form="deprecated", extra='bind = "127.0.0.1"\n'))
+    try:  # hashed in Python: mosquitto_passwd, where installed, happens to choke on the injected line
+        result = write_broker_config(fleet, broker_dir, use_mosquitto_passwd=False)
+    except ConfigError as exc:
+        assert "not usable" in str(exc)
+        assert not (broker_dir / "acl").exists()
+        return
+    for f in (result.password_file, result.acl_file):  # (so that any broker can read them)
+        f.chmod(0o644)
+    assert publishes_of_cam01(result, port) == ["edge-sdk/cam-01/poses"]
+
+
+@pytest.mark.parametrize("form", ["fleet", "deprecated"])
+def test_cam01_gets_only_its_own_topics_on_a_live_broker(tmp_path, broker_dir, form):
+    """The ACL the generated config loads: cam-01 can write its own topics and nothing else."""
+    port = free_port()
+    result = write_broker_config(fleet_file(tmp_path, inventory(port, form=form)), broker_dir)
+    assert publishes_of_cam01(result, port) == ["edge-sdk/cam-01/poses"]
+
+
+def publishes_of_cam01(result, port):
+    """cam-01 publishes to cam-02's topic, then to its own: the topics a dashboard receives."""
     broker = Broker(result.conf, port).start()
     got = []
     try:
@@ -128,17 +157,18 @@ def test_cam01_gets_only_its_own_topics_on_a_live_broker(tmp_path, broker_dir):
             client.disconnect()
     finally:
         broker.stop()
-    assert got == ["edge-sdk/cam-01/poses"]
+    return got
 
 
 # ------------------------------------------------------------------------------------------------- item 14
 
 
-def test_cam01_cannot_kick_cam02_off_the_broker(tmp_path, broker_dir):
+@pytest.mark.parametrize("form", ["fleet", "deprecated"])
+def test_cam01_cannot_kick_cam02_off_the_broker(tmp_path, broker_dir, form):
     """cam-01 connects with cam-02's client id: the broker renames it to 'cam-01' (use_username_as_clientid),
     so cam-02 stays connected and its last will ('offline') never fires."""
     port = free_port()
-    result = write_broker_config(fleet_file(tmp_path, inventory(port)), broker_dir)
+    result = write_broker_config(fleet_file(tmp_path, inventory(port, form=form)), broker_dir)
     assert "use_username_as_clientid true" in result.conf.read_text()
     broker = Broker(result.conf, port).start()
     states = []
@@ -166,12 +196,13 @@ def test_cam01_cannot_kick_cam02_off_the_broker(tmp_path, broker_dir):
 # ------------------------------------------------------------------------------------------------- item 15
 
 
-def test_the_documented_mosquitto_command_starts_and_keeps_sessions(tmp_path, broker_dir):
+@pytest.mark.parametrize("form", ["fleet", "deprecated"])
+def test_the_documented_mosquitto_command_starts_and_keeps_sessions(tmp_path, broker_dir, form):
     """`mosquitto -c out/mosquitto.conf` (as root it drops to the mosquitto user) reads the password file, and
     a persistent subscriber session gets the QoS 1 messages published while it was away, across a broker
     restart, from the persistence file inside the output directory."""
     port = free_port()
-    result = write_broker_config(fleet_file(tmp_path, inventory(port)), broker_dir)
+    result = write_broker_config(fleet_file(tmp_path, inventory(port, form=form)), broker_dir)
     assert result.password_file.stat().st_mode & 0o007 == 0  # never world-readable
     conf = result.conf.read_text()
     assert "persistence true" in conf and "persistence_location {}/".format(broker_dir / "persistence") in conf
