@@ -1,0 +1,100 @@
+"""Issue #13, items 13, 16 and 17: hostile fleet files and device settings, at every entry point -- the
+inventory loader and the CLI (host), the device agent writing a systemd unit, and a real flash over a real
+sshd (tests/sshd.py) with host-side checks bypassed, so the agent's own check is what stops it."""
+
+import dataclasses
+
+import pytest
+
+from edge_sdk.deploy import agent, fleet
+from edge_sdk.deploy.inventory import load_inventory
+from edge_sdk.errors import ConfigError
+from tests.test_flash import lab, release_of, runtime_wheel  # noqa: F401 (fixtures: real sshd devices)
+
+# quoted, so that shlex keeps the newline inside one argument of the runtime's command line
+UNIT_INJECTION = "--source '/dev/video0\nExecStartPre=/bin/sh -c \"touch /tmp/edge-sdk-pwned\"'"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "fleet.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ('devices = "cam1"\n', "`devices` must be a table"),
+    ('[groups.lobby]\ndevices = "cam1"\n[devices.cam1]\nhost = "h"\n', "must be a list of device names"),
+    ('defaults = ["x"]\n[devices.cam1]\nhost = "h"\n', "`defaults` must be a table"),
+    ('[devices]\ncam1 = "10.0.0.21"\n', "`devices.cam1` must be a table"),
+    ('[devices.cam1]\nhost = "h"\nport = "22"\n', "`port` must be an integer"),
+    ('[devices.cam1]\nhost = "h"\nsudo = "yes"\n', "`sudo` must be true or false"),
+    ('[devices.cam1]\nhost = "h"\nkeep = true\n', "`keep` must be an integer"),
+    ('[devices.cam1]\nhost = 10\n', "`host` must be a string"),
+    ('[devices.cam1]\nhost = "h"\nrun_args = "--source x\\nExecStartPre=/bin/true"\n', "control character"),
+    ('[devices.cam1]\nhost = "h"\ndevice_id = "../../etc/cam"\n', "not usable"),
+    ('[devices.cam1]\nhost = "h"\ndevice_id = "cam 1"\n', "not usable"),
+])
+def test_a_bad_inventory_is_one_clear_error(tmp_path, edge_sdk_cli, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_inventory(path)
+    proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)  # refused before the bundle is read
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and message.split("`")[-1] in proc.stderr, \
+        proc.stderr
+
+
+@pytest.mark.parametrize("name, message", [
+    ("cam\\n1", "not usable"), ("cam/1", "not usable"), (".", "not usable"),
+])
+def test_inventory_names_used_as_device_ids_are_checked_before_any_connection(tmp_path, edge_sdk_cli, name,
+                                                                             message):
+    path = write(tmp_path, '[devices."{}"]\nhost = "127.0.0.1"\n'.format(name))
+    proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_service_name_and_prefix_are_checked(tmp_path, edge_sdk_cli):
+    for extra, message in (('service_name = "edge-sdk/../../x"', "service_name"),
+                           ('mqtt_prefix = "edge-sdk/#"', "mqtt_prefix")):
+        path = write(tmp_path, '[devices.cam1]\nhost = "127.0.0.1"\n{}\n'.format(extra))
+        proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- item 16: agent
+
+
+@pytest.mark.parametrize("value", ["a\nExecStartPre=/bin/true", "a\rb", "a\x00b", "tab\there", "esc\x1b[0m"])
+def test_systemd_escape_lets_no_control_character_through(value):
+    with pytest.raises(agent.AgentError, match="control character"):
+        agent.systemd_escape(value)
+    assert agent.systemd_escape("50%$HOME x") == "'50%%$$HOME x'"
+
+
+def test_the_agent_writes_no_unit_with_an_injected_line(tmp_path):
+    layout = agent.Layout(str(tmp_path / "root"), str(tmp_path))
+    service = {"mode": "systemd", "name": "edge-sdk", "python": "/usr/bin/python3", "device_id": "cam-01",
+               "run_args": UNIT_INJECTION}
+    with pytest.raises(agent.AgentError, match="control character"):
+        agent.unit_text(service, layout, "v1")
+    for key, value in (("python", "/usr/bin/python3\nExecStartPre=/bin/true"), ("run_args", "")):
+        with pytest.raises(agent.AgentError, match="control character"):
+            bad_root = agent.Layout(str(tmp_path / "root\nExecStartPre=/bin/true"), str(tmp_path))
+            agent.unit_text(dict(service, **{key: value}), bad_root if key == "run_args" else layout, "v1")
+    for device_id in ("cam-01\nExecStartPre=/bin/true", "../../x", "cam 01"):
+        with pytest.raises(agent.AgentError, match="not usable"):
+            agent.render_command(dict(service, run_args="", device_id=device_id), layout, "v1")
+
+
+def test_a_flash_with_an_injected_unit_line_is_refused_on_the_device(lab, tmp_path, runtime_wheel):  # noqa: F811
+    """Over real SSH to a real sshd: a device whose settings skipped the host's checks (Python API callers
+    build Device objects themselves) still gets no unit with an extra ExecStartPre line."""
+    device = lab.add("cam1")
+    systemctl = device.fake_systemctl()
+    [good] = load_inventory(lab.inventory(service="systemd", extra='systemctl = "{}"'.format(systemctl)))
+    hostile = dataclasses.replace(good, run_args=UNIT_INJECTION)
+    v1 = release_of(tmp_path, runtime_wheel, "v1")
+    [result] = fleet.flash([hostile], v1, lab.options())
+    assert not result.ok and "control character" in result.message, result
+    assert not (device.sysroot / "etc/systemd/system/edge-sdk.service").exists()
+    assert device.current_version() is None and device.systemctl_calls == []
