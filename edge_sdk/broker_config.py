@@ -278,7 +278,6 @@ def _is_loopback(bind: str) -> bool:
 def listener_lines(broker: dict, fleet_file: Path, insecure: bool, warnings: list[str]) -> list[str]:
     """The listener, with TLS when certificates are given; a clear-text password listener only on
     localhost, or anywhere with ``insecure`` (and a warning either way)."""
-    base = fleet_file.resolve().parent
     tls = bool(broker.get("certfile"))
     port = broker.get("port", 8883 if tls else 1883)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
@@ -300,6 +299,13 @@ def listener_lines(broker: dict, fleet_file: Path, insecure: bool, warnings: lis
             warnings.append("INSECURE (--insecure): passwords cross the network in clear text on {}:{}; anyone "
                             "on the path can read them and publish as your devices".format(bind, port))
         return lines
+    return lines + tls_lines(broker, fleet_file)
+
+
+def tls_lines(broker: dict, fleet_file: Path) -> list[str]:
+    """The listener's TLS settings: the three files must exist (paths relative to the fleet file)."""
+    base = fleet_file.resolve().parent
+    lines = []
     for key in ("cafile", "certfile", "keyfile"):
         if not broker.get(key):
             raise ConfigError("{}: [broker] has certfile but no {}; TLS needs cafile, certfile and keyfile"

@@ -141,25 +141,33 @@ def _check_name(manifest_path, name, what):
     return name
 
 
+#: manifest fields the runtime reads, and the JSON types they must have when present
+FIELD_TYPES = (("files", dict), ("engine", dict), ("model_meta", dict), ("target_profile", dict),
+               ("onnxruntime", dict), ("model", str), ("target", str), ("precision", (dict, str)))
+
+
 def _check_types(manifest_path, manifest):
     """Every manifest field the runtime reads has the type it expects: a wrong one is a clear error here,
     not a traceback later."""
-    if not isinstance(manifest, dict):
-        raise _bad_manifest(manifest_path, "the manifest must be a JSON object, not {}".format(
-            type(manifest).__name__))
-    expected = (("files", dict), ("engine", dict), ("model_meta", dict), ("target_profile", dict),
-                ("onnxruntime", dict), ("model", str), ("target", str), ("precision", (dict, str)))
-    for key, kind in expected:
+    for key, kind in FIELD_TYPES:
         if manifest.get(key) is not None and not isinstance(manifest[key], kind):
             raise _bad_manifest(manifest_path, "`{}` has the wrong type ({})".format(key, type(manifest[key]).__name__))
     for name, entry in (manifest.get("files") or {}).items():
-        size = entry.get("size") if isinstance(entry, dict) else None
-        digest = entry.get("sha256") if isinstance(entry, dict) else None
-        if (not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(digest, str)
-                or len(digest) != 64):
-            raise _bad_manifest(manifest_path, "files entry {!r} must be {{\"sha256\": 64 hex digits, \"size\": "
-                                               "bytes}}, not {!r}".format(name, entry))
-    meta = manifest.get("model_meta") or {}
+        _check_file_entry(manifest_path, name, entry)
+    _check_input(manifest_path, manifest.get("model_meta") or {})
+
+
+def _check_file_entry(manifest_path, name, entry):
+    size = entry.get("size") if isinstance(entry, dict) else None
+    digest = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(digest, str) or \
+            len(digest) != 64:
+        raise _bad_manifest(manifest_path, "files entry {!r} must be {{\"sha256\": 64 hex digits, \"size\": "
+                                           "bytes}}, not {!r}".format(name, entry))
+
+
+def _check_input(manifest_path, meta):
+    """``model_meta.input``: what preprocessing allocates and computes from; bounded sizes, 3 channels."""
     if meta.get("input") is not None and not isinstance(meta["input"], dict):
         raise _bad_manifest(manifest_path, "`model_meta.input` must be an object")
     try:
