@@ -110,6 +110,10 @@ def test_run_doctor_and_inspect_leave_nothing_in_tmpdir(real_bundle, tmp_path, e
         proc = run_cli(edge_sdk_cli, tmpdir, *args)
         assert proc.returncode == 0, proc.stderr
         assert leftovers(tmpdir) == [], args
+    # the on-device engine build writes into the bundle: an archive is refused, not copied to $TMPDIR
+    proc = run_cli(edge_sdk_cli, tmpdir, "build", "--bundle", archive)
+    assert proc.returncode == 2 and "unpack it first" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert leftovers(tmpdir) == []
 
 
 def test_a_failing_archive_leaves_nothing_in_tmpdir(real_bundle, tmp_path, edge_sdk_cli):
