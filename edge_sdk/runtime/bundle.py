@@ -90,10 +90,10 @@ class Bundle(object):
         write_manifest(self.dir, self.manifest)
 
     def close(self):
-        """Remove the temporary copy of an archive (and engines cached beside it); a directory stays."""
+        """Remove the temporary copy of an archive (with any engine cached beside it, inside the same
+        temporary directory); a bundle directory stays as it is."""
         if self.owned_dir:
             shutil.rmtree(self.owned_dir, ignore_errors=True)
-            shutil.rmtree(self.owned_dir + ".engines", ignore_errors=True)
             self.owned_dir = None
 
     def __enter__(self):
