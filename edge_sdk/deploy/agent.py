@@ -738,6 +738,7 @@ def unit_text(service, layout, version):
     """A systemd unit that runs this version; Restart=on-failure keeps it up across crashes."""
     argv = render_command(service, layout, version)
     env = "PYTHONPATH={}:{}".format(layout.path("versions", version, "site"), layout.path("deps", "site"))
+    systemd_escape(layout.path("versions", version))  # WorkingDirectory= is written unquoted: check it all the same
     return "\n".join([
         "[Unit]",
         "Description=edge-sdk pose runtime ({})".format(version),

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.eval.coco import STAT_NAMES, evaluate_keypoints, load_coco_json, poses_to_results
+from edge_sdk.eval.coco import STAT_NAMES, check_keypoint_file, evaluate_keypoints, load_coco_json, poses_to_results
 
 
 def person_keypoint_images(gt: dict) -> list[dict]:
@@ -38,7 +38,7 @@ def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model
     from edge_sdk.runtime.pipeline import default_decoder
     from edge_sdk.runtime.preprocess import preprocess_frame
 
-    gt = load_coco_json(coco_json)
+    gt = check_keypoint_file(load_coco_json(coco_json), "COCO file" if isinstance(coco_json, dict) else str(coco_json))
     images = person_keypoint_images(gt)
     if limit:
         images = images[: int(limit)]
