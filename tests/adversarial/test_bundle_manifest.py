@@ -148,13 +148,21 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_malformed_manifests_are_clear_errors(real_bundle, tmp_path, edge_sdk_cli, case):
+def malformed(real_bundle, tmp_path, case):
     bundle = copy_bundle(real_bundle, tmp_path)
     path = bundle / "manifest.json"
     path.write_text(json.dumps(MALFORMED[case](json.loads(path.read_text()))))
-    with pytest.raises(BundleError):
-        open_bundle(str(bundle))
-    proc = edge_sdk_cli("inspect", bundle)
+    return bundle
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_manifests_are_clear_errors(real_bundle, tmp_path, case):
+    with pytest.raises(BundleError) as err:
+        open_bundle(str(malformed(real_bundle, tmp_path, case)))
+    assert "manifest.json" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_cli_says_it_in_one_line(real_bundle, tmp_path, edge_sdk_cli):
+    proc = edge_sdk_cli("inspect", malformed(real_bundle, tmp_path, "files entry is a string"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "manifest.json" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

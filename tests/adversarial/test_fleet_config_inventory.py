@@ -34,30 +34,39 @@ def write(tmp_path, text):
     ('[devices.cam1]\nhost = "h"\ndevice_id = "../../etc/cam"\n', "not usable"),
     ('[devices.cam1]\nhost = "h"\ndevice_id = "cam 1"\n', "not usable"),
 ])
-def test_a_bad_inventory_is_one_clear_error(tmp_path, edge_sdk_cli, text, message):
-    path = write(tmp_path, text)
+def test_a_bad_inventory_is_one_clear_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
-        load_inventory(path)
-    proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)  # refused before the bundle is read
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and message.split("`")[-1] in proc.stderr, \
-        proc.stderr
+        load_inventory(write(tmp_path, text))
 
 
-@pytest.mark.parametrize("name, message", [
-    ("cam\\n1", "not usable"), ("cam/1", "not usable"), (".", "not usable"),
+def select(tmp_path, text):
+    """What `edge-sdk flash/devices/rollback --inventory` do before any connection."""
+    import argparse
+
+    from edge_sdk.deploy.cli_args import select_devices
+
+    args = argparse.Namespace(inventory=str(write(tmp_path, text)), group=[], device=[], parallel=1, user=None,
+                              identity=None, root=None, sysroot=None, python=None, sudo=None)
+    return select_devices(args)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[devices."cam\\n1"]\nhost = "127.0.0.1"\n', "not usable"),
+    ('[devices."cam/1"]\nhost = "127.0.0.1"\n', "not usable"),
+    ('[devices."."]\nhost = "127.0.0.1"\n', "not usable"),
+    ('[devices.cam1]\nhost = "127.0.0.1"\nservice_name = "edge-sdk/../../x"\n', "service_name"),
+    ('[devices.cam1]\nhost = "127.0.0.1"\nmqtt_prefix = "edge-sdk/#"\n', "mqtt_prefix"),
 ])
-def test_inventory_names_used_as_device_ids_are_checked_before_any_connection(tmp_path, edge_sdk_cli, name,
-                                                                             message):
-    path = write(tmp_path, '[devices."{}"]\nhost = "127.0.0.1"\n'.format(name))
-    proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+def test_ids_names_and_prefixes_are_checked_before_any_connection(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        select(tmp_path, text)
 
 
-def test_service_name_and_prefix_are_checked(tmp_path, edge_sdk_cli):
-    for extra, message in (('service_name = "edge-sdk/../../x"', "service_name"),
-                           ('mqtt_prefix = "edge-sdk/#"', "mqtt_prefix")):
-        path = write(tmp_path, '[devices.cam1]\nhost = "127.0.0.1"\n{}\n'.format(extra))
-        proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)
+def test_the_cli_says_it_in_one_line(tmp_path, edge_sdk_cli):
+    for text, message in (('devices = "cam1"\n', "must be a table"),
+                          ('[devices."cam\\n1"]\nhost = "127.0.0.1"\n', "not usable")):
+        path = write(tmp_path, text)
+        proc = edge_sdk_cli("flash", tmp_path / "no-bundle", "--inventory", path)  # refused before the bundle
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
