@@ -669,6 +669,7 @@ def ensure_deps(python, layout, mode, wheelhouse):
 # The device id rule of edge_sdk/runtime/ids.py (the agent imports nothing from edge_sdk): it names MQTT topics,
 # broker users, the systemd unit and files, so nothing else gets through.
 DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+VERSION_RE = re.compile(r"\A[A-Za-z0-9_.+-]{1,128}\Z")  # the host's version label rule (release.py)
 
 
 def check_device_id(device_id, what="device id"):
@@ -1335,6 +1336,10 @@ def main(argv=None):
         emit("result", ok=False, code="usage", error="no command given")
         return 2
     try:
+        for label in (getattr(args, "version", None), getattr(args, "to", None)):
+            if label is not None and (not VERSION_RE.match(label) or label in (".", "..")):
+                raise AgentError("version label {!r}: use letters, digits and . - _ + only (it names a directory "
+                                 "and the systemd unit's description)".format(label), "usage")
         if args.action != "info" and not os.path.isdir(layout.root):
             os.makedirs(layout.root)
         handlers[args.action](args, layout)

@@ -107,3 +107,10 @@ def test_a_flash_with_an_injected_unit_line_is_refused_on_the_device(lab, tmp_pa
     assert not result.ok and "control character" in result.message, result
     assert not (device.sysroot / "etc/systemd/system/edge-sdk.service").exists()
     assert device.current_version() is None and device.systemctl_calls == []
+
+
+@pytest.mark.parametrize("label", ["../../etc", "v1\nExecStartPre=/bin/true", ".."])
+def test_the_agent_refuses_a_version_label_that_is_not_a_name(tmp_path, capsys, label):
+    code = agent.main(["--root", str(tmp_path / "root"), "--sysroot", str(tmp_path), "rollback", "--to", label])
+    assert code == 1 and "version label" in capsys.readouterr().out
+    assert not (tmp_path / "root").exists()
