@@ -23,5 +23,5 @@ def check_device_id(device_id, what="device id"):
     if not is_device_id(device_id):
         shown = device_id if not isinstance(device_id, str) else device_id[:80]
         raise ConfigError("{} {!r} is not usable: use 1-64 letters, digits, '_', '.', '-' (not '.' or '..'); "
-                          "it names MQTT topics, broker users and files".format(what, shown))
+                          "it is an MQTT topic level, a broker user name and a file name".format(what, shown))
     return device_id
