@@ -187,7 +187,8 @@ def _describe(bundle) -> str:
     ]
     passes = (m.get("graph") or {}).get("passes") or []
     if passes:
-        lines.append("passes      {}".format(", ".join(p["name"] for p in passes)))
+        lines.append("passes      {}".format(", ".join(str(p.get("name") if isinstance(p, dict) else p)
+                                                   for p in passes)))
     if m.get("onnxruntime"):
         lines.append("onnxruntime {}".format(", ".join("{}={}".format(k, v) for k, v in m["onnxruntime"].items())))
     lines.append("toolchain   {}".format(", ".join("{} {}".format(k, v) for k, v in m.get("toolchain", {}).items()

@@ -143,7 +143,9 @@ def _check_name(manifest_path, name, what):
 
 #: manifest fields the runtime reads, and the JSON types they must have when present
 FIELD_TYPES = (("files", dict), ("engine", dict), ("model_meta", dict), ("target_profile", dict),
-               ("onnxruntime", dict), ("model", str), ("target", str), ("precision", (dict, str)))
+               ("onnxruntime", dict), ("model", str), ("target", str), ("precision", (dict, str)),
+               ("skeleton", dict), ("graph", dict), ("toolchain", dict), ("outputs", dict), ("input", dict),
+               ("backend", str), ("created", str))
 
 
 def _check_types(manifest_path, manifest):

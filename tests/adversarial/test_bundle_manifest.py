@@ -145,6 +145,8 @@ MALFORMED = {
     "input is a string": lambda m: dict(m, model_meta=dict(m["model_meta"], input="384x256")),
     "huge input": lambda m: dict(m, model_meta=dict(m["model_meta"], input=dict(
         m["model_meta"]["input"], width=10 ** 9))),
+    "skeleton is a list": lambda m: dict(m, skeleton=[]),
+    "toolchain is a string": lambda m: dict(m, toolchain="edge-sdk"),
 }
 
 
@@ -163,6 +165,7 @@ def test_malformed_manifests_are_clear_errors(real_bundle, tmp_path, case):
 
 
 def test_the_cli_says_it_in_one_line(real_bundle, tmp_path, edge_sdk_cli):
-    proc = edge_sdk_cli("inspect", malformed(real_bundle, tmp_path, "files entry is a string"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert "manifest.json" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for case in ("files entry is a string", "skeleton is a list"):
+        proc = edge_sdk_cli("inspect", malformed(real_bundle, tmp_path / case.replace(" ", "-"), case))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "manifest.json" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
