@@ -128,8 +128,9 @@ def write_password_file(path: Path, users: dict[str, str], use_mosquitto_passwd:
 def _no_control(value: Any, what: str, where: Path) -> str:
     """A value written into mosquitto.conf, the ACL or the password file: one line, nothing it could add."""
     if not isinstance(value, str) or not value or any(ord(c) < 0x20 or ord(c) == 0x7f for c in value):
-        raise ConfigError("{}: {} {!r} must be a non-empty string without control characters (newline, tab...)"
-                          .format(where, what, value))
+        # the value is not shown: it may be a password
+        raise ConfigError("{}: {} must be a non-empty string without control characters (newline, tab...)"
+                          .format(where, what))
     return value
 
 

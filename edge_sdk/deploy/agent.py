@@ -704,11 +704,11 @@ def systemd_escape(arg):
 
     A unit file is line-based and quotes do not span lines, so a newline (or any other control character)
     would start a new directive (``ExecStartPre=...``): such an argument is refused, never written."""
-    bad = [c for c in arg if ord(c) < 0x20 or ord(c) == 0x7f]
-    if bad:
-        raise AgentError("refusing to write a systemd unit: the argument {!r} contains the control character {!r} "
-                         "(from the inventory's run_args, python, root or device_id); remove it".format(
-                             arg[:80], bad[0]), "config")
+    bad = [i for i, c in enumerate(arg) if ord(c) < 0x20 or ord(c) == 0x7f]
+    if bad:  # the argument itself is not shown: run_args may hold a camera password
+        raise AgentError("refusing to write a systemd unit: an argument (from the inventory's run_args, python, "
+                         "root or device_id) contains the control character {!r} at position {}; remove it".format(
+                             arg[bad[0]], bad[0]), "config")
     return shlex.quote(arg).replace("%", "%%").replace("$", "$$")
 
 

@@ -96,8 +96,10 @@ def _check_setting(key: str, value: Any, where: str) -> None:
         raise ConfigError("{}: `{}` must be {}, not {!r}".format(
             where, key, " or ".join({"str": "a string", "int": "an integer", "bool": "true or false",
                                      "float": "a number"}[k.__name__] for k in kinds), value))
-    if isinstance(value, str) and any(ord(c) < 0x20 or ord(c) == 0x7f for c in value):
-        raise ConfigError("{}: `{}` contains a control character (newline, tab...): {!r}".format(where, key, value))
+    bad = [i for i, c in enumerate(value) if ord(c) < 0x20 or ord(c) == 0x7f] if isinstance(value, str) else []
+    if bad:  # the value itself is not shown: run_args may hold a camera password
+        raise ConfigError("{}: `{}` contains a control character (newline, tab...) at position {}; remove it"
+                          .format(where, key, bad[0]))
 
 
 def _make(name: str, values: dict, where: str, require_host: bool = True) -> Device:

@@ -39,6 +39,17 @@ def test_a_bad_inventory_is_one_clear_error(tmp_path, text, message):
         load_inventory(write(tmp_path, text))
 
 
+def test_a_refused_value_is_not_echoed(tmp_path):
+    """run_args carry camera URLs with passwords: the error names the setting, not its value."""
+    text = '[devices.cam1]\nhost = "h"\nrun_args = "--source rtsp://cam:s3cret@10.0.0.5/1\\n--x"\n'
+    with pytest.raises(ConfigError, match="`run_args` contains a control character") as err:
+        load_inventory(write(tmp_path, text))
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(agent.AgentError) as err:
+        agent.systemd_escape("rtsp://cam:s3cret@10.0.0.5/1\nExecStartPre=/bin/true")
+    assert "s3cret" not in str(err.value)
+
+
 def select(tmp_path, text):
     """What `edge-sdk flash/devices/rollback --inventory` do before any connection."""
     import argparse
