@@ -149,7 +149,10 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
     if make_archive:
         tmp_archive = archive.with_name(archive.name + ".tmp")
         with tarfile.open(tmp_archive, "w:gz") as tar:
-            tar.add(str(out), arcname=out.name)
+            # manifest.json first: an unpacker checks each later file's size against it before writing it
+            tar.add(str(out), arcname=out.name, recursive=False)
+            for name in [MANIFEST_NAME] + sorted(n for n in os.listdir(str(out)) if n != MANIFEST_NAME):
+                tar.add(str(out / name), arcname="{}/{}".format(out.name, name))
         os.replace(tmp_archive, archive)
     sizes = {name: entry["size"] for name, entry in files.items()}
     sizes[MANIFEST_NAME] = (out / MANIFEST_NAME).stat().st_size
@@ -189,7 +192,8 @@ def _describe(bundle) -> str:
     ]
     passes = (m.get("graph") or {}).get("passes") or []
     if passes:
-        lines.append("passes      {}".format(", ".join(p["name"] for p in passes)))
+        lines.append("passes      {}".format(", ".join(str(p.get("name") if isinstance(p, dict) else p)
+                                                   for p in passes)))
     if m.get("onnxruntime"):
         lines.append("onnxruntime {}".format(", ".join("{}={}".format(k, v) for k, v in m["onnxruntime"].items())))
     lines.append("toolchain   {}".format(", ".join("{} {}".format(k, v) for k, v in m.get("toolchain", {}).items()

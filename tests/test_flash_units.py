@@ -141,14 +141,19 @@ def test_bundle_verification_lists_every_problem(tmp_path):
     members = dict(files, **{"manifest.json": manifest_for(files)})
     members["model.onnx"] = b"abd"  # damaged
     del members["engine.plan"]  # missing
-    members["extra.bin"] = b"?"  # not in the manifest
     write_tar(tmp_path / "b.tar.gz", {"bundle/" + k: v for k, v in members.items()})  # with a top-level dir
     unpacked = agent.unpack_bundle(str(tmp_path / "b.tar.gz"), str(tmp_path / "out"))
+    (Path(unpacked) / "extra.bin").write_bytes(b"?")  # not in the manifest
     with pytest.raises(agent.AgentError) as err:
         agent.verify_bundle(unpacked)
     text = str(err.value)
     assert "model.onnx: sha256 mismatch" in text and "engine.plan: missing" in text
     assert "extra.bin: not listed in manifest.json" in text
+    members["extra.bin"] = b"?"  # in the archive: refused before anything is written
+    write_tar(tmp_path / "c.tar.gz", {"bundle/" + k: v for k, v in members.items()})
+    with pytest.raises(agent.AgentError, match="'bundle/extra.bin' is not listed in manifest.json"):
+        agent.unpack_bundle(str(tmp_path / "c.tar.gz"), str(tmp_path / "out2"))
+    assert not list(tmp_path.glob("out2*"))
 
 
 def make_wheel(path, files):

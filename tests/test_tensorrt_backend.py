@@ -145,6 +145,9 @@ class FakeBundle(object):
     def file_path(self, name):
         return os.path.join(self.dir, name)
 
+    def listed_path(self, name):  # optional files are used only when the manifest lists (hashes) them
+        return self.file_path(name) if name in (self.manifest.get("files") or {}) else None
+
 
 def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_path, monkeypatch):
     """First start: no engine in the bundle -> the real engine builder (on the TensorRT double) builds one,
@@ -157,7 +160,7 @@ def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_pa
     source = "model.fp16.onnx" if trt.flavour == "11" else "model.onnx"
     (tmp_path / source).write_bytes(b"onnx")
     (tmp_path / "timing.cache").write_bytes(b"shipped")
-    manifest = {"precision": {"used": "fp16"},
+    manifest = {"precision": {"used": "fp16"}, "files": {"timing.cache": {"size": 7}},
                 "engine": {"status": "build-on-device", "source_model": source,
                            "options": {"precision": "fp16", "dla_core": 0, "workspace_mb": 256}}}
     device = CudaDevice(0, api=sim)

@@ -444,6 +444,10 @@ def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_ta
     from edge_sdk.errors import BundleError
     from edge_sdk.runtime.bundle import open_bundle
 
+    if os.path.isfile(bundle_path):  # an archive would be unpacked to a temporary copy, engine and all lost
+        raise BundleError("`edge-sdk build --bundle` writes the engine into the bundle directory, and {} is an "
+                          "archive; unpack it first (tar xzf {}) and pass the directory".format(bundle_path,
+                                                                                            bundle_path))
     bundle = open_bundle(bundle_path)
     profile = bundle.manifest.get("target_profile") or {}
     model = read_device_model() if device_model is None else device_model

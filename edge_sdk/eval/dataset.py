@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.eval.coco import STAT_NAMES, evaluate_keypoints, load_coco_json, poses_to_results
+from edge_sdk.eval.coco import STAT_NAMES, check_keypoint_file, evaluate_keypoints, load_coco_json, poses_to_results
 
 
 def person_keypoint_images(gt: dict) -> list[dict]:
@@ -92,7 +92,7 @@ def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model
     if threads is not None and not 1 <= int(threads) <= 256:
         raise ConfigError(f"--threads must be in [1, 256], got {threads}")
 
-    gt = load_coco_json(coco_json)
+    gt = check_keypoint_file(load_coco_json(coco_json), "COCO file" if isinstance(coco_json, dict) else str(coco_json))
     images = person_keypoint_images(gt)
     if limit:
         images = images[: int(limit)]

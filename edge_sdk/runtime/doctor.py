@@ -163,7 +163,7 @@ def collect(bundle=None, prefer="auto", root=None):
         "cuda": cuda,
         "jetson": probe_jetson(),
         "onnxruntime": probe_onnxruntime(),
-        "bundle": getattr(bundle, "dir", None),
+        "bundle": getattr(bundle, "source", None),
         "bundle_software": bundle_stack(bundle, trt["version"]),
         "installed": installed_bundles(root or DEFAULT_ROOT, trt["version"]),
         "runtime_will_use": {"backend": choice, "because": reason},
@@ -287,7 +287,11 @@ def run_doctor(bundle_path=None, prefer="auto", as_json=False, out=None, root=No
         from edge_sdk.runtime.bundle import open_bundle
 
         bundle = open_bundle(str(bundle_path))
-    report = collect(bundle=bundle, prefer=prefer, root=root)
+    try:
+        report = collect(bundle=bundle, prefer=prefer, root=root)
+    finally:
+        if bundle is not None:
+            bundle.close()  # an archive's temporary copy
     stream = out or sys.stdout
     if as_json:
         stream.write(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")

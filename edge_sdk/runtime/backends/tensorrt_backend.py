@@ -449,14 +449,14 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
     if engine_dir and not os.path.isdir(engine_dir):
         os.makedirs(engine_dir)
     timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
-    shipped = bundle.file_path("timing.cache")
+    shipped = bundle.listed_path("timing.cache") or ""
     if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
         directory = os.path.dirname(timing_cache)
         if directory and not os.path.isdir(directory):
             os.makedirs(directory)
         shutil.copyfile(shipped, timing_cache)  # a head start; TensorRT ignores entries of other GPUs
-    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
-    calib = calib if os.path.isfile(calib) else None
+    calib = bundle.listed_path(engine.get("calib_cache") or "calib.cache")
+    calib = calib if calib and os.path.isfile(calib) else None
     if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
         calib = None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
     progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
