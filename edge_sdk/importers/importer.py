@@ -18,6 +18,7 @@ from edge_sdk.importers.check import CheckResult, check_frames, check_import
 from edge_sdk.importers.paf_layouts import ChannelLayout, get_layout
 from edge_sdk.importers.source import SourceModel
 from edge_sdk.runtime.model_meta import InputSpec, ModelMeta
+from edge_sdk.runtime.skeleton import STRIDE
 
 FORMATS = ("tf-graphdef", "saved-model", "keras", "onnx")
 DEFAULT_OPSET = 13
@@ -112,6 +113,9 @@ def _resolve_size(requested: tuple[int, int] | None, static: tuple[int | None, i
                   layout: ChannelLayout, path: str) -> tuple[int, int]:
     """(width, height): --input-size, else the graph's own static size, else the preset's usual size."""
     sw, sh = static
+    if requested and not all(v % STRIDE == 0 and 32 <= v <= 4096 for v in requested):
+        raise ConfigError("--input-size {}x{}: width and height must be multiples of {} in 32..4096".format(
+            requested[0], requested[1], STRIDE))
     if requested:
         if (sw and sw != requested[0]) or (sh and sh != requested[1]):
             raise ConfigError("{} has a fixed input of {}x{}; --input-size {}x{} does not fit it".format(
@@ -184,9 +188,11 @@ def canonical_names(model) -> None:
     graph = model.graph
     keep = {v.name for v in list(graph.input) + list(graph.output)}
     tensors: dict[str, str] = {}
+    used: set[str] = set()
     for index, node in enumerate(graph.node):
         base = re.sub(r"_*_\d+$", "", node.name) if node.name else node.op_type
-        node.name = base if base == node.name else "{}_{}".format(base, index)
+        node.name = base if base == node.name and base not in used else "{}_{}".format(base, index)
+        used.add(node.name)
         for i, out in enumerate(node.output):
             if out and out not in keep:
                 tensors[out] = "{}:{}".format(node.name, i)
