@@ -3,8 +3,8 @@ photos of tests/data/coco_mini, and ONNX Runtime against TensorFlow on the same 
 
 Prints:
   * OKS AP / AP50 (pycocotools) and the median ms per stage (preprocess, inference, decode) per frame fit;
-  * inference ms of three variants of the SAME network on the SAME input and CPU threads, measured in
-    interleaved rounds: TensorFlow running the original frozen graph (the baseline), ONNX Runtime on the
+  * inference ms (wall and CPU time) of three variants of the SAME network on the SAME input and CPU threads,
+    measured in interleaved rounds: TensorFlow running the original frozen graph (the baseline), ONNX Runtime on the
     plain tf2onnx conversion (import --no-optimize), ONNX Runtime on the shipped model (instancenorm pass);
     the ratios are per round, against the TensorFlow time of that round: median and range.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import statistics
 import sys
 import tempfile
@@ -95,7 +96,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for every framework (default 1)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     parser.add_argument("--runs", type=int, default=5, help="runs per variant per round (default 5)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the process to --threads CPU cores (pinning keeps a framework from "
+                             "using more cores than it was told: TensorFlow runs helper threads beside its pools)")
     args = parser.parse_args(argv)
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))[: args.threads]
+        os.sched_setaffinity(0, cores)  # before any framework starts its threads: they all inherit it
+        print("pinned to CPU core(s) {}".format(",".join(str(c) for c in cores)))
 
     print("model: {} ({} photos of coco_mini), {} thread(s)".format(MODEL.relative_to(REPO),
                                                                      len(list((COCO / "images").iterdir())),
@@ -124,24 +132,32 @@ def main(argv=None) -> int:
     for run in runners.values():  # warm-up
         run(x)
         run(x)
-    per_round = {name: [] for name in runners}
+    wall = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, run in runners.items():  # interleaved: machine drift hits every variant alike
-            times = []
+            walls, cpus = [], []
             for _ in range(args.runs):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 run(x)
-                times.append(time.perf_counter() - t0)
-            per_round[name].append(statistics.median(times) * 1e3)
-    base = per_round["tensorflow (.pb)"]
+                walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
+            wall[name].append(statistics.median(walls) * 1e3)
+            cpu[name].append(statistics.median(cpus) * 1e3)
     print("\ninference of the same network, {}x{}, {} thread(s), {} rounds x {} runs; ratio = variant / "
           "TensorFlow of the same round (< 1: faster than TensorFlow)".format(
               meta.input.width, meta.input.height, args.threads, args.rounds, args.runs))
-    print("{:<18} {:>10} {:>16} {:>22}".format("variant", "median ms", "ratio vs TF", "ratio range"))
-    for name, values in per_round.items():
-        ratios = [v / b for v, b in zip(values, base)]
-        print("{:<18} {:>10.2f} {:>15.2f}x {:>13.2f}x-{:.2f}x".format(
-            name, statistics.median(values), statistics.median(ratios), min(ratios), max(ratios)))
+    print("wall: elapsed time per inference; cpu: CPU time of all the process's threads per inference (what the "
+          "inference costs, and steadier than wall time on a shared machine)")
+    print("{:<18} {:>9} {:>12} {:>16} {:>9} {:>12} {:>16}".format(
+        "variant", "wall ms", "wall ratio", "wall range", "cpu ms", "cpu ratio", "cpu range"))
+    for name in runners:
+        cells = []
+        for series in (wall, cpu):
+            ratios = [v / b for v, b in zip(series[name], series["tensorflow (.pb)"])]
+            cells.append("{:>9.2f} {:>11.2f}x {:>8.2f}x-{:.2f}x".format(
+                statistics.median(series[name]), statistics.median(ratios), min(ratios), max(ratios)))
+        print("{:<18} {} {}".format(name, *cells))
     return 0
 
 
