@@ -52,6 +52,9 @@ def _numbers(text, flag):
 
 
 def run(args):
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, before it loads
     from edge_sdk.commands.rewrite import parse_size
     from edge_sdk.errors import ConfigError
 

@@ -257,7 +257,8 @@ def import_model(source: str | Path, output: str | Path, paf_order: str = "ours"
     fmt, data = detect_format(source), None
     if fmt == "protobuf":
         fmt, data = _parse_protobuf(source)
-    log("{}: {} ({} channel layout)".format(source, fmt, layout.name))
+    log("{}: {} ({} channel layout); converting{}".format(
+        source, fmt, layout.name, "" if fmt == "onnx" else " with tf2onnx, opset {}".format(opset)))
     src = _load_source(source, fmt, data, input_size, layout, input_name, output_names, opset)
     try:
         shapes = _output_shapes(src)

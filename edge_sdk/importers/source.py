@@ -35,15 +35,22 @@ class SourceModel:
 @contextlib.contextmanager
 def tf2onnx_names() -> Iterator[None]:
     """tf2onnx numbers the nodes it adds with a process-wide counter; start it at the same value for every
-    conversion so that the same input file always gives the same ONNX bytes."""
+    conversion (one step towards the same bytes for the same file, see importer.canonical_names). TensorFlow's
+    deprecation warnings about the TF1 APIs tf2onnx calls are silenced meanwhile: they are not the user's."""
+    import logging
+
     from tf2onnx import utils
 
     saved = utils.INTERNAL_NAME
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
     utils.INTERNAL_NAME = 1
+    tf_logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
         utils.INTERNAL_NAME = max(saved, utils.INTERNAL_NAME)
+        tf_logger.setLevel(level)
 
 
 def first_line(exc: BaseException) -> str:
