@@ -99,10 +99,7 @@ def test_a_wrong_channel_order_finds_nobody_right(imported, tmp_path):
     assert _eval(wrong, tmp_path, "wrong") < 0.02
 
 
-def test_same_file_gives_the_same_bytes(imported, tmp_path):
-    again = import_model(PRETRAINED_TFPOSE, tmp_path / "again.onnx", paf_order="tfpose", check_count=1,
-                         log=lambda line: None, progress=False)
-    first = imported[0].path.read_bytes()
-    assert again.path.read_bytes() == first
-    # the shipped model is exactly what its README's import command makes
-    assert SHIPPED.read_bytes() == first
+def test_same_file_gives_the_same_bytes(imported):
+    """The shipped model was made by the CLI in another process (models/tfpose-mnv2s/README.md): the same
+    bytes as this import. (Two imports in one process: test_import_formats.py, on a small Keras model.)"""
+    assert SHIPPED.read_bytes() == imported[0].path.read_bytes()

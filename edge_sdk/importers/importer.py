@@ -178,8 +178,9 @@ def _output_shapes(source: SourceModel) -> dict[str, tuple[int, ...]]:
 def canonical_names(model) -> None:
     """Rename what converters number with process-wide counters, so the same source gives the same bytes.
 
-    tf2onnx suffixes the nodes it adds with a global counter ("Resize__694") and merges identical constants
-    under whichever name its hash order meets first; both change between runs. Nodes keep their source
+    tf2onnx suffixes the nodes it adds with a global counter ("Resize__694"), merges identical constants
+    under whichever name its hash order meets first, and notes the traced function's numbered name in the
+    doc strings; all change between runs. Nodes keep their source
     name without the counter (plus their position when it was numbered), intermediate tensors are named
     after their node ("<node>:<i>"), weights after their first use ("<node>/input<i>").
     """
@@ -211,6 +212,10 @@ def canonical_names(model) -> None:
     graph.initializer.extend(ordered)
     for value in graph.value_info:
         value.name = tensors.get(value.name, value.name)
+    # converters' notes name the traced TF function, whose number grows with every trace in the process
+    model.doc_string = graph.doc_string = ""
+    for node in graph.node:
+        node.doc_string = ""
 
 
 def _write_atomically(data: bytes, output: Path) -> None:
