@@ -53,6 +53,19 @@ def tf2onnx_names() -> Iterator[None]:
         tf_logger.setLevel(level)
 
 
+def require_tensorflow(what: str):
+    """The tensorflow module, or a ConfigError that says which extra brings it."""
+    try:
+        import tensorflow as tf  # noqa: F401 - imported for the caller
+        import tf2onnx  # noqa: F401
+    except ImportError as exc:
+        from edge_sdk.errors import ConfigError
+
+        raise ConfigError("reading {} needs TensorFlow and tf2onnx ({}); run: pip install -e '.[host,train]'".format(
+            what, exc)) from None
+    return tf
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one short line (TensorFlow and protobuf errors run over many)."""
     text = str(exc).strip().splitlines()

@@ -8,15 +8,16 @@ that lists the candidates. The reference runs the same GraphDef in a TensorFlow 
 from __future__ import annotations
 
 from edge_sdk.errors import ConfigError, ModelError
-from edge_sdk.importers.source import SourceModel, first_line, tf2onnx_names
+from edge_sdk.importers.source import SourceModel, first_line, require_tensorflow, tf2onnx_names
 
 _NOT_OUTPUTS = ("Const", "NoOp", "Placeholder", "Assert", "SaveV2", "RestoreV2", "VarHandleOp", "VariableV2")
 
 
 def parse_graphdef(data: bytes, path: str):
     """A tf.compat.v1.GraphDef from bytes; ModelError when it is not one (or is truncated)."""
-    import tensorflow as tf
     from google.protobuf.message import DecodeError
+
+    tf = require_tensorflow("a TensorFlow GraphDef (.pb)")
 
     graph_def = tf.compat.v1.GraphDef()
     try:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 
 from edge_sdk.errors import ConfigError, ModelError
-from edge_sdk.importers.source import SourceModel, first_line, tf2onnx_names
+from edge_sdk.importers.source import SourceModel, first_line, require_tensorflow, tf2onnx_names
 
 
 def _load(path: str, kind: str):
-    """A callable image -> outputs, and (layout, height, width) of its input."""
-    import tensorflow as tf
+    """A callable image -> outputs, and the shape of its input."""
+    tf = require_tensorflow("a Keras model or SavedModel")
 
     try:
         if kind == "keras":
