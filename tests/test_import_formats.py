@@ -9,7 +9,7 @@ import pytest
 from conftest import COCO_MINI, PRETRAINED_TFPOSE, REPO
 
 from edge_sdk.cli import main
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.importers import PRESETS, get_layout, import_model
 from edge_sdk.runtime.skeleton import LIMBS, NUM_HEATMAPS, NUM_PAFS
 
@@ -83,6 +83,10 @@ def test_keras_and_saved_model(tmp_path):
     assert result.format == "keras" and result.check.max_abs_diff < 1e-4
     again = import_model(tmp_path / "tiny.keras", tmp_path / "again" / "k.onnx", check_count=1, **QUIET)
     assert again.path.read_bytes() == result.path.read_bytes()  # same process, tf2onnx's counters moved on
+    # a tolerance the float32 graphs cannot meet: refused, nothing written
+    with pytest.raises(ModelError, match="does not match TensorFlow .* not writing"):
+        import_model(tmp_path / "tiny.keras", tmp_path / "strict" / "k.onnx", atol=1e-12, check_count=1, **QUIET)
+    assert not (tmp_path / "strict" / "k.onnx").exists()
     assert (result.meta.input.width, result.meta.input.height, result.meta.input.color) == (96, 64, "RGB")
     x = np.random.default_rng(1).normal(size=(1, 3, 64, 96)).astype(np.float32)
     heatmaps, pafs = _run(result.path, x)

@@ -180,9 +180,9 @@ def canonical_names(model) -> None:
 
     tf2onnx suffixes the nodes it adds with a global counter ("Resize__694"), merges identical constants
     under whichever name its hash order meets first, and notes the traced function's numbered name in the
-    doc strings; all change between runs. Nodes keep their source
-    name without the counter (plus their position when it was numbered), intermediate tensors are named
-    after their node ("<node>:<i>"), weights after their first use ("<node>/input<i>").
+    doc strings; all change between runs. Nodes keep their source name without the counter (plus their
+    position when it was numbered), intermediate tensors are named after their node ("<node>:<i>"), weights
+    after their first use ("<node>/input<i>").
     """
     import re
 
