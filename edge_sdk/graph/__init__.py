@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from edge_sdk.errors import ConfigError, nearest_names
 
-PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "fp16")
+PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "fp16", "instancenorm")
 #: What `edge-sdk build` runs (peaks only with --peaks K).
 DEFAULT_PASSES = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 
@@ -36,6 +36,9 @@ def get_pass(name: str) -> Callable:
     if name == "prune":
         from edge_sdk.graph.prune import prune_unused_outputs
         return prune_unused_outputs
+    if name == "instancenorm":
+        from edge_sdk.graph.instancenorm import batch_stats_to_instance_norm
+        return batch_stats_to_instance_norm
     if name == "peaks":
         from edge_sdk.graph.peaks import append_peak_extraction
         return append_peak_extraction
