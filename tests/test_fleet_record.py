@@ -215,3 +215,16 @@ def test_query_cli_csv_and_jsonl(tmp_path, edge_sdk_cli):
     assert rows and all(r["score"] >= 0.85 and len(r["keypoints"]) == 17 for r in rows)
     proc = edge_sdk_cli("query", db, "--since", "last tuesday")
     assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e999", '"12"', "null", "true", "[1]"])
+def test_a_keypoint_that_is_not_a_finite_number_is_refused(value):
+    from edge_sdk.runtime.message_check import MessageError, parse_pose_payload
+
+    payload = messages.encode_json(pose("cam-01", 1, 1.0))
+    assert parse_pose_payload(payload, topic_device="cam-01")["seq"] == 1
+    first_x = json.loads(payload)["people"][0]["keypoints"][0][0]
+    bad = payload.replace("[{},".format(first_x).encode(), "[{},".format(value).encode(), 1)
+    assert bad != payload
+    with pytest.raises(MessageError):
+        parse_pose_payload(bad, topic_device="cam-01")

@@ -14,7 +14,6 @@ MAX_PEOPLE = 1000
 MAX_DEVICE_CHARS = 255
 MAX_SEQ = (1 << 63) - 1
 MAX_COORDINATE = 1e6
-_NUMBER_TYPES = {int, float}
 
 
 class MessageError(ValueError):
@@ -61,9 +60,12 @@ def parse_pose_payload(payload, topic_device=None):
     for i, person in enumerate(msg["people"]):
         _finite(person.get("score", 0.0), "person {} score".format(i))
         values = [v for point in person["keypoints"] for v in point]
-        # one pass in C: a NaN or infinity makes the sum non-finite; a non-number makes the set bigger
-        if not {type(v) for v in values} <= _NUMBER_TYPES or not math.isfinite(sum(values)) or \
-                max(values) > MAX_COORDINATE or min(values) < -MAX_COORDINATE:
+        try:  # in C: a NaN or infinity makes the sum non-finite, a non-number raises TypeError
+            ok = math.isfinite(sum(values)) and -MAX_COORDINATE <= min(values) and max(values) <= MAX_COORDINATE \
+                and bool not in set(map(type, values))
+        except TypeError:
+            ok = False
+        if not ok:
             raise MessageError("person {} keypoints must be finite numbers within +-{:g}".format(i, MAX_COORDINATE))
     latency = msg.get("latency_ms", {})
     if not isinstance(latency, dict):
