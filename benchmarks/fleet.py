@@ -77,7 +77,7 @@ def real_people() -> list[list]:
             for people in by_image.values()]
 
 
-def publisher_main(port: int, devices: list[str], fps: float, seconds: float, start_at: float, results) -> None:
+def publisher_main(port: int, devices: list[str], fps: float, seconds: float, ready, go, start_at, results) -> None:
     """One publishing process: its cameras, one message each per 1/fps tick, in real time."""
     import paho.mqtt.client as paho
 
@@ -91,6 +91,14 @@ def publisher_main(port: int, devices: list[str], fps: float, seconds: float, st
     late = []
     sent = 0
     infos = []
+    # the JSON encoder's output, split around seq and ts: the generator must stay cheaper than the recorder
+    templates = [[messages.encode_json(messages.build_pose_message(device, 123456789, 0.5, 640, 480, "bench",
+                                                                   people, {"total": 20.0})).split(b"123456789", 1)
+                  for people in layouts] for device in devices]
+    topics = ["edge-sdk/{}/poses".format(device) for device in devices]
+    ready.put(len(devices))
+    go.wait()
+    start_at = start_at.value
     while time.time() < start_at:
         time.sleep(0.005)
     for tick in range(ticks):
@@ -99,16 +107,16 @@ def publisher_main(port: int, devices: list[str], fps: float, seconds: float, st
         if delay > 0:
             time.sleep(delay)
         late.append(max(0.0, -delay))
-        for d, device in enumerate(devices):
-            msg = messages.build_pose_message(device, tick, time.time(), 640, 480, "bench",
-                                              layouts[(tick // 15 + d) % len(layouts)], {"total": 20.0})
-            infos.append(client.publish("edge-sdk/{}/poses".format(device), messages.encode_json(msg), qos=1))
+        for d, topic in enumerate(topics):
+            head, tail = templates[d][(tick // 15 + d) % len(layouts)]
+            payload = head + str(tick).encode() + tail.replace(b'"ts":0.5', b'"ts":' + repr(time.time()).encode(), 1)
+            infos.append(client.publish(topic, payload, qos=1))
             sent += 1
     for info in infos:
         info.wait_for_publish(60)
     client.disconnect()
     client.loop_stop()
-    results.put({"sent": sent, "late_p99_ms": float(np.percentile(late, 99) * 1000)})
+    results.put({"sent": sent, "late_p99_ms": float(np.percentile(late, 99) * 1000), "cpu_s": time.process_time()})
 
 
 def start_recorder(port: int, store: str, workers: int, group: str, stats: str, idle: float) -> subprocess.Popen:
@@ -141,26 +149,40 @@ def fresh_store(store: str, workdir: str, name: str) -> str:
     return store
 
 
-def live(port: int, args, workdir: str) -> None:
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (Linux /proc)."""
+    with open("/proc/{}/stat".format(pid)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def live(port: int, args, workdir: str, broker_pid: int) -> None:
     store = fresh_store(args.store, workdir, "live")
     stats_file = os.path.join(workdir, "live-stats.json")
-    recorder = start_recorder(port, store, args.workers, "live", stats_file, idle=3.0)
+    recorder = start_recorder(port, store, args.workers, "live", stats_file, idle=10.0)
     devices = ["cam-{:03d}".format(i) for i in range(args.devices)]
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    start_at = time.time() + 3.0
+    results, ready, go, start_at = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     procs = [ctx.Process(target=publisher_main, args=(port, devices[i::args.publishers], args.fps, args.seconds,
-                                                      start_at, results)) for i in range(args.publishers)]
+                                                      ready, go, start_at, results)) for i in range(args.publishers)]
     for p in procs:
         p.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    start_at.value = time.time() + 0.5
+    broker_cpu = cpu_seconds(broker_pid)
+    go.set()
     published = [results.get(timeout=args.seconds + 300) for _ in procs]
     for p in procs:
         p.join()
     workers = finish_recorder(recorder, stats_file)
+    broker_cpu = cpu_seconds(broker_pid) - broker_cpu
     with open_store(store, create=False) as db:
         rows, distinct = db.select("SELECT count(*), count(DISTINCT device || ':' || seq) FROM frames", [])[0]
         lag = np.array([r[0] for r in db.select("SELECT recorded - ts FROM frames", [])]) * 1000.0
     sent = sum(p["sent"] for p in published)
+    if not len(lag):
+        sys.exit("the recorder stored nothing")
     print("\nlive: {} cameras x {:g} fps for {:g} s = {} messages offered ({:.0f}/s), {} worker(s), store {}".format(
         args.devices, args.fps, args.seconds, sent, sent / args.seconds, args.workers,
         "SQLite" if args.store == "sqlite" else "PostgreSQL"))
@@ -173,6 +195,12 @@ def live(port: int, args, workdir: str) -> None:
         max(p["late_p99_ms"] for p in published)))
     print("  rows {}, distinct (device, seq) {}, duplicates dropped {}, lost {}".format(
         rows, distinct, sum(w["duplicates"] for w in workers), sent - distinct))
+    us = {"recorder": sum(w["cpu_s"] for w in workers), "broker": broker_cpu,
+          "generator": sum(p["cpu_s"] for p in published)}
+    print("  CPU per message: " + ", ".join("{} {:.0f} us".format(k, v / sent * 1e6) for k, v in us.items()) +
+          "; at {:.0f} msg/s the recorder needs {:.2f} core(s), all three {:.2f} of the {} here".format(
+              args.devices * args.fps, us["recorder"] / sent * args.devices * args.fps,
+              sum(us.values()) / sent * args.devices * args.fps, os.cpu_count()))
     goal = rows == distinct == sent and np.percentile(lag, 99) < 1000
     print("  goal ({} msg/s, lag p99 < 1 s, nothing lost): {}".format(int(args.devices * args.fps),
                                                                       "MET" if goal else "NOT MET"))
@@ -245,7 +273,7 @@ def main() -> None:
     try:
         print("load: {} on {} CPU(s), load average {:.1f}".format(sys.platform, os.cpu_count(), os.getloadavg()[0]))
         if not args.skip_live:
-            live(port, args, workdir)
+            live(port, args, workdir, broker.pid)
         if args.scale:
             drain(port, args, workdir)
     finally:

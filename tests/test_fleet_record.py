@@ -228,3 +228,31 @@ def test_a_keypoint_that_is_not_a_finite_number_is_refused(value):
     assert bad != payload
     with pytest.raises(MessageError):
         parse_pose_payload(bad, topic_device="cam-01")
+
+
+def test_lost_database_connection_is_retried_and_nothing_is_acknowledged_before_the_commit(postgres_server, caplog):
+    import psycopg
+
+    db = postgres_server.create_database("lost")
+    recorder = Recorder(RecorderConfig(mqtt_url="mqtt://127.0.0.1:1", store_url=db))
+    acked = []
+
+    class Client:  # records acknowledgements; the database work is real
+        def ack(self, mid, qos):
+            acked.append(mid)
+
+    recorder._client = Client()
+    now = time.time()
+    batch = [(topic_of(m), messages.encode_json(m), i + 1, 1) for i, m in enumerate(
+        pose("cam-01", s, now + s) for s in range(5))]
+    recorder.write_batch(batch[:2])
+    assert acked == [1, 2]
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:  # the server drops our connection
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'lost'")
+    recorder.write_batch(batch)  # first try fails, the retry reconnects
+    assert acked == [1, 2, 1, 2, 3, 4, 5]
+    assert "retrying" in caplog.text and "unacknowledged" in caplog.text
+    assert (recorder.stats.stored, recorder.stats.duplicates) == (5, 2)
+    recorder._client = None
+    recorder.close()
+    assert len(query(db)) == 5

@@ -25,6 +25,11 @@ CREATE INDEX IF NOT EXISTS people_ts ON people (ts);
 _SCHEMA_LOCK = 0x65646765  # advisory lock: workers starting together create the tables once
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PostgresStore(Store):
     placeholder = "%s"
 
@@ -34,12 +39,9 @@ class PostgresStore(Store):
         except ImportError:
             raise ConfigError("PostgreSQL needs psycopg 3: pip install 'edge-sdk[fleet]'") from None
         self.url = redact_url(url)
-        self._errors = psycopg.Error
-        try:
-            self.db = psycopg.connect(url, connect_timeout=connect_timeout_s)
-        except psycopg.Error as exc:
-            raise StoreError("cannot connect to PostgreSQL at {}: {}".format(
-                self.url, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)) from None
+        self._psycopg = psycopg
+        self._connect_args = (url, connect_timeout_s)  # kept to reconnect after a lost connection
+        self._connect()
         try:
             with self.db.transaction():
                 if create:
@@ -51,8 +53,8 @@ class PostgresStore(Store):
                 row = self.db.execute("SELECT value FROM edge_sdk_meta WHERE key = 'schema'").fetchone()
         except psycopg.Error as exc:
             self.db.close()
-            raise StoreError("PostgreSQL at {} has no usable pose tables: {}".format(
-                self.url, str(exc).strip().splitlines()[0])) from None
+            raise StoreError("PostgreSQL at {} has no usable pose tables: {}".format(self.url, _first_line(exc))) \
+                from None
         if row is None or row[0] != str(SCHEMA_VERSION):
             self.db.close()
             raise StoreError("PostgreSQL at {} holds pose schema {} but this edge-sdk writes schema {}".format(
@@ -60,13 +62,25 @@ class PostgresStore(Store):
         self._frames_sql = self._sql_insert("frames", FRAME_COLUMNS)
         self._people_sql = self._sql_insert("people", PEOPLE_COLUMNS)
 
+    def _connect(self) -> None:
+        url, timeout = self._connect_args
+        try:
+            self.db = self._psycopg.connect(url, connect_timeout=timeout)
+        except self._psycopg.Error as exc:
+            raise StoreError("cannot connect to PostgreSQL at {}: {}".format(self.url, _first_line(exc))) from None
+
     def _insert(self, frames: list[tuple], people: list[tuple]) -> int:
-        with self.db.transaction():
-            with self.db.cursor() as cur:
-                cur.executemany(self._frames_sql, frames)
-                stored = cur.rowcount  # psycopg >= 3.1: the sum over the batch
-                if people:
-                    cur.executemany(self._people_sql, people)
+        if self.db.closed or self.db.broken:
+            self._connect()
+        try:
+            with self.db.transaction():
+                with self.db.cursor() as cur:
+                    cur.executemany(self._frames_sql, frames)
+                    stored = cur.rowcount  # psycopg >= 3.1: the sum over the batch
+                    if people:
+                        cur.executemany(self._people_sql, people)
+        except self._psycopg.OperationalError as exc:  # server gone, connection lost: reconnect next time
+            raise StoreError("PostgreSQL at {}: {}".format(self.url, _first_line(exc))) from exc
         return stored
 
     def delete_older_than(self, ts: float) -> int:

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from edge_sdk.errors import BrokerError, ConfigError, EdgeSdkError
-from edge_sdk.fleet.store import open_store
+from edge_sdk.fleet.store import StoreError, WriteResult, open_store
 from edge_sdk.runtime.message_check import MessageError, parse_pose_payload
 from edge_sdk.runtime.mqtt import DEFAULT_PREFIX, configure_client, connect_error, parse_url
 
@@ -36,6 +36,7 @@ DEFAULT_GROUP = "edge-sdk-record"
 RETENTION_INTERVAL_S = 60.0
 MAX_WORKERS = 64
 BATCH_GAP_S = 0.005
+STORE_RETRY_MAX_S = 8.0
 
 
 @dataclass
@@ -50,6 +51,7 @@ class RecorderStats:
     batches: int = 0
     deleted: int = 0
     active_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of this worker's process (all its threads) while it ran
 
     @property
     def messages_per_s(self) -> float:
@@ -191,8 +193,9 @@ class Recorder:
             log.warning("worker %d: not stored, message on %s: %s (%d bad so far)", self.worker, topic[:120],
                         why, self.stats.bad)
 
-    def write_batch(self, batch: list) -> None:
-        """Validate, store in one transaction, then acknowledge every message of the batch."""
+    def write_batch(self, batch: list, stop: threading.Event | None = None) -> None:
+        """Validate, store in one transaction (retried while the database is unreachable), then acknowledge
+        every message of the batch. Nothing is acknowledged before it is committed."""
         good = []
         for topic, payload, _mid, _qos in batch:
             parts = topic.split("/")
@@ -201,7 +204,7 @@ class Recorder:
             except MessageError as exc:
                 self._bad(topic, str(exc))
         if good:
-            result = self.store.write(good)
+            result = self._store_with_retry(good, stop)
             self.stats.stored += result.stored
             self.stats.duplicates += result.duplicates
         self.stats.received += len(batch)
@@ -211,11 +214,25 @@ class Recorder:
                 if qos > 0:
                     self._client.ack(mid, qos)
 
+    def _store_with_retry(self, messages: list[dict], stop: threading.Event | None) -> WriteResult:
+        delay = 0.5
+        while True:
+            try:
+                return self.store.write(messages)
+            except StoreError as exc:
+                if stop is not None and stop.is_set():
+                    raise
+                log.warning("worker %d: %s; retrying in %.1f s (the batch stays unacknowledged)", self.worker,
+                            exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
     def run(self, stop: threading.Event | None = None) -> RecorderStats:
         """Record until ``stop`` is set, the timeout / idle timeout passes, or Ctrl-C; returns the stats."""
         if self._client is None:
             self.connect()
         start = last_message = time.monotonic()
+        cpu_start = time.process_time()
         first = None
         next_retention = 0.0
         try:
@@ -231,13 +248,14 @@ class Recorder:
                 batch = self._next_batch(0.2)
                 if batch:
                     first = first or time.monotonic()
-                    self.write_batch(batch)
+                    self.write_batch(batch, stop)
                     last_message = time.monotonic()
                     self.stats.active_s = last_message - first
         except KeyboardInterrupt:
             pass
         finally:
             self.close()
+            self.stats.cpu_s = round(time.process_time() - cpu_start, 3)
         return self.stats
 
     def close(self) -> None:
@@ -253,7 +271,13 @@ class Recorder:
             except queue.Empty:
                 break
         if leftover:  # not acknowledged (disconnected): stored now, re-delivered later, stored once
-            self.write_batch(leftover)
+            no_retry = threading.Event()
+            no_retry.set()
+            try:
+                self.write_batch(leftover, no_retry)
+            except StoreError as exc:
+                log.warning("worker %d: %d received messages not stored (%s); the broker re-sends them",
+                            self.worker, len(leftover), exc)
         self.store.close()
 
 

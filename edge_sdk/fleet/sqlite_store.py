@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from edge_sdk.errors import ConfigError
-from edge_sdk.fleet.store import FRAME_COLUMNS, PEOPLE_COLUMNS, SCHEMA_VERSION, Store
+from edge_sdk.fleet.store import FRAME_COLUMNS, PEOPLE_COLUMNS, SCHEMA_VERSION, Store, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,16 +58,19 @@ class SqliteStore(Store):
 
     def _insert(self, frames: list[tuple], people: list[tuple]) -> int:
         cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            cur.executemany(self._frames_sql, frames)
-            stored = cur.rowcount
-            if people:
-                cur.executemany(self._people_sql, people)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.executemany(self._frames_sql, frames)
+                stored = cur.rowcount
+                if people:
+                    cur.executemany(self._people_sql, people)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
+            raise StoreError("SQLite {}: {}".format(self.path, exc)) from exc
         return stored
 
     def delete_older_than(self, ts: float) -> int:
