@@ -120,7 +120,7 @@ def wait_rows(db, count, timeout=20.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         with open_store(db, create=False) as store:
-            n = store.select("SELECT count(*) FROM frames", [])[0][0]
+            n = store.select("SELECT count(*) FROM frames WHERE ts > ?", [time.time() - 3600])[0][0]
         if n >= count:
             return n
         time.sleep(0.1)
@@ -129,7 +129,9 @@ def wait_rows(db, count, timeout=20.0):
 
 def test_recorder_exactly_once_across_redelivery_bad_messages_and_a_restart(mosquitto, tmp_path):
     db = str(tmp_path / "poses.sqlite")
-    config = RecorderConfig(mqtt_url=mosquitto.url, store_url=db, batch_seconds=0.05)
+    with open_store(db) as store:  # recorded two days ago: past the retention of --keep 1d
+        store.write([pose("cam-00", 0, time.time() - 2 * 86400, people=2)])
+    config = RecorderConfig(mqtt_url=mosquitto.url, store_url=db, batch_seconds=0.05, keep_s=86400)
     recorder, stop, thread, result = start_recorder(config)
     client = publisher(mosquitto)
     now = time.time()
@@ -149,7 +151,7 @@ def test_recorder_exactly_once_across_redelivery_bad_messages_and_a_restart(mosq
     stop.set()
     thread.join(10)
     stats = result["stats"]
-    assert (stats.stored, stats.duplicates, stats.bad) == (60, 15, 4)
+    assert (stats.stored, stats.duplicates, stats.bad, stats.deleted) == (60, 15, 4, 1)
 
     # recorder down: QoS 1 messages wait in its persistent session, then arrive once it is back
     later = [pose("cam-09", i, now + 10 + i * 0.01) for i in range(30)]
