@@ -258,3 +258,16 @@ def test_lost_database_connection_is_retried_and_nothing_is_acknowledged_before_
     recorder._client = None
     recorder.close()
     assert len(query(db)) == 5
+
+
+def test_record_cli_errors_are_clear(tmp_path, edge_sdk_cli):
+    from conftest import free_port
+
+    db = str(tmp_path / "poses.sqlite")
+    cases = [(["--mqtt", "mqtt://127.0.0.1:1", "--topic", "edge-sdk/#/poses"], "not valid MQTT"),
+             (["--mqtt", "mqtt://127.0.0.1:{}".format(free_port())], "connection refused"),
+             (["--mqtt", "mqtt://127.0.0.1:1", "--keep", "forever"], "duration"),
+             (["--mqtt", "mqtt://127.0.0.1:1", "--workers", "0"], "--workers")]
+    for args, expected in cases:
+        proc = edge_sdk_cli("record", "--to", db, *args, timeout=60)
+        assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -92,6 +92,12 @@ class RecorderConfig:
             raise ConfigError("group {!r} must be one topic level (no / + # $ or spaces)".format(self.group))
         if self.topic.startswith("$share/"):
             raise ConfigError("give the plain topic filter; the recorder adds $share/GROUP/ itself")
+        levels = self.topic.split("/")
+        if not self.topic or len(self.topic) > 1024 or "\x00" in self.topic or any(
+                ("#" in level and (level != "#" or i != len(levels) - 1)) or ("+" in level and level != "+")
+                for i, level in enumerate(levels)):
+            raise ConfigError("topic filter {!r} is not valid MQTT: '+' and '#' must fill a level, '#' only "
+                              "last (e.g. edge-sdk/+/poses)".format(self.topic[:80]))
 
 
 class Recorder:
@@ -106,6 +112,7 @@ class Recorder:
         self._subscribed = threading.Event()
         self._connack: int | None = None
         self._connected = threading.Event()
+        self._suback: list[int] = []
         self._client = None
         self.store = open_store(config.store_url)
 
@@ -121,9 +128,7 @@ class Recorder:
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None):
         codes = [int(getattr(rc, "value", rc)) for rc in reason_codes]
-        if any(code >= 0x80 for code in codes):
-            log.error("the broker refused the subscription (reason %s): check its ACL and that it supports "
-                      "MQTT v5 shared subscriptions (Mosquitto >= 1.6)", codes)
+        self._suback = codes
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg):
@@ -166,6 +171,12 @@ class Recorder:
         if not self._subscribed.wait(timeout):
             self.close()
             raise BrokerError("the MQTT broker at {}:{} did not acknowledge the subscription".format(host, port))
+        if any(code >= 0x80 for code in self._suback):
+            self.close()
+            raise BrokerError("the MQTT broker at {}:{} refused the subscription to $share/{}/{} (reason {}): check "
+                              "its ACL lets this user read the topic, and that it supports MQTT v5 shared "
+                              "subscriptions (Mosquitto >= 1.6)".format(host, port, self.config.group,
+                                                                       self.config.topic, self._suback))
 
     def _next_batch(self, wait: float) -> list:
         """Up to batch_size messages: block up to ``wait`` s for the first, then up to batch_seconds for more."""
@@ -259,7 +270,8 @@ class Recorder:
         return self.stats
 
     def close(self) -> None:
-        """Stop receiving, store what was already received (and acknowledge it), close the store."""
+        """Stop receiving, store what was already received, close the store. Those last messages cannot be
+        acknowledged any more (disconnected): the broker re-sends them later and the key drops them."""
         client, self._client = self._client, None
         if client is not None:
             client.disconnect()
