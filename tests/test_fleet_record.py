@@ -271,3 +271,44 @@ def test_record_cli_errors_are_clear(tmp_path, edge_sdk_cli):
     for args, expected in cases:
         proc = edge_sdk_cli("record", "--to", db, *args, timeout=60)
         assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_killed_recorder_loses_nothing_and_stores_nothing_twice(mosquitto, tmp_path):
+    import signal
+
+    db = str(tmp_path / "poses.sqlite")
+    command = [sys.executable, "-m", "edge_sdk", "record", "--mqtt", mosquitto.url, "--to", db, "--client-id",
+               "crash-test", "--batch-seconds", "0.1", "--idle-timeout", "1.5"]
+
+    def start():
+        proc = subprocess.Popen(command, cwd=str(REPO), stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()
+        assert "recording" in line, line + proc.stderr.read()
+        return proc
+
+    recorder = start()
+    client = publisher(mosquitto)
+    now = time.time()
+    sent = [pose("cam-{:02d}".format(i % 4), i // 4, now + i * 0.001) for i in range(600)]
+    infos = []
+    for i, msg in enumerate(sent):
+        infos.append(client.publish(topic_of(msg), messages.encode_json(msg), qos=1))
+        if i == 300:
+            wait_rows(db, 50)
+            recorder.send_signal(signal.SIGKILL)  # mid-stream: batches received, some committed, not all acked
+            recorder.wait(10)
+        time.sleep(0.002)
+    for info in infos:
+        info.wait_for_publish(10)
+    recorder = start()  # same client id: its session kept what was not acknowledged
+    try:
+        assert wait_rows(db, 600) == 600
+        _, err = recorder.communicate(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        client.disconnect()
+    with open_store(db, create=False) as store:
+        assert store.select("SELECT count(*), count(DISTINCT device || ':' || seq) FROM frames", []) == [(600, 600)]
+    received = int(err.split("worker 0: ")[1].split(" received")[0])
+    assert 0 < received < 600, err  # the restarted recorder got the rest, not everything again
