@@ -177,7 +177,7 @@ def test_two_workers_split_a_shared_subscription(backend, mosquitto, tmp_path, r
         request.getfixturevalue("postgres_server").create_database("workers")
     stats_file = tmp_path / "stats.json"
     proc = subprocess.Popen([sys.executable, "-m", "edge_sdk", "record", "--mqtt", mosquitto.url, "--to", db,
-                             "--workers", "2", "--idle-timeout", "1.5", "--batch-seconds", "0.05",
+                             "--workers", "2", "--idle-timeout", "1", "--batch-seconds", "0.05",
                              "--stats", str(stats_file)], cwd=str(REPO), stderr=subprocess.PIPE, text=True)
     try:
         lines = []
