@@ -69,3 +69,4 @@ def test_the_wheel_has_one_top_level_package(tmp_path):
     assert "edge_sdk/training/models/backbones.py" in names
     assert "edge_sdk/calibration/qdq.py" in names
     assert "edge_sdk/schemas/pose-v1.json" in names
+    assert {"edge_sdk/fleet/static/dashboard.html", "edge_sdk/fleet/static/dashboard.js"} <= set(names)

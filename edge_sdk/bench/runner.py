@@ -3,6 +3,8 @@
 `--compare` interleaves the bundles: frames are split into rounds and each round runs every bundle in
 turn, so a machine that slows down (thermal throttling, a neighbour's load) hurts every bundle alike.
 `mode="both"` also runs the plain sequential loop, so the pipeline's gain is visible on every device.
+A file source (image folder, image, video) shorter than the frames asked for is replayed from its start
+(:class:`LoopingSource`); a source that ends early and cannot be replayed is reported in ``notes``.
 """
 
 import json
@@ -14,7 +16,9 @@ import time
 
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SourceError
+from edge_sdk.runtime.redact import redact_url
+from edge_sdk.runtime.sources import Source, open_source
 from edge_sdk.runtime.sysmon import SystemSampler
 
 SCHEMA = "edge-sdk-bench/1"
@@ -43,6 +47,49 @@ class _Collector(object):
 
     def close(self):
         pass
+
+
+class LoopingSource(Source):
+    """A file source (image folder, image or video, given as its path) replayed from the start until
+    ``total`` frames were delivered; each pass reopens it, so reading is measured like the first time."""
+
+    def __init__(self, spec, total):
+        self.spec = spec
+        self.total = int(total)
+        self._current = open_source(spec)
+        self.live = self._current.live
+        self.name = self._current.name
+        self.passes = 0
+
+    def frames(self):
+        produced = 0
+        while produced < self.total:
+            if self._current is None:
+                self._current = open_source(self.spec)
+            count = 0
+            for index, image in self._current.frames():
+                yield index, image
+                count += 1
+                produced += 1
+                if produced >= self.total:
+                    break
+            self.passes += 1
+            self._current.close()
+            self._current = None
+            if count == 0:
+                raise SourceError("source {} delivered no frame; cannot replay it".format(self.spec))
+
+    def close(self):
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+
+def bench_source(source, frames):
+    """``source`` as the bench runs it: a file source path replays up to ``frames`` frames; others as given."""
+    if isinstance(source, str) and not source.startswith("synthetic") and os.path.exists(source):
+        return LoopingSource(source, frames)
+    return source
 
 
 def _describe_device():
@@ -102,12 +149,15 @@ def paced_source(source, rate):
 
 
 def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mode="pipelined",
-              prefer="auto", rounds=None, command=None, sample_interval=0.5, threads=None, rate=None):
+              prefer="auto", rounds=None, command=None, sample_interval=0.5, threads=None, rate=None,
+              decoder_settings=None, fit=None):
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
     bundle, 5 when comparing). ``threads``: ONNX Runtime intra-op threads (None: its default, all cores);
-    ``rate``: pace the synthetic source at this many frames per second (see paced_source)."""
+    ``rate``: pace the synthetic source at this many frames per second (see paced_source);
+    ``decoder_settings`` and ``fit`` override each model's metadata."""
     from edge_sdk.runtime.backends.loader import load_backend
+    from edge_sdk.runtime.decoder_settings import apply_run_settings
     from edge_sdk.runtime.pipeline import run_pipeline
 
     if mode not in MODES:
@@ -132,19 +182,21 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
                 backends.append((path, load_backend(model=path, prefer=prefer, threads=threads)))
             else:
                 backends.append((path, load_backend(bundle=path, prefer=prefer, threads=threads)))
+            apply_run_settings(backends[-1][1].meta, decoder_settings, fit)
         runs = {}
         for path, backend in backends:
             for m in modes:
                 runs[(path, m)] = {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
             if warmup > 0:
-                run_pipeline(backend=backend, source=source, max_frames=warmup, workers=workers,
+                run_pipeline(backend=backend, source=bench_source(source, warmup), max_frames=warmup, workers=workers,
                              handle_signals=False, sequential=False)
         with SystemSampler(sample_interval, extra=_gpu_memory_probe(backends)) as sampler:
             for _ in range(rounds):
                 for path, backend in backends:
                     for m in modes:
                         run = runs[(path, m)]
-                        stats = run_pipeline(backend=backend, source=source, max_frames=per_round,
+                        stats = run_pipeline(backend=backend, source=bench_source(source, per_round),
+                                             max_frames=per_round,
                                              workers=workers, sinks=[run["collector"]], handle_signals=False,
                                              sequential=(m == "sequential"))
                         run["elapsed"] += stats.elapsed_s
@@ -172,6 +224,12 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
                 "latency_ms": {stage: latency_summary(v) for stage, v in col.latency.items()},
                 "fps_over_time": fps_over_time(col.done) if rounds == 1 else [],
             })
+    notes = []
+    for run in result_runs:
+        if run["frames"] < per_round * rounds:
+            notes.append("{}: the source {} gave {} of the {} frames asked for; only file sources (image folder, "
+                         "image, video) are replayed, so the figures cover fewer frames".format(
+                             run["name"], source, run["frames"], per_round * rounds))
     ratios = {}
     if mode == "both":
         for path, _backend in backends:
@@ -193,10 +251,11 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         "command": command,
         "device": _describe_device(),
         "software": _software(),
-        "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
-                     "rounds": rounds, "backend": prefer, "threads": threads, "rate": rate},
+        "settings": {"frames": frames, "warmup": warmup, "source": redact_url(str(source)), "workers": workers,
+                     "mode": mode, "rounds": rounds, "backend": prefer, "threads": threads, "rate": rate},
         "runs": result_runs,
         "ratios": ratios,
+        "notes": notes,
         "system": {"summary": sampler.summary(), "samples": sampler.samples},
     }
 
@@ -222,4 +281,6 @@ def format_table(result):
             e2e.get("p90", "-"), e2e.get("p99", "-")))
     for name, ratio in sorted(result.get("ratios", {}).items()):
         lines.append("{}: {:.2f}x".format(name, ratio))
+    for note in result.get("notes", []):
+        lines.append("note: " + note)
     return "\n".join(lines)

@@ -15,7 +15,8 @@ def run(args):
     from edge_sdk.runtime.bundle import open_bundle
 
     if args.json:
-        print(json.dumps(open_bundle(args.bundle).manifest, indent=2, sort_keys=True))
+        with open_bundle(args.bundle) as bundle:
+            print(json.dumps(bundle.manifest, indent=2, sort_keys=True))
         return 0
     from edge_sdk.bundle import describe_bundle
 

@@ -1,16 +1,22 @@
-"""Build a serialized TensorRT engine from an ONNX file, with the TensorRT Python API of 8.2 through 10.x.
+"""Build a serialized TensorRT engine from an ONNX file, with the TensorRT Python API of 8.2 through 11.x.
 
 Python 3.6 syntax, standard library + ``tensorrt`` only: the device runs this at first start when the host
 that made the bundle could not build for it (engines are specific to one GPU and one TensorRT version).
 Version differences are handled by feature detection, not version numbers, where the API allows:
 
 * network flags: EXPLICIT_BATCH on TensorRT < 10 (required there for ONNX); TensorRT 10 networks are always
-  explicit-batch and the flag is deprecated, so none is passed;
+  explicit-batch and the flag is deprecated, so none is passed; STRONGLY_TYPED on 10.12+; TensorRT 11
+  networks are always strongly typed (the flag is deprecated and ignored there), so none is passed either;
+* precision: FP16/INT8 builder flags before 10.12; from 10.12 (flags deprecated) and on 11 (flags removed)
+  the ONNX carries it: an FP16 model (``model.fp16.onnx``, graph pass ``fp16``) or the Q/DQ model;
 * workspace: ``config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)`` (8.4+), else
   ``config.max_workspace_size`` (8.2, removed in 10);
 * build: ``builder.build_serialized_network`` (8.0+), else ``build_engine(...).serialize()``;
-* INT8: Q/DQ (explicit quantisation) models need only the INT8 flag; otherwise a calibrator that replays a
-  calibration cache (``calib.cache``), so no images or CUDA buffers are needed on the device;
+* INT8: Q/DQ (explicit quantisation) models need only the INT8 flag; otherwise (8.x, DLA before 11) a
+  calibrator that replays a calibration cache (``calib.cache``), so no images or CUDA buffers are needed on the
+  device; its base class is deprecated from 10.1 and gone in 11 (:func:`prefers_explicit_quantization`);
+* compatibility: VERSION_COMPATIBLE (+ EXCLUDE_LEAN_RUNTIME) and hardware_compatibility_level = AMPERE_PLUS
+  where asked for (TensorRT 8.6+; see docs/tensorrt.md);
 * DLA: default_device_type = DLA, DLA_core = N, GPU_FALLBACK for layers the DLA cannot run;
 * timing cache: loaded from and saved to a file, so rebuilds on the same device take seconds.
 """
@@ -21,6 +27,7 @@ import time
 from edge_sdk.errors import EdgeSdkError
 
 MIB = 1 << 20
+STRONGLY_TYPED_FROM = (10, 12)  # BuilderFlag.FP16/INT8 "Deprecated in TensorRT 10.12. Superseded by strong typing."
 
 
 class EngineBuildError(EdgeSdkError):
@@ -34,7 +41,8 @@ class EngineOptions(object):
 
     def __init__(self, precision="fp16", workspace_mb=1024, dla_core=None, gpu_fallback=True, input_shape=None,
                  max_batch=1, timing_cache=None, calib_cache=None, explicit_quantization=False,
-                 builder_optimization_level=None):
+                 builder_optimization_level=None, fp16_model=False, version_compatible=False,
+                 exclude_lean_runtime=False, hardware_compatibility=None):
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError("precision must be fp32, fp16 or int8, got {!r}".format(precision))
         self.precision = precision
@@ -47,32 +55,99 @@ class EngineOptions(object):
         self.calib_cache = calib_cache
         self.explicit_quantization = bool(explicit_quantization)
         self.builder_optimization_level = builder_optimization_level
+        self.fp16_model = bool(fp16_model)  # the ONNX carries FP16 types (what TensorRT 11 builds FP16 from)
+        self.version_compatible = bool(version_compatible)
+        self.exclude_lean_runtime = bool(exclude_lean_runtime)
+        if hardware_compatibility not in (None, "ampere_plus"):
+            raise ValueError("hardware_compatibility must be None or 'ampere_plus', got {!r}".format(
+                hardware_compatibility))
+        self.hardware_compatibility = hardware_compatibility
 
     def to_dict(self):
         return {"precision": self.precision, "workspace_mb": self.workspace_mb, "dla_core": self.dla_core,
                 "gpu_fallback": self.gpu_fallback, "input_shape": list(self.input_shape or []) or None,
                 "max_batch": self.max_batch, "explicit_quantization": self.explicit_quantization,
-                "builder_optimization_level": self.builder_optimization_level}
+                "builder_optimization_level": self.builder_optimization_level, "fp16_model": self.fp16_model,
+                "version_compatible": self.version_compatible, "exclude_lean_runtime": self.exclude_lean_runtime,
+                "hardware_compatibility": self.hardware_compatibility}
 
     @classmethod
     def from_dict(cls, data, timing_cache=None, calib_cache=None):
         keys = ("precision", "workspace_mb", "dla_core", "gpu_fallback", "input_shape", "max_batch",
-                "explicit_quantization", "builder_optimization_level")
+                "explicit_quantization", "builder_optimization_level", "fp16_model", "version_compatible",
+                "exclude_lean_runtime", "hardware_compatibility")
         kwargs = dict((k, data[k]) for k in keys if k in data)
         return cls(timing_cache=timing_cache, calib_cache=calib_cache, **kwargs)
 
 
+def last_message(logger, default="see the TensorRT messages above"):
+    """The last message a capturing logger kept (``default`` for any other logger)."""
+    messages = getattr(logger, "messages", None)
+    return messages[-1][1] if messages else default
+
+
 def tensorrt_major(trt):
+    return tensorrt_version(trt)[0]
+
+
+def tensorrt_version(trt):
+    """(major, minor) of a tensorrt module ((0, 0) when unreadable)."""
+    return parse_version(getattr(trt, "__version__", ""))
+
+
+def parse_version(text):
+    """(major, minor) of a version string like '10.3.0.30' or '8.6' ((0, 0) when unreadable)."""
+    parts = (str(text or "").split(".") + ["0"])[:2]
     try:
-        return int(str(trt.__version__).split(".")[0])
-    except (AttributeError, ValueError):
-        return 0
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        return 0, 0
+
+
+def has_precision_flags(trt):
+    """TensorRT before 11 picks precisions from builder flags (FP16, INT8). TensorRT 11 removed them: every
+    network is strongly typed and precision comes from the tensor types in the ONNX (FP16 weights, Q/DQ)."""
+    members = getattr(getattr(trt, "BuilderFlag", None), "__members__", None) or {}
+    return "FP16" in members and "INT8" in members  # looked up, not touched: touching a deprecated flag warns
+
+
+def builds_strongly_typed(trt):
+    """Whether engines are built strongly typed (precision from the ONNX tensor types): on TensorRT 11 (no
+    FP16/INT8 flags) and from 10.12 (the flags are deprecated there, "superseded by strong typing")."""
+    return not has_precision_flags(trt) or tensorrt_version(trt) >= STRONGLY_TYPED_FROM
+
+
+def engine_source(trt, engine, default="model.onnx"):
+    """The bundle file to build from: ``engine["source_model"]``, or on a strongly typed TensorRT (10.12+) the
+    FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine["strongly_typed_source"]``."""
+    if engine.get("strongly_typed_source") and builds_strongly_typed(trt):
+        return engine["strongly_typed_source"]
+    return engine.get("source_model") or default
+
+
+def prefers_explicit_quantization(tensorrt_version_text, dla=False):
+    """Whether an INT8 build for this TensorRT uses the Q/DQ model rather than a calibration cache: always from
+    TensorRT 11 (implicit calibration removed), on the GPU from 10.1 (the calibrator API is deprecated there,
+    "superseded by explicit quantization"); 8.x and DLA before 11 keep the cache (DLA INT8 on JetPack 4.6-6
+    is built from calibration scales)."""
+    version = parse_version(tensorrt_version_text)
+    if version >= (11, 0):
+        return True
+    return version >= (10, 1) and not dla
 
 
 def network_flags(trt):
-    """Creation flags for an ONNX network: EXPLICIT_BATCH only before TensorRT 10 (where it is required)."""
+    """Creation flags for an ONNX network: EXPLICIT_BATCH before TensorRT 10 (required there); STRONGLY_TYPED
+    on 10.12+ (where the precision flags are deprecated, "superseded by strong typing"); none on 11 (always
+    strongly typed, the flag deprecated and ignored)."""
     flag_enum = getattr(trt, "NetworkDefinitionCreationFlag", None)
-    if tensorrt_major(trt) >= 10 or flag_enum is None or not hasattr(flag_enum, "EXPLICIT_BATCH"):
+    if flag_enum is None:
+        return 0
+    if tensorrt_major(trt) >= 11:
+        return 0
+    if builds_strongly_typed(trt):
+        return 1 << int(flag_enum.STRONGLY_TYPED)
+    if tensorrt_major(trt) >= 10 or not hasattr(flag_enum, "EXPLICIT_BATCH"):
         return 0
     return 1 << int(flag_enum.EXPLICIT_BATCH)
 
@@ -171,9 +246,20 @@ def _add_profile(trt, builder, config, network, options):
     return profile
 
 
-def configure(trt, builder, network, config, options):
-    """Apply precision, workspace, DLA, profile and timing cache to ``config``; returns what was done."""
-    done = {"workspace_api": set_workspace(trt, config, options.workspace_mb * MIB)}
+def set_precision(trt, config, options):
+    """Precision through builder flags (TensorRT < 11), or a check that the ONNX carries it (TensorRT 11:
+    strongly typed, FP16 from an FP16 model, INT8 from Q/DQ; also from 10.12, where the flags are deprecated).
+    Returns how precision was expressed."""
+    if builds_strongly_typed(trt):
+        if options.precision == "int8" and not options.explicit_quantization:
+            raise EngineBuildError("TensorRT {} builds strongly typed networks, without implicit INT8 calibration "
+                                   "(removed in TensorRT 11): INT8 needs the bundle's Q/DQ model; rebuild the bundle "
+                                   "with `edge-sdk build --int8 --calib DIR` for this target".format(trt.__version__))
+        if options.precision == "fp16" and not options.fp16_model:
+            raise EngineBuildError("TensorRT {} builds strongly typed networks: FP16 needs an FP16 model "
+                                   "(model.fp16.onnx), this one is FP32; rebuild the bundle for a TensorRT 11 target, "
+                                   "or build with --fp32".format(trt.__version__))
+        return "strongly-typed"
     if options.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds keep FP16 for layers without INT8 kernels
     if options.precision == "int8":
@@ -184,6 +270,38 @@ def configure(trt, builder, network, config, options):
                                        "rebuild the bundle with --int8 --calib DIR".format(options.calib_cache))
             with open(options.calib_cache, "rb") as handle:
                 config.int8_calibrator = make_cache_calibrator(trt, handle.read())
+            return "builder-flags+calibration-cache"
+    return "builder-flags"
+
+
+def set_compatibility(trt, config, options):
+    """Version-compatible (TensorRT 8.6+: a later TensorRT of the same major version can run the engine) and
+    hardware-compatible (8.6+, Ampere and later GPUs) engines, where asked for and where this TensorRT has
+    them. Returns the flags used (a request this TensorRT cannot honour is an error, never silently dropped)."""
+    used = []
+    if options.version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineBuildError("TensorRT {} cannot build version-compatible engines (8.6+)".format(
+                trt.__version__))
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        used.append("VERSION_COMPATIBLE")
+        if options.exclude_lean_runtime:
+            config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
+            used.append("EXCLUDE_LEAN_RUNTIME")
+    if options.hardware_compatibility == "ampere_plus":
+        if not hasattr(trt, "HardwareCompatibilityLevel"):
+            raise EngineBuildError("TensorRT {} cannot build hardware-compatible engines (8.6+)".format(
+                trt.__version__))
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        used.append("AMPERE_PLUS")
+    return used
+
+
+def configure(trt, builder, network, config, options):
+    """Apply precision, workspace, DLA, profile and timing cache to ``config``; returns what was done."""
+    done = {"workspace_api": set_workspace(trt, config, options.workspace_mb * MIB)}
+    done["precision_api"] = set_precision(trt, config, options)
+    done["compatibility"] = set_compatibility(trt, config, options)
     if options.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
@@ -192,8 +310,8 @@ def configure(trt, builder, network, config, options):
     if options.builder_optimization_level is not None and hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = int(options.builder_optimization_level)
     profile = _add_profile(trt, builder, config, network, options)
-    if profile is not None and options.precision == "int8" and hasattr(config, "set_calibration_profile") \
-            and not options.explicit_quantization:
+    if profile is not None and done["precision_api"] == "builder-flags+calibration-cache" \
+            and hasattr(config, "set_calibration_profile"):
         config.set_calibration_profile(profile)
     done["profile"] = profile is not None
     cache = None
@@ -213,7 +331,10 @@ def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None)
     if trt is None:
         import tensorrt as trt  # noqa: F811 - the real module on a device / GPU host
     say = log or (lambda message: None)
-    logger = logger or trt.Logger(trt.Logger.WARNING)
+    if logger is None:
+        from edge_sdk.runtime.backends.tensorrt_backend import capturing_logger
+
+        logger = capturing_logger(trt)
     builder = trt.Builder(logger)
     if options.dla_core is not None and getattr(builder, "num_DLA_cores", 0) <= options.dla_core:
         raise EngineBuildError("DLA core {} requested but this device has {} DLA core(s)".format(
@@ -234,8 +355,8 @@ def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None)
         plan = engine.serialize() if engine is not None else None
         info["build_api"] = "build_engine"
     if plan is None:
-        raise EngineBuildError("TensorRT {} failed to build the engine (see the TensorRT log above); try a larger "
-                               "--workspace, or --fp16 instead of --int8".format(trt.__version__))
+        raise EngineBuildError("TensorRT {} failed to build the engine ({}); try a larger --workspace, or --fp16 "
+                               "instead of --int8".format(trt.__version__, last_message(logger)))
     info["seconds"] = round(time.time() - start, 1)
     info["tensorrt"] = str(trt.__version__)
     if options.timing_cache and info.get("timing_cache"):
@@ -253,11 +374,13 @@ def build_engine_from_onnx(onnx_path, precision, workspace_mb, dla_core=-1, timi
                            trt=None, log=None):
     """Plan bytes for ``onnx_path``: the entry point the TensorRT backend calls at first start
     (``dla_core`` -1 or None: GPU only; INT8 with a float model replays ``calib_cache``; a model with
-    QuantizeLinear nodes is built as explicit quantisation)."""
+    QuantizeLinear nodes is built as explicit quantisation; ``*.fp16.onnx`` is an FP16 model, what a strongly
+    typed TensorRT 11 build takes for FP16)."""
     explicit = precision == "int8" and _has_qdq(onnx_path)
     options = EngineOptions(precision=precision, workspace_mb=workspace_mb,
                             dla_core=None if dla_core is None or int(dla_core) < 0 else int(dla_core),
-                            timing_cache=timing_cache, calib_cache=calib_cache, explicit_quantization=explicit)
+                            timing_cache=timing_cache, calib_cache=calib_cache, explicit_quantization=explicit,
+                            fp16_model=str(onnx_path).endswith(".fp16.onnx"))
     plan, _ = build_serialized_engine(onnx_path, options, trt=trt, log=log)
     return plan
 
@@ -281,8 +404,12 @@ def build_bundle_engine(bundle, trt=None, log=None):
             bundle.dir))
     calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else None
     options = EngineOptions.from_dict(build, timing_cache=bundle.file_path("timing.cache"), calib_cache=calib)
-    source = bundle.file_path(engine.get("source_model") or bundle.manifest.get("model", "model.onnx"))
-    plan, info = build_serialized_engine(source, options, trt=trt, log=log)
+    if trt is None:
+        import tensorrt as trt  # noqa: F811 - the real module on the device
+    source_name = engine_source(trt, engine, bundle.manifest.get("model", "model.onnx"))
+    if source_name != engine.get("source_model"):
+        options.fp16_model = source_name.endswith(".fp16.onnx")
+    plan, info = build_serialized_engine(bundle.file_path(source_name), options, trt=trt, log=log)
     path = bundle.file_path("engine.plan")
     with open(path + ".tmp", "wb") as handle:
         handle.write(plan)
@@ -317,6 +444,10 @@ def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_ta
     from edge_sdk.errors import BundleError
     from edge_sdk.runtime.bundle import open_bundle
 
+    if os.path.isfile(bundle_path):  # an archive would be unpacked to a temporary copy, engine and all lost
+        raise BundleError("`edge-sdk build --bundle` writes the engine into the bundle directory, and {} is an "
+                          "archive; unpack it first (tar xzf {}) and pass the directory".format(bundle_path,
+                                                                                            bundle_path))
     bundle = open_bundle(bundle_path)
     profile = bundle.manifest.get("target_profile") or {}
     model = read_device_model() if device_model is None else device_model
@@ -324,6 +455,11 @@ def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_ta
         raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
                           "`edge-sdk build MODEL.onnx --target <this device>`".format(
                               bundle_path, bundle.target, model or "not a Jetson"))
+    if trt is None:
+        import tensorrt as trt  # noqa: F811 - the real module on the device
+    from edge_sdk.runtime.backends.tensorrt_backend import check_bundle_tensorrt
+
+    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle_path))
     if bundle.engine_path and os.path.isfile(bundle.engine_path):
         log("engine already built: {}".format(bundle.engine_path))
         return bundle.engine_path

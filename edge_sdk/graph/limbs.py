@@ -26,7 +26,7 @@ import onnx_graphsurgeon as gs
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.graph.common import check_outputs, to_graph, to_model
-from edge_sdk.runtime.decode import INVALID_LIMB_SCORE
+from edge_sdk.runtime.decode import DEFAULT_CONFIG, INVALID_LIMB_SCORE
 from edge_sdk.runtime.model_meta import ModelMeta
 from edge_sdk.runtime.skeleton import LIMBS, NUM_LIMBS
 
@@ -60,10 +60,27 @@ class _Builder(object):
                                  self.const([axis], np.int64)], shape)
 
 
-def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples: int = 10, sample_threshold: float = 0.05,
-                        min_fraction: float = 0.8, max_limb_fraction: float | None = 0.5,
-                        min_limb_score: float = 0.0, keep_pafs: bool = False,
-                        ) -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
+_FROM_META = object()
+"""An option not given: the model metadata's decoder setting (``decoder`` section), else the decoder default."""
+
+_DECODER_SETTING = {"samples": "paf_samples", "sample_threshold": "paf_sample_threshold",
+                    "min_fraction": "paf_min_fraction", "max_limb_fraction": "max_limb_fraction",
+                    "min_limb_score": "min_limb_score"}
+
+
+def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples=_FROM_META, sample_threshold=_FROM_META,
+                        min_fraction=_FROM_META, max_limb_fraction=_FROM_META, min_limb_score=_FROM_META,
+                        keep_pafs: bool = False) -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
+    """Options not given take the model metadata's decoder settings (paf_samples, paf_sample_threshold,
+    paf_min_fraction, max_limb_fraction, min_limb_score), else the decoder defaults: the engine bakes them in."""
+    given = {"samples": samples, "sample_threshold": sample_threshold, "min_fraction": min_fraction,
+             "max_limb_fraction": max_limb_fraction, "min_limb_score": min_limb_score}
+    decoder = getattr(meta, "decoder", None) or {}
+    for option, setting in _DECODER_SETTING.items():
+        if given[option] is _FROM_META:
+            given[option] = decoder.get(setting, getattr(DEFAULT_CONFIG, setting))
+    samples, sample_threshold, min_fraction = int(given["samples"]), given["sample_threshold"], given["min_fraction"]
+    max_limb_fraction, min_limb_score = given["max_limb_fraction"], given["min_limb_score"]
     if not 2 <= samples <= 64:
         raise ConfigError("limbs: samples must be between 2 and 64 (got {})".format(samples))
     if not 0.0 <= min_fraction <= 1.0:
@@ -72,6 +89,10 @@ def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples: int = 
         raise ConfigError("limbs: max_limb_fraction must be > 0 or None (got {})".format(max_limb_fraction))
     if "limb_scores" in meta.outputs:
         return model, meta, ["limb_scores output already present"]
+    if meta.skeleton != "coco18-openpose":  # the pass scores COCO-18's 19 limbs
+        raise ConfigError("limbs: in-engine limb scoring supports the coco18-openpose skeleton only (this model's "
+                          "is {}); build without --limbs".format(meta.skeleton if isinstance(meta.skeleton, str)
+                                                                 else "a custom one"))
     if "peaks" not in meta.outputs:
         raise ModelError("limbs: the model has no 'peaks' output; run the 'peaks' pass first (build --peaks K)")
     check_outputs(model, meta)

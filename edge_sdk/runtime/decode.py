@@ -2,12 +2,15 @@
 
 API (the pipeline, eval, bench and calibration use exactly this):
 
-``decode_poses(heatmaps, pafs, config=None) -> Poses``
+``decode_poses(heatmaps, pafs, config=None, skeleton=None) -> Poses``
     heatmaps [19, H, W], pafs [38, H, W] float arrays of ONE image (no batch axis).
-``decode_peaks(peaks, pafs, config=None) -> Poses``
+``decode_peaks(peaks, pafs, config=None, skeleton=None) -> Poses``
     peaks [18, K, 3] (x, y, score in map cells; score 0 = empty slot), from the GPU-side top-K pass.
-``decode_limbs(peaks, limb_scores, config=None, map_shape=None) -> Poses``
+``decode_limbs(peaks, limb_scores, config=None, map_shape=None, skeleton=None) -> Poses``
     peaks [18, K, 3] + limb_scores [19, K, K] from the engine-side limb scoring pass: assembly only.
+``skeleton``: a :class:`edge_sdk.runtime.skeleton.Skeleton` (default COCO-18; the channel counts above are
+    its); other topologies (trt_pose's 18 parts / 21 links, OpenPose BODY_25) decode the same way, except
+    that the fragment merge of step 4 (which fits a canonical COCO-18 body) runs for COCO-18 only.
 ``Poses``: ``keypoints`` float32 [P, 18, 3] (x, y, score) in MAP cells (score 0 = not found), and
 ``scores`` float32 [P]. ``Poses.to_frame(letterbox, stride)`` -> (keypoints17 [P, 17, 3] in frame pixels,
 scores [P]) using skeleton.map_to_image and preprocess.Letterbox.input_to_frame. ``Poses.capped`` counts
@@ -38,13 +41,10 @@ import numpy as np
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.skeleton import (
-    LIMBS,
-    NUM_HEATMAPS,
+    COCO18,
     NUM_LIMBS,
-    NUM_PAFS,
-    NUM_PARTS,
     STRIDE,
-    coco18_to_coco17,
+    get_skeleton,
     map_to_image,
 )
 
@@ -83,6 +83,18 @@ class DecodeConfig(object):
         The person score reported is that evidence times sqrt(parts found / 18), so that complete people
         rank above fragments (partly visible or partly assembled people) of equal evidence.
     max_people: keep at most this many people (the highest scores); None keeps all.
+    assignment: per-limb matching, "optimal" (Hungarian within each group of competing candidates of at
+        most ``optimal_max_size`` per side; greedy beyond) or "greedy" (OpenPose).
+    share_peaks, share_min_score: an end left unmatched may share its best partner's peak when the limb
+        scores at least ``share_min_score`` (two people's joints merged into one peak).
+    merge_fragments, merge_singles, merge_max_cost, merge_scale_ratio: join partial people (and, with
+        merge_singles, unowned head/shoulder/hip peaks) whose anchors fit one canonical COCO-18 body with a
+        cost below merge_max_cost and scales within merge_scale_ratio. COCO-18 only: with any other
+        skeleton the fragment merge is switched off automatically, whatever these say.
+    max_limb_pairs: work cap: fewer candidates per part when the limbs' candidate pairs would exceed this
+        (None: no cap); max_fragments: at most this many fragments (and single peaks) enter the merge.
+        What a cap left out is counted in ``Poses.capped``.
+    Every setting is also a decoder setting (edge_sdk.runtime.decoder_settings: CLI flag, metadata).
     """
 
     def __init__(self, peak_threshold=0.1, refine="log_quadratic", max_peaks_per_part=100, paf_samples=10,
@@ -141,8 +153,9 @@ class Poses(object):
     ``capped`` counts what the work caps of DecodeConfig left out (see there); a noise frame hits them.
     """
 
-    def __init__(self, keypoints, scores, map_shape=None, capped=None):
-        self.keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_PARTS, 3)
+    def __init__(self, keypoints, scores, map_shape=None, skeleton=None, capped=None):
+        self.skeleton = skeleton or COCO18
+        self.keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, self.skeleton.num_parts, 3)
         self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         self.map_shape = map_shape
         self.capped = dict(capped) if capped else {"peaks": 0, "fragments": 0}
@@ -157,8 +170,9 @@ class Poses(object):
         return "Poses({} people, map {})".format(len(self), self.map_shape)
 
     @classmethod
-    def empty(cls, map_shape=None):
-        return cls(np.zeros((0, NUM_PARTS, 3), np.float32), np.zeros((0,), np.float32), map_shape)
+    def empty(cls, map_shape=None, skeleton=None, capped=None):
+        parts = (skeleton or COCO18).num_parts
+        return cls(np.zeros((0, parts, 3), np.float32), np.zeros((0,), np.float32), map_shape, skeleton, capped)
 
     def to_image(self, stride=STRIDE):
         """Keypoints [P, 18, 3] in model-input pixels (absent parts stay (0, 0, 0))."""
@@ -176,7 +190,7 @@ class Poses(object):
         if letterbox is not None:
             image[..., :2] = letterbox.input_to_frame(image[..., :2])
         image[image[..., 2] <= 0] = 0.0
-        return coco18_to_coco17(image), self.scores.copy()
+        return self.skeleton.to_coco17(image), self.scores.copy()
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -204,8 +218,10 @@ def _as_maps(array, channels, name, allow_fewer=None):
     return np.ascontiguousarray(maps, dtype=np.float32)
 
 
-def _check_pafs(pafs, map_shape=None):
-    pafs = _as_maps(pafs, NUM_PAFS, "pafs")
+def _check_pafs(pafs, map_shape=None, skeleton=COCO18):
+    pafs = _as_maps(pafs, skeleton.num_pafs, "pafs")
+    if skeleton.paf_order is not None:  # limb i at channels (2i, 2i+1), as the scoring below expects
+        pafs = pafs[skeleton.paf_order]
     if map_shape is not None and tuple(pafs.shape[1:]) != tuple(map_shape):
         raise DecodeError("pafs: map size {} differs from the heatmaps' {}; both must come from the same "
                           "model output".format(tuple(pafs.shape[1:]), tuple(map_shape)))
@@ -215,14 +231,15 @@ def _check_pafs(pafs, map_shape=None):
 # ----------------------------------------------------------------------------------------------- peaks
 
 
-def find_peaks(heatmaps, config=None):
+def find_peaks(heatmaps, config=None, skeleton=None):
     """[19 (or 18), H, W] heatmaps -> peaks [18, K, 3] (x, y, score in map cells, score 0 = empty slot).
 
     The host-side twin of the GPU peak pass: 3x3 non-maximum suppression, threshold, top-K per part, then
     sub-pixel refinement. On a plateau of equal values only the first cell (raster order) is kept.
     """
     cfg = config or DEFAULT_CONFIG
-    hm = _as_maps(heatmaps, NUM_HEATMAPS, "heatmaps", allow_fewer=NUM_PARTS)[:NUM_PARTS]
+    sk = get_skeleton(skeleton)
+    hm = _as_maps(heatmaps, sk.num_heatmaps, "heatmaps", allow_fewer=sk.num_parts)[:sk.num_parts]
     return _find_peaks(hm, cfg)
 
 
@@ -346,25 +363,25 @@ def _one_sided_offset(before, centre, after, at_start, at_end, curvature):
     return np.where(ok, np.clip(offset, -0.5, 0.5), 0.0).astype(np.float32)
 
 
-def _check_peaks(peaks):
+def _check_peaks(peaks, skeleton=COCO18):
     arr = np.asarray(peaks, dtype=np.float32)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim != 3 or arr.shape[0] != NUM_PARTS or arr.shape[2] != 3:
+    if arr.ndim != 3 or arr.shape[0] != skeleton.num_parts or arr.shape[2] != 3:
         raise DecodeError("peaks: expected [{}, K, 3] (x, y, score in map cells) of one image, got shape {}"
-                          .format(NUM_PARTS, tuple(arr.shape)))
+                          .format(skeleton.num_parts, tuple(arr.shape)))
     return arr
 
 
-def _candidates(peaks, cfg, capped=None):
-    """[18, K, 3] peaks -> per-part candidate arrays (n_i, 3), best first, their global ids, and the slot
+def _candidates(peaks, cfg, capped=None, skeleton=COCO18):
+    """[parts, K, 3] peaks -> per-part candidate arrays (n_i, 3), best first, their global ids, and the slot
     of each candidate in ``peaks`` (to index engine-side limb scores).
 
     At most ``max_peaks_per_part`` per part, then fewer (the same number for every crowded part) when the
     limbs' candidate pairs would exceed ``max_limb_pairs``; ``capped["peaks"]`` counts what was dropped.
     """
     per_part, slots = [], []
-    for part in range(NUM_PARTS):
+    for part in range(peaks.shape[0]):
         rows = peaks[part]
         index = np.nonzero(rows[:, 2] > max(cfg.peak_threshold, 0.0))[0]
         rows = rows[index]
@@ -373,7 +390,7 @@ def _candidates(peaks, cfg, capped=None):
             rows, index = rows[order], index[order]
         per_part.append(rows)
         slots.append(index)
-    limit = _peak_limit([rows.shape[0] for rows in per_part], cfg)
+    limit = _peak_limit([rows.shape[0] for rows in per_part], cfg, skeleton.limbs)
     table = []
     cands = []
     offset = 0
@@ -389,10 +406,10 @@ def _candidates(peaks, cfg, capped=None):
     return cands, table, slots
 
 
-def _peak_limit(counts, cfg):
-    """The most candidates per part that keeps the limbs' pairs within ``max_limb_pairs``."""
+def _peak_limit(counts, cfg, limbs):
+    """The most candidates per part that keeps the ``limbs``' pairs within ``max_limb_pairs``."""
     def pairs(k):
-        return sum(min(counts[a], k) * min(counts[b], k) for a, b in LIMBS)
+        return sum(min(counts[a], k) * min(counts[b], k) for a, b in limbs)
 
     limit = min(cfg.max_peaks_per_part, max(counts) if counts else 0)
     if cfg.max_limb_pairs is None or pairs(limit) <= cfg.max_limb_pairs:
@@ -446,10 +463,10 @@ def _score_pairs(start, end, limb, pafs, cfg, map_height):
     return np.where(ok, score, -np.inf)
 
 
-def _score_all_limbs(cands, table, pafs, cfg):
+def _score_all_limbs(cands, table, pafs, cfg, skeleton=COCO18):
     """{limb: scores [na, nb]} of every limb with candidates at both ends, in one vectorised pass."""
     starts, ends, limbs, shapes = [], [], [], []
-    for limb, (a, b) in enumerate(LIMBS):
+    for limb, (a, b) in enumerate(skeleton.limbs):
         (cand_a, off_a), (cand_b, off_b) = cands[a], cands[b]
         na, nb = cand_a.shape[0], cand_b.shape[0]
         if na == 0 or nb == 0:
@@ -608,14 +625,14 @@ def _hungarian(cost):
 # ---------------------------------------------------------------------------------------------- people
 
 
-def _assemble(cands, table, limb_scores, cfg):
+def _assemble(cands, table, limb_scores, cfg, skeleton=COCO18):
     """Connections limb by limb -> people, merging partial people as OpenPose does.
 
     A peak normally belongs to one person; a shared connection (see _connect) lends its shared end to a
     second person, so a peak may have two owners.
     """
     peak_score = table[:, 2].tolist()
-    people = []  # each: [slots (18 global ids or -1), total score, parts, limbs]
+    people = []  # each: [slots (one global id or -1 per part), total score, parts, limbs]
     owners = {}  # global peak id -> [person index, ...]
     share = cfg.share_min_score if cfg.share_peaks else None
     optimal = cfg.optimal_max_size if cfg.assignment == "optimal" else 0
@@ -631,7 +648,7 @@ def _assemble(cands, table, limb_scores, cfg):
     def free(indices, part):
         return [p for p in indices if people[p][0][part] < 0]
 
-    for limb, (a, b) in enumerate(LIMBS):
+    for limb, (a, b) in enumerate(skeleton.limbs):
         if limb not in limb_scores:
             continue
         off_a, off_b = cands[a][1], cands[b][1]
@@ -652,8 +669,8 @@ def _assemble(cands, table, limb_scores, cfg):
                         attach(takers[0], other_part, other, s)
                 continue
             if not pa and not pb:
-                if limb < NUM_TREE_LIMBS:
-                    slots = [-1] * NUM_PARTS
+                if limb not in skeleton.joins_only:
+                    slots = [-1] * skeleton.num_parts
                     slots[a], slots[b] = ga, gb
                     owners[ga] = [len(people)]
                     owners[gb] = [len(people)]
@@ -703,7 +720,7 @@ def _fragment_geometry(slots, table):
     anchors = [k for k, part in enumerate(ANCHOR_PARTS) if slots[part] >= 0]
     xy = table[[slots[ANCHOR_PARTS[k]] for k in anchors], :2].reshape(-1, 2)
     ratios = []
-    for limb, (a, b) in enumerate(LIMBS):
+    for limb, (a, b) in enumerate(COCO18.limbs):
         if slots[a] >= 0 and slots[b] >= 0:
             d = table[slots[a], :2] - table[slots[b], :2]
             ratios.append(float(np.hypot(d[0], d[1])) / float(CANONICAL_LIMB_LENGTH[limb]))
@@ -772,7 +789,7 @@ def _merge_fragments(people, cands, table, cfg, capped):
             rows, offset = cands[part]
             for g in range(offset, offset + rows.shape[0]):
                 if g not in owned:
-                    slots = [-1] * NUM_PARTS
+                    slots = [-1] * COCO18.num_parts
                     slots[part] = g
                     people.append([slots, float(table[g, 2]), 1, 0])
     fragments = sorted((i for i in range(first_single) if people[i][0] is not None and people[i][0][1] < 0),
@@ -810,7 +827,7 @@ def _merge_fragments(people, cands, table, cfg, capped):
         people[i][0] = None  # anchors nobody took are not people
 
 
-def _to_poses(people, table, cfg, map_shape):
+def _to_poses(people, table, cfg, map_shape, skeleton=COCO18):
     kept = []
     for slots, total, parts, limbs in people:
         if slots is None or parts < cfg.min_parts:
@@ -819,32 +836,43 @@ def _to_poses(people, table, cfg, map_shape):
         if evidence < cfg.min_person_score:
             continue
         # rank complete people above fragments of equal evidence
-        kept.append((evidence * np.sqrt(parts / float(NUM_PARTS)), slots))
+        kept.append((evidence * np.sqrt(parts / float(skeleton.num_parts)), slots))
     if not kept:
-        return Poses.empty(map_shape)
+        return Poses.empty(map_shape, skeleton)
     kept.sort(key=lambda item: -item[0])
     if cfg.max_people is not None:
         kept = kept[:cfg.max_people]
-    ids = np.array([slots for _, slots in kept], dtype=np.intp)  # [P, 18]
+    ids = np.array([slots for _, slots in kept], dtype=np.intp)  # [P, parts]
     keypoints = np.where((ids >= 0)[..., None], table[np.maximum(ids, 0)], 0.0).astype(np.float32)
-    return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape)
+    return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape, skeleton)
 
 
-def _decode(peaks, pafs, cfg, capped=None, engine_scores=None, map_shape=None):
-    """Peaks -> people, the limbs scored here from ``pafs`` or taken from ``engine_scores`` [19, K, K]."""
+def is_coco18(skeleton):
+    """Whether ``skeleton`` is OpenPose COCO-18 (by its parts and limbs, whatever its name): the fragment
+    merge and the engine-side peak/limb passes assume that topology."""
+    return skeleton is COCO18 or (list(skeleton.parts) == list(COCO18.parts)
+                                  and list(skeleton.limbs) == list(COCO18.limbs))
+
+
+def _decode(peaks, pafs, cfg, skeleton=COCO18, capped=None, engine_scores=None, map_shape=None):
+    """Peaks -> people, the limbs scored here from ``pafs`` or taken from ``engine_scores`` [limbs, K, K].
+
+    The fragment merge (``merge_fragments``) fits a canonical COCO-18 body, so it runs only when
+    ``skeleton`` is COCO-18 and is switched off for any other skeleton; everything else works for any.
+    """
     capped = capped or {"peaks": 0, "fragments": 0}
-    cands, table, slots = _candidates(peaks, cfg, capped)
+    cands, table, slots = _candidates(peaks, cfg, capped, skeleton)
     map_shape = tuple(pafs.shape[1:]) if pafs is not None else map_shape
     if table.shape[0] == 0:
-        return Poses(np.zeros((0, NUM_PARTS, 3), np.float32), np.zeros((0,), np.float32), map_shape, capped)
+        return Poses.empty(map_shape, skeleton, capped)
     if engine_scores is None:
-        limb_scores = _score_all_limbs(cands, table, pafs, cfg)
+        limb_scores = _score_all_limbs(cands, table, pafs, cfg, skeleton)
     else:
-        limb_scores = _engine_limb_scores(engine_scores, cands, slots)
-    people = _assemble(cands, table, limb_scores, cfg)
-    if cfg.merge_fragments:
+        limb_scores = _engine_limb_scores(engine_scores, cands, slots, skeleton)
+    people = _assemble(cands, table, limb_scores, cfg, skeleton)
+    if cfg.merge_fragments and is_coco18(skeleton):
         _merge_fragments(people, cands, table, cfg, capped)
-    poses = _to_poses(people, table, cfg, map_shape)
+    poses = _to_poses(people, table, cfg, map_shape, skeleton)
     poses.capped = capped
     return poses
 
@@ -853,10 +881,10 @@ INVALID_LIMB_SCORE = -1000.0
 """What the engine's limb scoring pass writes for a pair that is not a limb (finite, so FP16 holds it)."""
 
 
-def _engine_limb_scores(engine_scores, cands, slots):
-    """{limb: scores [na, nb]} picked from the engine's [19, K, K] (rows: part A slots, columns: part B)."""
+def _engine_limb_scores(engine_scores, cands, slots, skeleton=COCO18):
+    """{limb: scores [na, nb]} picked from the engine's [limbs, K, K] (rows: part A slots, columns: part B)."""
     out = {}
-    for limb, (a, b) in enumerate(LIMBS):
+    for limb, (a, b) in enumerate(skeleton.limbs):
         if cands[a][0].shape[0] and cands[b][0].shape[0]:
             picked = engine_scores[limb][np.ix_(slots[a], slots[b])]
             out[limb] = np.where(picked > INVALID_LIMB_SCORE / 2, picked, -np.inf)
@@ -866,43 +894,48 @@ def _engine_limb_scores(engine_scores, cands, slots):
 # ------------------------------------------------------------------------------------------ public API
 
 
-def decode_poses(heatmaps, pafs, config=None):
-    """Heatmaps [19, H, W] + PAFs [38, H, W] of one image -> Poses (map cells)."""
+def decode_poses(heatmaps, pafs, config=None, skeleton=None):
+    """Heatmaps [19, H, W] + PAFs [38, H, W] of one image -> Poses (map cells); other channel counts for
+    another ``skeleton`` (a Skeleton or a metadata skeleton value)."""
     cfg = config or DEFAULT_CONFIG
-    hm = _as_maps(heatmaps, NUM_HEATMAPS, "heatmaps", allow_fewer=NUM_PARTS)[:NUM_PARTS]
-    pafs = _check_pafs(pafs, hm.shape[1:])
+    sk = get_skeleton(skeleton)
+    hm = _as_maps(heatmaps, sk.num_heatmaps, "heatmaps", allow_fewer=sk.num_parts)[:sk.num_parts]
+    pafs = _check_pafs(pafs, hm.shape[1:], sk)
     capped = {"peaks": 0, "fragments": 0}
-    return _decode(_find_peaks(hm, cfg, capped), pafs, cfg, capped)
+    return _decode(_find_peaks(hm, cfg, capped), pafs, cfg, sk, capped)
 
 
-def decode_peaks(peaks, pafs, config=None):
+def decode_peaks(peaks, pafs, config=None, skeleton=None):
     """GPU-extracted peaks [18, K, 3] (x, y, score; score 0 = empty) + PAFs [38, H, W] -> Poses.
 
     Peaks are used as given: integral cell coordinates give one-cell precision unless the GPU pass also
     refines them (see docs/decoder.md). Candidates at or below ``config.peak_threshold`` are ignored.
     """
     cfg = config or DEFAULT_CONFIG
-    return _decode(_check_peaks(peaks), _check_pafs(pafs), cfg)
+    sk = get_skeleton(skeleton)
+    return _decode(_check_peaks(peaks, sk), _check_pafs(pafs, None, sk), cfg, sk)
 
 
-def decode_limbs(peaks, limb_scores, config=None, map_shape=None):
+def decode_limbs(peaks, limb_scores, config=None, map_shape=None, skeleton=None):
     """Engine-side peaks [18, K, 3] + limb scores [19, K, K] (the ``limbs`` graph pass) -> Poses.
 
     ``limb_scores[l, i, j]`` scores limb ``l`` from slot ``i`` of its first part to slot ``j`` of its second
     (``INVALID_LIMB_SCORE`` where the pair is not a limb); the PAF thresholds were applied in the engine, so
-    only the assembly runs here. ``map_shape`` (H, W) is carried into the result.
+    only the assembly runs here. ``map_shape`` (H, W) is carried into the result. With another
+    ``skeleton`` the shapes are [parts, K, 3] and [limbs, K, K] (and the fragment merge is off).
     """
     cfg = config or DEFAULT_CONFIG
-    peaks = _check_peaks(peaks)
+    sk = get_skeleton(skeleton)
+    peaks = _check_peaks(peaks, sk)
     scores = np.asarray(limb_scores, dtype=np.float32)
     if scores.ndim == 4 and scores.shape[0] == 1:
         scores = scores[0]
     k = peaks.shape[1]
-    if scores.shape != (NUM_LIMBS, k, k):
+    if scores.shape != (sk.num_limbs, k, k):
         raise DecodeError("limb_scores: expected [{}, K, K] with K = {} (the peaks' K) of one image, got shape {}"
-                          .format(NUM_LIMBS, k, tuple(scores.shape)))
-    return _decode(peaks, None, cfg, engine_scores=scores, map_shape=map_shape)
+                          .format(sk.num_limbs, k, tuple(scores.shape)))
+    return _decode(peaks, None, cfg, sk, engine_scores=scores, map_shape=map_shape)
 
 
 __all__ = ["DecodeConfig", "DecodeConfigError", "DecodeError", "INVALID_LIMB_SCORE", "Poses", "decode_limbs",
-           "decode_poses", "decode_peaks", "find_peaks", "score_limb", "NUM_LIMBS"]
+           "decode_poses", "decode_peaks", "find_peaks", "is_coco18", "score_limb", "NUM_LIMBS"]

@@ -45,6 +45,27 @@ class TensorInfo(object):
                                                      self.dtype)
 
 
+def capturing_logger(trt, severity=None):
+    """A ``trt.ILogger`` subclass (TensorRT's documented way to receive its messages) that prints like
+    ``trt.Logger`` and keeps ``messages`` [(severity, text)], so an error can quote what TensorRT said."""
+    base = trt.ILogger
+    threshold = int(trt.Logger.WARNING if severity is None else severity)
+
+    class CapturingLogger(base):
+        def __init__(self):
+            base.__init__(self)
+            self.messages = []
+
+        def log(self, level, msg):
+            if int(level) <= threshold:
+                self.messages.append((level, msg))
+                import sys
+
+                sys.stderr.write("[TensorRT] {}\n".format(msg))
+
+    return CapturingLogger()
+
+
 def uses_tensor_api(engine, context):
     """True where the engine/context offer the name-based API (TensorRT 8.5+); decided by hasattr only."""
     return (hasattr(engine, "num_io_tensors") and hasattr(context, "set_tensor_address")
@@ -129,7 +150,8 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, engine, meta=None, dla_core=None, device=None, depth=2, log_severity=None):
+    def __init__(self, engine, meta=None, dla_core=None, device=None, depth=2, log_severity=None,
+                 allow_engine_host_code=False):
         import tensorrt as trt
 
         from edge_sdk.runtime.cuda import CudaDevice
@@ -140,16 +162,19 @@ class TensorRTBackend(Backend):
         data = _read(engine) if isinstance(engine, str) else bytes(engine)
         self.device = device or CudaDevice(0)
         self.dla_core = -1 if dla_core is None else int(dla_core)
-        self.logger = trt.Logger(trt.Logger.WARNING if log_severity is None else log_severity)
+        self.logger = capturing_logger(trt, log_severity)
         self.runtime = trt.Runtime(self.logger)
         if self.dla_core >= 0:
             self.runtime.DLA_core = self.dla_core
+        if allow_engine_host_code:  # a version-compatible engine runs the lean runtime it embeds (TensorRT 8.6+)
+            self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise ModelError(
-                "TensorRT {} could not load the engine {}: it was built by another TensorRT version or for another "
-                "GPU, or the file is damaged; rebuild it on this device (`edge-sdk build --target ...`, or delete "
-                "it and let the runtime build it from the bundle's ONNX)".format(trt.__version__, self.source))
+                "TensorRT {} could not load the engine {} ({}): it was built by another TensorRT version or for "
+                "another GPU, or the file is damaged; rebuild it on this device (`edge-sdk build --target ...`, or "
+                "delete it and let the runtime build it from the bundle's ONNX)".format(
+                    trt.__version__, self.source, self._last_log()))
         self.context = self.engine.create_execution_context()
         self.tensor_api = uses_tensor_api(self.engine, self.context)
         self.tensors = describe_io(trt, self.engine, self.tensor_api)
@@ -280,7 +305,7 @@ class TensorRTBackend(Backend):
         return self.context.execute_async_v2(bindings, self.stream.handle)
 
     def _last_log(self):
-        messages = getattr(self.logger, "messages", None) or getattr(self.trt, "log_messages", None)
+        messages = getattr(self.logger, "messages", None)
         return messages[-1][1] if messages else "see the TensorRT messages above"
 
     def describe(self):
@@ -310,6 +335,60 @@ class TensorRTBackend(Backend):
 
 
 # -- bundles: cached engines, first-start builds -------------------------------------------------------------
+
+def bundle_software(manifest):
+    """The software stack a bundle was built for ({"jetpack", "l4t", "tensorrt", ...}), or None for a bundle
+    that records none (older bundles: the engine's ``tensorrt_expected``)."""
+    if "software" in manifest:  # None: built for a GPU whose TensorRT was not known (built on the device)
+        software = manifest["software"]
+        return software if software and software.get("tensorrt") else None
+    expected = (manifest.get("engine") or {}).get("tensorrt_expected")
+    return {"tensorrt": expected} if expected else None
+
+
+def same_release(wanted, actual):
+    """'10.3' vs '10.3.0.30': the components the bundle states must match ('10' matches any 10.x)."""
+    want = str(wanted or "").split(".")
+    have = str(actual or "").split(".")
+    return len(have) >= len(want) and have[:len(want)] == want
+
+
+def describe_software(software):
+    if not software:
+        return "an unrecorded software stack"
+    parts = ["TensorRT {}".format(software["tensorrt"])]
+    if software.get("l4t"):
+        parts.append("L4T {}".format(software["l4t"]))
+    return "JetPack {} ({})".format(software["jetpack"], ", ".join(parts)) if software.get("jetpack") else parts[0]
+
+
+def version_compatible_engine(manifest, trt_version):
+    """A bundle built VERSION_COMPATIBLE by an older TensorRT of the same major version loads on this one."""
+    software = bundle_software(manifest) or {}
+    options = (manifest.get("engine") or {}).get("options") or {}
+    if not options.get("version_compatible") or not software.get("tensorrt"):
+        return False
+
+    def parts(text):
+        return [int(p) for p in str(text).split(".")[:3] if p.isdigit()]
+    built, here = parts(software["tensorrt"]), parts(trt_version)
+    return bool(built) and bool(here) and built[0] == here[0] and here[:len(built)] >= built
+
+
+def check_bundle_tensorrt(manifest, trt_version, where="bundle"):
+    """Refuse a bundle made for another TensorRT: its engine cannot load here, and its build choices (Q/DQ or
+    calibration cache, FP16 flags or an FP16 model) hold only for the release it was built for."""
+    software = bundle_software(manifest)
+    if not software or same_release(software["tensorrt"], trt_version) \
+            or version_compatible_engine(manifest, trt_version):
+        return
+    target = manifest.get("target") or "<target>"
+    raise BundleError(
+        "{} was built for {} but this device runs TensorRT {}; a bundle is only loaded by the TensorRT it was built "
+        "for. Rebuild it for this device: `edge-sdk build MODEL.onnx --target {} --jetpack <the JetPack this device "
+        "runs>` (`edge-sdk doctor` shows it), or build it --version-compatible on TensorRT 8.6+ to let later "
+        "releases of the same major version run it".format(where, describe_software(software), trt_version, target))
+
 
 def bundle_engine_settings(manifest):
     """The engine build options from the bundle manifest (``engine.options``, written by `edge-sdk build`),
@@ -358,7 +437,11 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
                           "build the engine on a host with `edge-sdk build`, or install edge-sdk with the "
                           "engine builder on this device".format(bundle.dir, exc)) from exc
     engine = bundle.manifest.get("engine") or {}
-    model = bundle.file_path(engine["source_model"]) if engine.get("source_model") else bundle.model_path
+    import tensorrt as trt
+
+    source = tensorrt_builder.engine_source(trt, engine, None) if hasattr(tensorrt_builder, "engine_source") \
+        else engine.get("source_model")
+    model = bundle.file_path(source) if source else bundle.model_path
     if not model or not os.path.isfile(model):
         raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
                           "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
@@ -366,14 +449,14 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
     if engine_dir and not os.path.isdir(engine_dir):
         os.makedirs(engine_dir)
     timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
-    shipped = bundle.file_path("timing.cache")
+    shipped = bundle.listed_path("timing.cache") or ""
     if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
         directory = os.path.dirname(timing_cache)
         if directory and not os.path.isdir(directory):
             os.makedirs(directory)
         shutil.copyfile(shipped, timing_cache)  # a head start; TensorRT ignores entries of other GPUs
-    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
-    calib = calib if os.path.isfile(calib) else None
+    calib = bundle.listed_path(engine.get("calib_cache") or "calib.cache")
+    calib = calib if calib and os.path.isfile(calib) else None
     if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
         calib = None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
     progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
@@ -401,6 +484,7 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
 
     from edge_sdk.runtime.cuda import CudaDevice
 
+    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle.dir))
     device = device or CudaDevice(0)
     settings = bundle_engine_settings(bundle.manifest)
     dla_core = _runtime_dla_core(settings)
@@ -410,10 +494,12 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
     candidates = [bundle.engine_path] if bundle.engine_path else []
     if _cached_engine_ok(cached):
         candidates.append(cached)
+    host_code = bool(settings.get("version_compatible")) and not settings.get("exclude_lean_runtime")
     for path in candidates:
         if os.path.isfile(path):
             try:
-                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)
+                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth,
+                                       allow_engine_host_code=host_code and path == bundle.engine_path)
             except ModelError as exc:
                 tried.append(str(exc))
     if not build:
