@@ -137,3 +137,46 @@ def test_default_decoder_uses_the_metadata_settings():
     assert len(default_decoder(meta)(maps, None, 8)[1]) == 2
     meta.decoder = {"max_people": 1}
     assert len(default_decoder(meta)(maps, None, 8)[1]) == 1
+
+
+def test_crowd_settings_are_decoder_settings_with_bounds():
+    import argparse
+    import inspect
+
+    from edge_sdk.runtime.decode import DecodeConfig
+    from edge_sdk.runtime.decoder_settings import NAMES, add_decoder_arguments, settings_from_args
+
+    assert set(inspect.signature(DecodeConfig).parameters) == set(NAMES)  # every DecodeConfig field is one
+    assert check_setting("merge_fragments", "false") is False and check_setting("share_peaks", "yes") is True
+    assert check_setting("max_limb_pairs", "none") is None and check_setting("max_fragments", "0") == 0
+    assert check_setting("assignment", "greedy") == "greedy"
+    for name, value, message in (("merge_fragments", "maybe", "true or false"), ("assignment", "best", "one of"),
+                                 ("max_limb_pairs", "0", "in \\[1, 1e\\+07\\]"), ("max_fragments", "-1", "in \\[0"),
+                                 ("merge_scale_ratio", "0.5", "in \\[1, 10\\]"),
+                                 ("optimal_max_size", "1000", "in \\[0, 64\\]")):
+        with pytest.raises(ConfigError, match=message):
+            check_setting(name, value)
+    parser = argparse.ArgumentParser()
+    add_decoder_arguments(parser)
+    args = parser.parse_args(["--merge-fragments", "off", "--max-limb-pairs", "5000", "--assignment", "greedy"])
+    given = settings_from_args(args)
+    assert given == {"merge_fragments": False, "max_limb_pairs": 5000, "assignment": "greedy"}
+    config = decode_config(given)
+    assert not config.merge_fragments and config.max_limb_pairs == 5000 and config.assignment == "greedy"
+    meta = ModelMeta.from_json(json.dumps({"decoder": {"max_fragments": 8, "share_peaks": False}}))
+    assert meta.decoder == {"max_fragments": 8, "share_peaks": False}
+
+
+def test_the_limbs_pass_bakes_in_the_metadata_paf_settings():
+    from test_graph_passes import oracle_model
+
+    from edge_sdk.graph import run_passes
+    from edge_sdk.graph.common import get_meta
+
+    heatmaps = np.zeros((19, 8, 8), np.float32)
+    model = oracle_model(heatmaps, np.zeros((38, 8, 8), np.float32))
+    meta = get_meta(model)
+    meta.decoder = {"paf_samples": 6, "max_limb_fraction": None}
+    _, meta, _ = run_passes(model, ["peaks", "limbs"], {"peaks": {"k": 3}}, meta=meta)
+    assert meta.extra["limbs"]["samples"] == 6 and meta.extra["limbs"]["max_limb_fraction"] is None
+    assert meta.extra["limbs"]["min_fraction"] == 0.8  # not in the metadata: the decoder default

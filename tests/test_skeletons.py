@@ -121,3 +121,51 @@ def test_bundle_manifest_carries_the_skeleton(tmp_path):
     case = make_oracle(tmp_path, num_frames=2, video=None, skeleton="body25-openpose")
     spec = skeleton_spec(case.meta)
     assert (spec["name"], len(spec["parts"]), len(spec["limbs"]), spec["stride"]) == ("body25-openpose", 25, 26, 8)
+
+
+def test_crowd_assembly_with_other_skeletons_fragment_merge_only_for_coco18(monkeypatch):
+    """The crowd assembly (optimal groups, shared peaks, caps) decodes any skeleton; the fragment merge fits
+    a canonical COCO-18 body, so it runs for COCO-18 (by parts and limbs, whatever the name) and never else."""
+    from edge_sdk.runtime import decode as decode_module
+
+    calls = []
+    real = decode_module._merge_fragments
+    monkeypatch.setattr(decode_module, "_merge_fragments", lambda *a: calls.append(1) or real(*a))
+    people17 = oracle_people(1, 480, 240, people=3, missing_joints=False)[0]
+    for skeleton in (TRT_POSE_18, BODY25):
+        maps = render_maps(skeleton.from_coco17(people17), 240, 480, 8, skeleton=skeleton)
+        poses = decode_poses(*maps, skeleton=skeleton)
+        assert len(poses) == 3 and poses.capped == {"peaks": 0, "fragments": 0}
+        assert (poses.keypoints[..., 2] > 0).sum(axis=1).min() == sum(1 for p in skeleton.coco17 if p >= 0) + (
+            1 if "neck" in skeleton.parts else 0) + (1 if "mid_hip" in skeleton.parts else 0)
+    assert not calls
+    renamed = dict(COCO18.to_dict(), name="my-coco")
+    maps = render_maps(COCO18.from_coco17(people17), 240, 480, 8)
+    assert len(decode_poses(*maps, skeleton=renamed)) == 3 and len(calls) == 1
+    assert decode_module.is_coco18(get_skeleton(renamed)) and not decode_module.is_coco18(TRT_POSE_18)
+
+
+def test_decode_limbs_takes_a_skeleton():
+    from edge_sdk.runtime.decode import DecodeError, decode_limbs
+
+    peaks = np.zeros((TRT_POSE_18.num_parts, 4, 3), np.float32)
+    assert len(decode_limbs(peaks, np.zeros((21, 4, 4), np.float32), skeleton=TRT_POSE_18)) == 0
+    with pytest.raises(DecodeError, match=r"\[21, K, K\]"):
+        decode_limbs(peaks, np.zeros((19, 4, 4), np.float32), skeleton=TRT_POSE_18)
+
+
+def test_build_peaks_and_limbs_refuse_other_skeletons(tmp_path):
+    from edge_sdk.engine.build import BuildRequest, build
+    from edge_sdk.graph import run_passes
+    from edge_sdk.graph.common import get_meta
+
+    case = make_oracle(tmp_path / "o", num_frames=1, width=96, height=64, people=1, skeleton="trt_pose-18")
+    for limbs in (False, True):
+        with pytest.raises(ConfigError, match="coco18-openpose skeleton only"):
+            build(BuildRequest(model=str(case.model_path), target="jetson-orin-nano", output=str(tmp_path / "b"),
+                               peaks=4, limbs=limbs, engine="device", archive=False), echo=lambda line: None)
+    model = onnx.load(str(case.model_path))
+    meta = get_meta(model)
+    meta.outputs = dict(meta.outputs, peaks="peaks")  # as if peaks were there: limbs still says why not
+    with pytest.raises(ConfigError, match="limbs: in-engine limb scoring supports the coco18-openpose"):
+        run_passes(model, ["limbs"], meta=meta)
