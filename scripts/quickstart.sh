@@ -19,7 +19,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 EXTRAS="host"; [ "${TRAIN:-0}" = "1" ] && EXTRAS="host,train"
 mkdir -p "$OUT"
-"$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]" >"$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
+"$VENV/bin/python" -m pip install -q -e ./runtime -e ".[$EXTRAS]" >"$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
 VENV="$(cd "$VENV" && pwd)"
 export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 

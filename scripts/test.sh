@@ -19,7 +19,7 @@ fi
 VENV="${EDGE_SDK_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$VENV/bin/python" -m pip install -q -e '.[host,train,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
+"$VENV/bin/python" -m pip install -q -e ./runtime -e '.[host,train,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
     || { cat /tmp/edge-sdk-pip.log; exit 1; }
 VENV="$(cd "$VENV" && pwd)"
 

@@ -118,24 +118,25 @@ def test_bundle_verification_lists_every_problem(tmp_path):
     assert "extra.bin: not listed in manifest.json" in text
 
 
-def make_wheel(path, files):
+def make_wheel(path, files, dist="edge_sdk_runtime-0.0.1"):
     """A pure-Python wheel with a proper RECORD (sha256 of every file)."""
     files = dict(files)
-    files["edge_sdk-0.0.1.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+    files[dist + ".dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
     record = ""
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record += "{},sha256={},{}\n".format(name, digest, len(data))
-    record += "edge_sdk-0.0.1.dist-info/RECORD,,\n"
+    record += dist + ".dist-info/RECORD,,\n"
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-        zf.writestr("edge_sdk-0.0.1.dist-info/RECORD", record)
+        zf.writestr(dist + ".dist-info/RECORD", record)
     return path
 
 
 def test_damaged_runtime_wheel_is_refused(tmp_path):
-    good = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b"print('hi')\n"})
+    good = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl",
+                      {"edge_sdk/__init__.py": b"print('hi')\n"})
     agent.install_wheel(str(good), str(tmp_path / "site"))
     assert (tmp_path / "site" / "edge_sdk" / "__init__.py").read_bytes() == b"print('hi')\n"
     bad = tmp_path / "bad" / good.name
@@ -154,6 +155,14 @@ def test_damaged_runtime_wheel_is_refused(tmp_path):
         agent.install_wheel(str(sneaky), str(tmp_path / "site3"))
 
 
+def test_host_wheel_is_refused_on_the_device(tmp_path):
+    host = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/graph/__init__.py": b""},
+                      dist="edge_sdk-0.0.1")
+    with pytest.raises(agent.AgentError, match="devices take only the runtime wheel"):
+        agent.install_wheel(str(host), str(tmp_path / "site"))
+    assert not (tmp_path / "site").exists()
+
+
 def run_agent_inprocess(capsys, *argv):
     code = agent.main(list(argv))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -164,7 +173,7 @@ def test_first_install_that_never_gets_healthy_leaves_nothing_running(tmp_path, 
     files = {"model.onnx": b"m"}
     bundle = tmp_path / "b.tar.gz"
     write_tar(bundle, dict(files, **{"manifest.json": manifest_for(files, target="cpu")}))
-    wheel = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
+    wheel = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
     code, result, steps = run_agent_inprocess(
         capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),
         "--bundle", str(bundle), "--service", "process", "--health-timeout", "5",
@@ -250,7 +259,7 @@ def test_health_needs_the_mqtt_status_when_asked(tmp_path, capsys, mosquitto):
     files = {"model.onnx": b"m"}
     bundle = tmp_path / "b.tar.gz"
     write_tar(bundle, dict(files, **{"manifest.json": manifest_for(files, target="cpu")}))
-    wheel = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
+    wheel = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
     fake = REPO / "tests" / "fake_runtime.py"
     code, result, steps = run_agent_inprocess(
         capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),

@@ -17,7 +17,10 @@ def run(args):
     if args.json:
         print(json.dumps(open_bundle(args.bundle).manifest, indent=2, sort_keys=True))
         return 0
-    from edge_sdk.bundle import describe_bundle
-
+    try:
+        from edge_sdk.bundle import describe_bundle  # host package (edge-sdk); a device has the runtime only
+    except ImportError:
+        print(json.dumps(open_bundle(args.bundle).manifest, indent=2, sort_keys=True))
+        return 0
     print(describe_bundle(args.bundle))
     return 0

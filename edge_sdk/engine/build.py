@@ -291,12 +291,11 @@ def summary_table(reports, decision, result, human_size) -> str:
     return "\n".join(lines)
 
 
-def build_on_device(bundle_path: str, echo: Callable[[str], None] = print) -> str:
-    """`edge-sdk build --bundle B`: build the engine the bundle asks for on this device (see
-    tensorrt_builder.build_on_device, which the Python 3.6 device CLI calls directly)."""
-    from edge_sdk.engine import tensorrt_builder
+def build_on_device(bundle_path: str, echo: Callable[[str], None] = print, device=None) -> str:
+    """`edge-sdk build --bundle B`: build the engine the bundle asks for on this device, exactly as the runtime's
+    first start does (edge_sdk.runtime.engine_on_device, which the Python 3.6 device CLI calls directly)."""
+    from edge_sdk.runtime.engine_on_device import build_on_device as build_here
 
     local = detect_local_target()
-    return tensorrt_builder.build_on_device(bundle_path, log=echo,
-                                            device_model=local.detect_model[0] if local and local.detect_model
-                                            else None)
+    return build_here(bundle_path, log=echo, device=device,
+                      device_model=local.detect_model[0] if local and local.detect_model else None)

@@ -345,52 +345,6 @@ def _cached_engine_ok(path):
         return False
 
 
-def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
-    """Build the engine from the bundle's ONNX with the engine builder (edge_sdk.engine.tensorrt_builder);
-    write it to ``engine_path`` (+ its sha256). The timing cache lives beside it (never the bundle's own
-    hashed files, so the bundle still verifies afterwards)."""
-    import shutil
-
-    try:
-        from edge_sdk.engine import tensorrt_builder
-    except ImportError as exc:
-        raise BundleError("bundle {} has no engine for this GPU and the engine builder is not installed ({}); "
-                          "build the engine on a host with `edge-sdk build`, or install edge-sdk with the "
-                          "engine builder on this device".format(bundle.dir, exc)) from exc
-    engine = bundle.manifest.get("engine") or {}
-    model = bundle.file_path(engine["source_model"]) if engine.get("source_model") else bundle.model_path
-    if not model or not os.path.isfile(model):
-        raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
-                          "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
-    engine_dir = os.path.dirname(engine_path)
-    if engine_dir and not os.path.isdir(engine_dir):
-        os.makedirs(engine_dir)
-    timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
-    shipped = bundle.file_path("timing.cache")
-    if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
-        directory = os.path.dirname(timing_cache)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory)
-        shutil.copyfile(shipped, timing_cache)  # a head start; TensorRT ignores entries of other GPUs
-    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
-    calib = calib if os.path.isfile(calib) else None
-    if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
-        calib = None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
-    progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
-             "only".format(model, settings["precision"], ", DLA core {}".format(settings["dla_core"])
-                           if settings["dla_core"] is not None else ""))
-    if hasattr(tensorrt_builder, "build_engine_from_onnx"):
-        data = tensorrt_builder.build_engine_from_onnx(model, settings["precision"], settings["workspace_mb"],
-                                                       settings["dla_core"], timing_cache, calib_cache=calib)
-    else:
-        options = tensorrt_builder.EngineOptions.from_dict(settings, timing_cache=timing_cache, calib_cache=calib)
-        data, _ = tensorrt_builder.build_serialized_engine(model, options, log=progress)
-    data = bytes(data)
-    _write_atomic(engine_path, data)
-    _write_atomic(engine_path + ".sha256", _sha256(data).encode())
-    return data
-
-
 def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2):
     """A TensorRTBackend for an opened bundle (``edge_sdk.runtime.bundle.Bundle``).
 
@@ -420,5 +374,7 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
         raise BundleError("no usable TensorRT engine in bundle {} for {} ({}){}; let the runtime build one "
                           "or use --backend onnxruntime".format(
                               bundle.dir, device.name, key, ": " + "; ".join(tried) if tried else ""))
-    build_engine_for_bundle(bundle, cached, settings, progress)
+    from edge_sdk.runtime.engine_on_device import build_engine_for_bundle
+
+    build_engine_for_bundle(bundle, cached, settings, progress, key=key)
     return TensorRTBackend(cached, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)

@@ -1,0 +1,148 @@
+"""The one on-device engine build: the runtime's first start and `edge-sdk build --bundle B` both come here.
+
+An engine only runs on the GPU model and TensorRT version it was built with, so both build into the engine
+cache keyed by them (``tensorrt_backend.cached_engine_path``: beside the bundle, never inside it) with the
+engine's sha256 beside it, and both record the build in the bundle's manifest the same way
+(``engine.built_on_device[key]``: file, sha256, size, TensorRT version, seconds). The files the manifest hashes
+are never changed, so the bundle still verifies afterwards. The builder itself is
+``edge_sdk.engine.tensorrt_builder`` (Python 3.6, standard library + tensorrt), which imports nothing of the
+runtime. Python 3.6 syntax.
+"""
+
+import os
+import shutil
+import time
+
+from edge_sdk.errors import BundleError
+from edge_sdk.runtime.backends.tensorrt_backend import (
+    _cached_engine_ok,
+    _sha256,
+    _write_atomic,
+    bundle_engine_settings,
+    cached_engine_path,
+    engine_cache_key,
+)
+from edge_sdk.runtime.bundle import open_bundle, write_manifest
+
+
+def read_device_model(sysroot="/"):
+    # type: (str) -> str
+    """``/proc/device-tree/model`` of this machine ('' when it is not a Jetson)."""
+    try:
+        with open(os.path.join(sysroot, "proc/device-tree/model"), "rb") as handle:
+            return handle.read().decode("utf-8", "replace").strip("\x00 \n")
+    except (IOError, OSError):
+        return ""
+
+
+def device_matches(profile, device_model):
+    # type: (dict, str) -> bool
+    """Whether a device model string matches a bundle's target profile (its ``detect_model`` hints)."""
+    hints = (profile or {}).get("detect_model") or []
+    lowered = (device_model or "").lower()
+    return any(hint.lower() in lowered for hint in hints)
+
+
+def _import_builder(bundle):
+    try:
+        from edge_sdk.engine import tensorrt_builder
+    except ImportError as exc:
+        raise BundleError("bundle {} has no engine for this GPU and the engine builder is not installed ({}); "
+                          "build the engine on a host with `edge-sdk build`, or install edge-sdk-runtime on this "
+                          "device".format(bundle.dir, exc)) from exc
+    return tensorrt_builder
+
+
+def _timing_cache_for(bundle, engine_path):
+    """The timing cache beside the engine, seeded from the bundle's (TensorRT ignores entries of other GPUs)."""
+    timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
+    shipped = bundle.file_path("timing.cache")
+    if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
+        directory = os.path.dirname(timing_cache)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory)
+        shutil.copyfile(shipped, timing_cache)
+    return timing_cache
+
+
+def _calibration_cache_for(bundle, model):
+    engine = bundle.manifest.get("engine") or {}
+    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
+    if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
+        return None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
+    return calib if os.path.isfile(calib) else None
+
+
+def record_built_engine(bundle, key, engine_path, data, seconds, tensorrt_version, progress=print):
+    """Write the build into the manifest (``engine.built_on_device[key]``); the manifest is not itself hashed,
+    so this keeps the bundle valid. A read-only bundle keeps working (the engine cache is enough) and says so."""
+    engine = bundle.manifest.setdefault("engine", {})
+    engine.setdefault("built_on_device", {})[key] = {
+        "file": os.path.relpath(engine_path, bundle.dir), "sha256": _sha256(data), "size": len(data),
+        "tensorrt": tensorrt_version, "seconds": round(seconds, 1)}
+    try:
+        write_manifest(bundle.dir, bundle.manifest)
+    except (IOError, OSError) as exc:
+        progress("engine built but not recorded in {} ({})".format(bundle.dir, exc))
+
+
+def build_engine_for_bundle(bundle, engine_path, settings, progress=print, key=None):
+    """Build the engine the bundle asks for from its ONNX, write it to ``engine_path`` (+ its sha256) and
+    record it in the manifest under ``key``. Returns the plan bytes."""
+    tensorrt_builder = _import_builder(bundle)
+    engine = bundle.manifest.get("engine") or {}
+    model = bundle.file_path(engine["source_model"]) if engine.get("source_model") else bundle.model_path
+    if not model or not os.path.isfile(model):
+        raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
+                          "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
+    engine_dir = os.path.dirname(engine_path)
+    if engine_dir and not os.path.isdir(engine_dir):
+        os.makedirs(engine_dir)
+    timing_cache = _timing_cache_for(bundle, engine_path)
+    calib = _calibration_cache_for(bundle, model)
+    progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
+             "only".format(model, settings["precision"], ", DLA core {}".format(settings["dla_core"])
+                           if settings["dla_core"] is not None else ""))
+    started = time.time()
+    if hasattr(tensorrt_builder, "build_engine_from_onnx"):
+        data = tensorrt_builder.build_engine_from_onnx(model, settings["precision"], settings["workspace_mb"],
+                                                       settings["dla_core"], timing_cache, calib_cache=calib)
+    else:
+        options = tensorrt_builder.EngineOptions.from_dict(settings, timing_cache=timing_cache, calib_cache=calib)
+        data, _ = tensorrt_builder.build_serialized_engine(model, options, log=progress)
+    data = bytes(data)
+    _write_atomic(engine_path, data)
+    _write_atomic(engine_path + ".sha256", _sha256(data).encode())
+    import tensorrt as trt
+
+    record_built_engine(bundle, key or os.path.basename(engine_path), engine_path, data, time.time() - started,
+                        getattr(trt, "__version__", "?"), progress)
+    return data
+
+
+def build_on_device(bundle_path, log=print, device=None, device_model=None, skip_target_check=False):
+    """`edge-sdk build --bundle B` on the device (Python 3.6): verify the bundle, check it was made for this
+    kind of device, and build the engine exactly as the first start would. Returns the engine path."""
+    import tensorrt as trt
+
+    from edge_sdk.runtime.cuda import CudaDevice
+
+    bundle = open_bundle(bundle_path)
+    profile = bundle.manifest.get("target_profile") or {}
+    model = read_device_model() if device_model is None else device_model
+    if not skip_target_check and profile.get("kind") == "jetson" and not device_matches(profile, model):
+        raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
+                          "`edge-sdk build MODEL.onnx --target <this device>`".format(
+                              bundle_path, bundle.target, model or "not a Jetson"))
+    if bundle.engine_path and os.path.isfile(bundle.engine_path):
+        log("the bundle has its engine: {}".format(bundle.engine_path))
+        return bundle.engine_path
+    device = device or CudaDevice(0)
+    key = engine_cache_key(device.name, device.compute_capability, trt.__version__)
+    path = cached_engine_path(bundle.dir, key)
+    if _cached_engine_ok(path):
+        log("engine already built for this GPU: {}".format(path))
+        return path
+    build_engine_for_bundle(bundle, path, bundle_engine_settings(bundle.manifest), log, key=key)
+    log("built {} with TensorRT {}".format(path, trt.__version__))
+    return path
