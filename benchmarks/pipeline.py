@@ -82,8 +82,7 @@ class ReplaySource(Source):
         self.images = images
 
     def frames(self):
-        for index, image in enumerate(self.images):
-            yield index, image
+        yield from enumerate(self.images)
 
 
 def fallback_decoder():

@@ -138,7 +138,7 @@ ENUM_DEPRECATED = {
 
 # -- enums ---------------------------------------------------------------------------------------------------
 
-class EnumMember(object):
+class EnumMember:
     """An enum value like pybind11's: ``int(m)``, ``m.name``, hashable, equal to itself only."""
 
     def __init__(self, enum_name, name, value):
@@ -162,7 +162,7 @@ class EnumMember(object):
         return "<{}.{}: {}>".format(self.enum_name, self.name, self.value)
 
 
-class Enum(object):
+class Enum:
     """A namespace of EnumMembers; a member the flavour lacks raises AttributeError."""
 
     def __init__(self, module, name, members, missing=(), deprecated=()):
@@ -213,7 +213,7 @@ class Dims(tuple):
 
 # -- recorded objects ----------------------------------------------------------------------------------------
 
-class Recorded(object):
+class Recorded:
     """Base of every double class: records calls and sets, refuses APIs the flavour lacks."""
 
     _kind = "object"
@@ -317,7 +317,7 @@ class INetworkDefinition(Recorded):
                 for t in self._inputs + self._outputs]
 
 
-class ParserError(object):
+class ParserError:
     def __init__(self, message):
         self._message = message
 

@@ -278,7 +278,7 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
 
     trt = install_tensorrt_double(monkeypatch, "8.6", num_dla_cores=2)
 
-    class IInt8EntropyCalibrator2(object):
+    class IInt8EntropyCalibrator2:
         def __init__(self):
             pass
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2

@@ -69,7 +69,7 @@ def test_doctor_with_tensorrt_but_no_cuda_binding_says_so(monkeypatch):
     assert re.search(r"DLA cores\s+2\n", format_report(report))
 
 
-class Opened(object):
+class Opened:
     def __init__(self, directory, engine=None, model=None):
         self.dir = str(directory)
         self.engine_path = engine

@@ -29,7 +29,7 @@ def flag_names(trt):
 
 def add_calibrator_base(trt):
     """The double has no calibrator classes; give it the base TensorRT's Python API subclasses."""
-    class IInt8EntropyCalibrator2(object):
+    class IInt8EntropyCalibrator2:
         def __init__(self):
             pass
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2

@@ -132,7 +132,7 @@ def test_mismatched_engines_are_refused_with_a_fix(trt, sim):
         TensorRTBackend(plan_bytes(trt.flavour, io=DEFAULT_IO), meta=SMALL_META, device=device)
 
 
-class FakeBundle(object):
+class FakeBundle:
     """The attributes of edge_sdk.runtime.bundle.Bundle that the backend uses."""
 
     def __init__(self, directory, manifest, engine_path=None):

@@ -11,6 +11,7 @@ import platform
 import socket
 import sys
 import time
+from typing import Any, Dict, List, Optional  # noqa: F401 - type comments (Python 3.6 runs this module)
 
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
@@ -88,82 +89,26 @@ def _label(path):
 
 def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mode="pipelined",
               prefer="auto", rounds=None, command=None, sample_interval=0.5):
+    # type: (List[str], int, int, str, int, str, str, Optional[int], Optional[str], float) -> Dict[str, Any]
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
     bundle, 5 when comparing)."""
-    from edge_sdk.runtime.backends.loader import load_backend
-    from edge_sdk.runtime.pipeline import run_pipeline
-
-    if mode not in MODES:
-        raise ConfigError("unknown bench mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
-    if not bundles:
-        raise ConfigError("nothing to benchmark: pass --bundle B (or --model M.onnx), or --compare B1 B2")
-    if frames < 1:
-        raise ConfigError("--frames must be at least 1")
+    _check_request(bundles, frames, mode)
     modes = ["pipelined", "sequential"] if mode == "both" else [mode]
     rounds = int(rounds or (5 if len(bundles) > 1 else 1))
-    per_round = max(1, frames // rounds)
-
     backends = []
     try:
-        for path in bundles:
-            path = str(path)
-            if path.endswith(".onnx"):
-                backends.append((path, load_backend(model=path, prefer=prefer)))
-            else:
-                backends.append((path, load_backend(bundle=path, prefer=prefer)))
-        runs = {}
-        for path, backend in backends:
-            for m in modes:
-                runs[(path, m)] = {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
-            if warmup > 0:
-                run_pipeline(backend=backend, source=source, max_frames=warmup, workers=workers,
-                             handle_signals=False, sequential=False)
+        backends.extend(_load_backends(bundles, prefer))
+        runs = {(path, m): {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
+                for path, _backend in backends for m in modes}
+        _warm_up(backends, source, warmup, workers)
         with SystemSampler(sample_interval, extra=_gpu_memory_probe(backends)) as sampler:
-            for _ in range(rounds):
-                for path, backend in backends:
-                    for m in modes:
-                        run = runs[(path, m)]
-                        stats = run_pipeline(backend=backend, source=source, max_frames=per_round,
-                                             workers=workers, sinks=[run["collector"]], handle_signals=False,
-                                             sequential=(m == "sequential"))
-                        run["elapsed"] += stats.elapsed_s
-                        run["drops"] += stats.drops
+            _measure(backends, modes, runs, rounds, max(1, frames // rounds), source, workers)
     finally:
         for _path, backend in backends:
             backend.close()
-
-    result_runs = []
-    for path, backend in backends:
-        for m in modes:
-            run = runs[(path, m)]
-            col = run["collector"]
-            n = len(col.done)
-            result_runs.append({
-                "name": _label(path) + ("" if len(modes) == 1 else " ({})".format(m)),
-                "bundle": path,
-                "backend": backend.describe(),
-                "mode": m,
-                "frames": n,
-                "duration_s": round(run["elapsed"], 3),
-                "fps": round(n / run["elapsed"], 2) if run["elapsed"] > 0 else 0.0,
-                "drops": run["drops"],
-                "people_per_frame": round(col.people / float(n), 2) if n else 0.0,
-                "latency_ms": {stage: latency_summary(v) for stage, v in col.latency.items()},
-                "fps_over_time": fps_over_time(col.done) if rounds == 1 else [],
-            })
-    ratios = {}
-    if mode == "both":
-        for path, _backend in backends:
-            pipelined = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "pipelined")
-            sequential = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "sequential")
-            if sequential["fps"] > 0:
-                ratios["{}: pipelined / sequential fps".format(_label(path))] = pipelined["fps"] / sequential["fps"]
-    if len(backends) > 1:
-        base = result_runs[0]
-        for other in result_runs[1:]:
-            if base["fps"] > 0 and other["mode"] == base["mode"]:
-                ratios["{} / {} fps".format(other["name"], base["name"])] = other["fps"] / base["fps"]
+    result_runs = [_run_summary(path, backend, m, runs[(path, m)], len(modes) == 1, rounds)
+                   for path, backend in backends for m in modes]
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -173,9 +118,89 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
                      "rounds": rounds, "backend": prefer},
         "runs": result_runs,
-        "ratios": ratios,
+        "ratios": _ratios(result_runs, [path for path, _backend in backends], mode),
         "system": {"summary": sampler.summary(), "samples": sampler.samples},
     }
+
+
+def _check_request(bundles, frames, mode):
+    if mode not in MODES:
+        raise ConfigError("unknown bench mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
+    if not bundles:
+        raise ConfigError("nothing to benchmark: pass --bundle B (or --model M.onnx), or --compare B1 B2")
+    if frames < 1:
+        raise ConfigError("--frames must be at least 1")
+
+
+def _load_backends(bundles, prefer):
+    """Yield (path, backend) per bundle dir or .onnx file, so the caller can close the ones already loaded."""
+    from edge_sdk.runtime.backends.loader import load_backend
+
+    for path in bundles:
+        path = str(path)
+        if path.endswith(".onnx"):
+            yield path, load_backend(model=path, prefer=prefer)
+        else:
+            yield path, load_backend(bundle=path, prefer=prefer)
+
+
+def _warm_up(backends, source, warmup, workers):
+    from edge_sdk.runtime.pipeline import run_pipeline
+
+    if warmup <= 0:
+        return
+    for _path, backend in backends:
+        run_pipeline(backend=backend, source=source, max_frames=warmup, workers=workers, handle_signals=False,
+                     sequential=False)
+
+
+def _measure(backends, modes, runs, rounds, per_round, source, workers):
+    """Round by round, every bundle in every mode: a machine that slows down hurts every side alike."""
+    from edge_sdk.runtime.pipeline import run_pipeline
+
+    for _ in range(rounds):
+        for path, backend in backends:
+            for m in modes:
+                run = runs[(path, m)]
+                stats = run_pipeline(backend=backend, source=source, max_frames=per_round, workers=workers,
+                                     sinks=[run["collector"]], handle_signals=False, sequential=(m == "sequential"))
+                run["elapsed"] += stats.elapsed_s
+                run["drops"] += stats.drops
+
+
+def _run_summary(path, backend, mode, run, single_mode, rounds):
+    col = run["collector"]
+    n = len(col.done)
+    return {
+        "name": _label(path) + ("" if single_mode else " ({})".format(mode)),
+        "bundle": path,
+        "backend": backend.describe(),
+        "mode": mode,
+        "frames": n,
+        "duration_s": round(run["elapsed"], 3),
+        "fps": round(n / run["elapsed"], 2) if run["elapsed"] > 0 else 0.0,
+        "drops": run["drops"],
+        "people_per_frame": round(col.people / float(n), 2) if n else 0.0,
+        "latency_ms": {stage: latency_summary(v) for stage, v in col.latency.items()},
+        "fps_over_time": fps_over_time(col.done) if rounds == 1 else [],
+    }
+
+
+def _ratios(result_runs, paths, mode):
+    """pipelined / sequential per bundle (mode "both"), and every other bundle / the first one."""
+    ratios = {}
+    if mode == "both":
+        for path in paths:
+            by_mode = {r["mode"]: r for r in result_runs if r["bundle"] == path}
+            if by_mode["sequential"]["fps"] > 0:
+                ratios["{}: pipelined / sequential fps".format(_label(path))] = (
+                    by_mode["pipelined"]["fps"] / by_mode["sequential"]["fps"])
+    if len(paths) > 1:
+        base = result_runs[0]
+        for other in result_runs[1:]:
+            if base["fps"] > 0 and other["mode"] == base["mode"]:
+                ratios["{} / {} fps".format(other["name"], base["name"])] = other["fps"] / base["fps"]
+    return ratios
 
 
 def write_result(result, path):

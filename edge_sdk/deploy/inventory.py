@@ -146,7 +146,7 @@ def load_inventory(path: Path, groups: list[str] | None = None, names: list[str]
         values["groups"] = member_of[name]
         identity = values.get("identity")
         if identity and not identity.startswith(("~", "/")):  # relative to the inventory file, like its keys
-            values["identity"] = str((Path(path).resolve().parent / identity))
+            values["identity"] = str(Path(path).resolve().parent / identity)
         devices.append(_make(name, values, "{} [devices.{}]".format(where, name)))
     if not devices:
         raise ConfigError("{}: no device matches the selection (groups {}, devices {})".format(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.targets import Target, detect_local_target, get_target, local_compute_capability
