@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 try:
     import tomllib
 except ImportError:  # Python < 3.11
@@ -168,3 +170,27 @@ def test_cli_survives_a_command_module_this_python_cannot_load(tmp_path):
         assert proc.returncode == 0 and "--source" in proc.stdout
     finally:
         broken.unlink()
+
+
+def test_the_runtime_public_functions_are_typed():
+    """Every public module-level function of the runtime wheel annotates its parameters and return value
+    (Python 3.6 evaluates annotations at import time: the next test imports every module there)."""
+    untyped = []
+    for module, path in sorted(device_modules().items()):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                args = node.args.args + node.args.kwonlyargs
+                if node.returns is None or any(a.annotation is None for a in args):
+                    untyped.append("{}.{}".format(module, node.name))
+    assert not untyped, untyped
+
+
+def test_every_device_module_imports_on_python36():
+    from conftest import python36
+
+    interpreter = python36()
+    if interpreter is None:
+        pytest.skip("no Python 3.6 interpreter ($EDGE_SDK_PY36)")
+    code = "import importlib, sys; sys.path.insert(0, sys.argv[1])\nfor m in sys.argv[2:]: importlib.import_module(m)"
+    proc = subprocess.run([interpreter, "-c", code, str(REPO)] + runtime_modules(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,7 +11,7 @@ import platform
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional  # noqa: F401 - type comments (Python 3.6 runs this module)
+from typing import Any, Dict, List, Optional
 
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
@@ -87,9 +87,9 @@ def _label(path):
     return os.path.basename(os.path.normpath(str(path))) or str(path)
 
 
-def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mode="pipelined",
-              prefer="auto", rounds=None, command=None, sample_interval=0.5):
-    # type: (List[str], int, int, str, int, str, str, Optional[int], Optional[str], float) -> Dict[str, Any]
+def run_bench(bundles: List[str], frames: int = 1000, warmup: int = 50, source: str = "synthetic", workers: int = 2,
+              mode: str = "pipelined", prefer: str = "auto", rounds: Optional[int] = None,
+              command: Optional[str] = None, sample_interval: float = 0.5) -> Dict[str, Any]:
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
     bundle, 5 when comparing)."""
@@ -203,7 +203,7 @@ def _ratios(result_runs, paths, mode):
     return ratios
 
 
-def write_result(result, path):
+def write_result(result: Dict[str, Any], path: str) -> str:
     """Write the bench JSON (creating the folder)."""
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -213,7 +213,7 @@ def write_result(result, path):
     return path
 
 
-def format_table(result):
+def format_table(result: Dict[str, Any]) -> str:
     """Human-readable table for the terminal."""
     lines = ["{:<28} {:<26} {:>7} {:>8} {:>9} {:>9} {:>9}".format(
         "run", "backend", "frames", "fps", "e2e p50", "e2e p90", "e2e p99")]

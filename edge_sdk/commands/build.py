@@ -1,8 +1,10 @@
 """`edge-sdk build MODEL.onnx --target T [--fp16|--int8|--best] ... -o OUT`: make a deployable bundle.
 On the device: `edge-sdk build --bundle B` builds the TensorRT engine the bundle asks for."""
 
+import argparse
 
-def register(subparsers):
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build", help="rewrite, calibrate and compile a model into a deployable bundle for a target",
         description="Make a bundle (directory + .tar.gz) for a target device. The TensorRT engine is built here "
@@ -37,7 +39,7 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from edge_sdk.errors import ConfigError
 
     if args.bundle:  # on the device: Python 3.6 code path (no host dependencies)

@@ -1,7 +1,9 @@
 """`edge-sdk inspect BUNDLE`: verify a bundle (directory or .tar.gz) and print its manifest."""
 
+import argparse
 
-def register(subparsers):
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("inspect", help="verify a bundle and print what is in it",
                                    description="Verify every file's sha256 and print the bundle manifest.")
     parser.add_argument("bundle", help="bundle directory or .tar.gz made by `edge-sdk build`")
@@ -9,7 +11,7 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import json
 
     from edge_sdk.runtime.bundle import open_bundle

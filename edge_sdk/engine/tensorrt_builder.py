@@ -17,6 +17,7 @@ Version differences are handled by feature detection, not version numbers, where
 
 import os
 import time
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from edge_sdk.errors import EdgeSdkError
 
@@ -62,14 +63,14 @@ class EngineOptions(object):
         return cls(timing_cache=timing_cache, calib_cache=calib_cache, **kwargs)
 
 
-def tensorrt_major(trt):
+def tensorrt_major(trt: Any) -> int:
     try:
         return int(str(trt.__version__).split(".")[0])
     except (AttributeError, ValueError):
         return 0
 
 
-def network_flags(trt):
+def network_flags(trt: Any) -> int:
     """Creation flags for an ONNX network: EXPLICIT_BATCH only before TensorRT 10 (where it is required)."""
     flag_enum = getattr(trt, "NetworkDefinitionCreationFlag", None)
     if tensorrt_major(trt) >= 10 or flag_enum is None or not hasattr(flag_enum, "EXPLICIT_BATCH"):
@@ -77,7 +78,7 @@ def network_flags(trt):
     return 1 << int(flag_enum.EXPLICIT_BATCH)
 
 
-def set_workspace(trt, config, workspace_bytes):
+def set_workspace(trt: Any, config: Any, workspace_bytes: int) -> str:
     """Workspace limit via the memory-pool API where it exists (8.4+), else max_workspace_size."""
     if hasattr(trt, "MemoryPoolType") and hasattr(config, "set_memory_pool_limit"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
@@ -95,14 +96,14 @@ CALIBRATOR_FOR_ALGORITHM = {
 """TensorRT only replays a cache whose header names the algorithm of the calibrator that reads it."""
 
 
-def calibrator_class_name(cache_bytes):
+def calibrator_class_name(cache_bytes: bytes) -> str:
     """The TensorRT calibrator class for a cache, from its header ``TRT-<version>-<algorithm>``."""
     first = bytes(cache_bytes).split(b"\n", 1)[0].decode("ascii", "replace").strip()
     algorithm = first.split("-", 2)[2] if first.startswith("TRT-") and first.count("-") >= 2 else ""
     return CALIBRATOR_FOR_ALGORITHM.get(algorithm, "IInt8EntropyCalibrator2")
 
 
-def make_cache_calibrator(trt, cache_bytes):
+def make_cache_calibrator(trt: Any, cache_bytes: bytes) -> Any:
     """An INT8 calibrator that serves a calibration cache and no batches (implicit quantisation from a cache
     made on the host by `calibration/`; TensorRT reads the cache and never asks for images). Its class follows
     the cache header (a MinMaxCalibration cache needs IInt8MinMaxCalibrator, or TensorRT ignores it)."""
@@ -171,7 +172,7 @@ def _add_profile(trt, builder, config, network, options):
     return profile
 
 
-def configure(trt, builder, network, config, options):
+def configure(trt: Any, builder: Any, network: Any, config: Any, options: EngineOptions) -> Dict[str, Any]:
     """Apply precision, workspace, DLA, profile and timing cache to ``config``; returns what was done."""
     done = {"workspace_api": set_workspace(trt, config, options.workspace_mb * MIB)}
     if options.precision in ("fp16", "int8"):
@@ -208,7 +209,8 @@ def configure(trt, builder, network, config, options):
     return done
 
 
-def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None):
+def build_serialized_engine(onnx_path: str, options: EngineOptions, trt: Any = None, logger: Any = None,
+                            log: Optional[Callable[[str], None]] = None) -> Tuple[bytes, Dict[str, Any]]:
     """Parse ``onnx_path`` and build; returns (plan bytes, info dict). Writes the timing cache back."""
     if trt is None:
         import tensorrt as trt  # noqa: F811 - the real module on a device / GPU host
@@ -249,8 +251,9 @@ def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None)
     return bytes(plan), info
 
 
-def build_engine_from_onnx(onnx_path, precision, workspace_mb, dla_core=-1, timing_cache=None, calib_cache=None,
-                           trt=None, log=None):
+def build_engine_from_onnx(onnx_path: str, precision: str, workspace_mb: int, dla_core: Optional[int] = -1,
+                           timing_cache: Optional[str] = None, calib_cache: Optional[str] = None, trt: Any = None,
+                           log: Optional[Callable[[str], None]] = None) -> bytes:
     """Plan bytes for ``onnx_path``: the entry point the TensorRT backend calls at first start
     (``dla_core`` -1 or None: GPU only; INT8 with a float model replays ``calib_cache``; a model with
     QuantizeLinear nodes is built as explicit quantisation)."""

@@ -12,6 +12,7 @@ import json
 import os
 import tarfile
 import tempfile
+from typing import Any, Dict, Optional
 
 from edge_sdk.errors import BundleError
 from edge_sdk.runtime.model_meta import ModelMeta
@@ -22,7 +23,7 @@ BUNDLE_KIND = "edge-sdk-bundle"
 BUNDLE_FORMAT_VERSION = 1
 
 
-def sha256_file(path, chunk_size=1 << 20):
+def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (engines can be hundreds of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -79,7 +80,7 @@ class Bundle(object):
         return "Bundle({!r}, target={!r}, precision={!r})".format(self.dir, self.target, self.precision)
 
 
-def write_manifest(directory, manifest):
+def write_manifest(directory: str, manifest: Dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically (write + rename), so a power cut never leaves half a manifest."""
     final = os.path.join(directory, MANIFEST_NAME)
     tmp = final + ".tmp"
@@ -113,7 +114,7 @@ def _safe_extract(archive_path, destination):
     return destination
 
 
-def open_bundle(path, expected_target=None, extract_to=None):
+def open_bundle(path: str, expected_target: Optional[str] = None, extract_to: Optional[str] = None) -> Bundle:
     """Open and verify a bundle directory or ``.tar.gz``; raises BundleError saying which file is wrong and
     what to do. ``expected_target``: refuse a bundle built for another device."""
     if not os.path.exists(path):

@@ -26,6 +26,8 @@ Both entry points share steps 2-4, so a GPU peak pass and the host peak pass giv
 Pure numpy, vectorised over candidates; Python 3.6 syntax (the on-device rule).
 """
 
+from typing import Optional
+
 import numpy as np
 
 from edge_sdk.errors import ConfigError, ModelError
@@ -181,7 +183,7 @@ def _check_pafs(pafs, map_shape=None):
 # ----------------------------------------------------------------------------------------------- peaks
 
 
-def find_peaks(heatmaps, config=None):
+def find_peaks(heatmaps: np.ndarray, config: Optional[DecodeConfig] = None) -> np.ndarray:
     """[19 (or 18), H, W] heatmaps -> peaks [18, K, 3] (x, y, score in map cells, score 0 = empty slot).
 
     The host-side twin of the GPU peak pass: 3x3 non-maximum suppression, threshold, top-K per part, then
@@ -330,7 +332,8 @@ def _candidates(peaks, cfg):
 # ----------------------------------------------------------------------------------------------- limbs
 
 
-def score_limb(cand_a, cand_b, paf_x, paf_y, cfg, map_height):
+def score_limb(cand_a: np.ndarray, cand_b: np.ndarray, paf_x: np.ndarray, paf_y: np.ndarray, cfg: DecodeConfig,
+               map_height: int) -> np.ndarray:
     """Scores [na, nb] of every candidate pair of one limb (-inf where the pair is not a limb)."""
     na, nb = cand_a.shape[0], cand_b.shape[0]
     start = np.repeat(np.asarray(cand_a, np.float32)[:, :2], nb, axis=0)
@@ -485,7 +488,7 @@ def _decode(peaks, pafs, cfg):
 # ------------------------------------------------------------------------------------------ public API
 
 
-def decode_poses(heatmaps, pafs, config=None):
+def decode_poses(heatmaps: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None) -> Poses:
     """Heatmaps [19, H, W] + PAFs [38, H, W] of one image -> Poses (map cells)."""
     cfg = config or DEFAULT_CONFIG
     hm = _as_maps(heatmaps, NUM_HEATMAPS, "heatmaps", allow_fewer=NUM_PARTS)[:NUM_PARTS]
@@ -493,7 +496,7 @@ def decode_poses(heatmaps, pafs, config=None):
     return _decode(_find_peaks(hm, cfg), pafs, cfg)
 
 
-def decode_peaks(peaks, pafs, config=None):
+def decode_peaks(peaks: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None) -> Poses:
     """GPU-extracted peaks [18, K, 3] (x, y, score; score 0 = empty) + PAFs [38, H, W] -> Poses.
 
     Peaks are used as given: integral cell coordinates give one-cell precision unless the GPU pass also

@@ -12,6 +12,7 @@ runtime. Python 3.6 syntax.
 import os
 import shutil
 import time
+from typing import Any, Callable, Dict, Optional
 
 from edge_sdk.errors import BundleError
 from edge_sdk.runtime.backends.tensorrt_backend import (
@@ -22,11 +23,10 @@ from edge_sdk.runtime.backends.tensorrt_backend import (
     cached_engine_path,
     engine_cache_key,
 )
-from edge_sdk.runtime.bundle import open_bundle, write_manifest
+from edge_sdk.runtime.bundle import Bundle, open_bundle, write_manifest
 
 
-def read_device_model(sysroot="/"):
-    # type: (str) -> str
+def read_device_model(sysroot: str = "/") -> str:
     """``/proc/device-tree/model`` of this machine ('' when it is not a Jetson)."""
     try:
         with open(os.path.join(sysroot, "proc/device-tree/model"), "rb") as handle:
@@ -35,8 +35,7 @@ def read_device_model(sysroot="/"):
         return ""
 
 
-def device_matches(profile, device_model):
-    # type: (dict, str) -> bool
+def device_matches(profile: Optional[Dict[str, Any]], device_model: str) -> bool:
     """Whether a device model string matches a bundle's target profile (its ``detect_model`` hints)."""
     hints = (profile or {}).get("detect_model") or []
     lowered = (device_model or "").lower()
@@ -73,7 +72,8 @@ def _calibration_cache_for(bundle, model):
     return calib if os.path.isfile(calib) else None
 
 
-def record_built_engine(bundle, key, engine_path, data, seconds, tensorrt_version, progress=print):
+def record_built_engine(bundle: Bundle, key: str, engine_path: str, data: bytes, seconds: float, tensorrt_version: str,
+                        progress: Callable[[str], None] = print) -> None:
     """Write the build into the manifest (``engine.built_on_device[key]``); the manifest is not itself hashed,
     so this keeps the bundle valid. A read-only bundle keeps working (the engine cache is enough) and says so."""
     engine = bundle.manifest.setdefault("engine", {})
@@ -86,7 +86,8 @@ def record_built_engine(bundle, key, engine_path, data, seconds, tensorrt_versio
         progress("engine built but not recorded in {} ({})".format(bundle.dir, exc))
 
 
-def build_engine_for_bundle(bundle, engine_path, settings, progress=print, key=None):
+def build_engine_for_bundle(bundle: Bundle, engine_path: str, settings: Dict[str, Any],
+                            progress: Callable[[str], None] = print, key: Optional[str] = None) -> bytes:
     """Build the engine the bundle asks for from its ONNX, write it to ``engine_path`` (+ its sha256) and
     record it in the manifest under ``key``. Returns the plan bytes."""
     tensorrt_builder = _import_builder(bundle)
@@ -120,7 +121,8 @@ def build_engine_for_bundle(bundle, engine_path, settings, progress=print, key=N
     return data
 
 
-def build_on_device(bundle_path, log=print, device=None, device_model=None, skip_target_check=False):
+def build_on_device(bundle_path: str, log: Callable[[str], None] = print, device: Any = None,
+                    device_model: Optional[str] = None, skip_target_check: bool = False) -> str:
     """`edge-sdk build --bundle B` on the device (Python 3.6): verify the bundle, check it was made for this
     kind of device, and build the engine exactly as the first start would. Returns the engine path."""
     import tensorrt as trt

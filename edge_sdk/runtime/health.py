@@ -10,9 +10,10 @@ import json
 import os
 import threading
 import time
+from typing import Any
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path: str, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file in the same folder and a rename."""
     tmp = "{}.tmp{}".format(path, os.getpid())
     with open(tmp, "w") as handle:

@@ -10,13 +10,14 @@ Keypoints are COCO-17 order in original-frame pixels; a joint not found is [0, 0
 
 import json
 import struct
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 
 
-def people_to_json(keypoints17, scores):
+def people_to_json(keypoints17: Any, scores: Any) -> List[Dict[str, Any]]:
     """[P, 17, 3] keypoints + [P] scores -> the message's ``people`` list (rounded for compactness)."""
     people = []
     keypoints17 = np.asarray(keypoints17, dtype=np.float32).reshape(-1, 17, 3)
@@ -28,7 +29,8 @@ def people_to_json(keypoints17, scores):
     return people
 
 
-def build_pose_message(device, seq, ts, frame_w, frame_h, source, people, latency_ms=None):
+def build_pose_message(device: str, seq: int, ts: float, frame_w: int, frame_h: int, source: str,
+                       people: List[Dict[str, Any]], latency_ms: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
     """A schema-v1 pose message as a dict (``people`` from :func:`people_to_json`)."""
     return {
         "v": SCHEMA_VERSION,
@@ -41,7 +43,7 @@ def build_pose_message(device, seq, ts, frame_w, frame_h, source, people, latenc
     }
 
 
-def validate_pose_message(msg):
+def validate_pose_message(msg: Dict[str, Any]) -> None:
     """Raise ValueError saying what is wrong if ``msg`` is not a schema-v1 pose message."""
     if not isinstance(msg, dict):
         raise ValueError("pose message must be a JSON object, got {}".format(type(msg).__name__))
@@ -58,12 +60,12 @@ def validate_pose_message(msg):
     return msg
 
 
-def encode_json(msg):
+def encode_json(msg: Dict[str, Any]) -> bytes:
     """Compact JSON bytes of a message."""
     return json.dumps(msg, separators=(",", ":")).encode("utf-8")
 
 
-def decode_json(payload):
+def decode_json(payload: bytes) -> Dict[str, Any]:
     """Bytes -> validated message dict (ValueError on anything malformed)."""
     try:
         msg = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
@@ -86,7 +88,7 @@ def _short_bytes(text, limit):
     return data
 
 
-def encode_compact(msg):
+def encode_compact(msg: Dict[str, Any]) -> bytes:
     """Message dict -> compact bytes: fixed header, then arrays; coordinates quantised to 1/q px (q=4 normally).
 
     Layout (little-endian): header ``<3sBIdHHBHB`` (magic ``\\0EP``, schema version, seq, ts, frame w, h,
@@ -119,7 +121,7 @@ def encode_compact(msg):
     return b"".join(parts)
 
 
-def decode_compact(payload):
+def decode_compact(payload: bytes) -> Dict[str, Any]:
     """Compact bytes -> validated message dict (ValueError on anything malformed)."""
     try:
         magic, version, seq, ts, w, h, q, n_people, n_latency = _COMPACT_HEADER.unpack_from(payload, 0)
@@ -165,7 +167,7 @@ def decode_compact(payload):
             "people": people, "latency_ms": latency}
 
 
-def decode_message(payload):
+def decode_message(payload: bytes) -> Dict[str, Any]:
     """JSON or compact bytes (told apart by the first bytes) -> validated message dict; ValueError if malformed."""
     if isinstance(payload, (bytes, bytearray, memoryview)) and bytes(payload[:3]) == COMPACT_MAGIC:
         return decode_compact(bytes(payload))

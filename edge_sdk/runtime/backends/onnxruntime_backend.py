@@ -7,6 +7,7 @@ producing garbage poses later.
 """
 
 import os
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -33,7 +34,8 @@ _LEVEL_NAMES = {"ORT_DISABLE_ALL": "disable", "ORT_ENABLE_BASIC": "basic", "ORT_
                 "ORT_ENABLE_ALL": "all"}
 
 
-def session_options(threads=None, optimization=None, config=None):
+def session_options(threads: Optional[int] = None, optimization: Optional[str] = None,
+                    config: Optional[dict] = None) -> Any:
     """ONNX Runtime SessionOptions from a bundle's ``onnxruntime`` manifest section (``config``: the target
     profile's ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads``,
     ``inter_op_num_threads``), overridden by ``threads`` (intra-op; None/0 = one per core) and
@@ -77,7 +79,7 @@ def _shape_text(shape):
     return "[" + ", ".join(str(d) if d is not None else "?" for d in shape) + "]"
 
 
-def check_model_io(path, meta, inputs, outputs):
+def check_model_io(path: str, meta: ModelMeta, inputs: List[Any], outputs: List[Any]) -> None:
     """Raise ModelError unless the session's inputs/outputs follow the model I/O contract for ``meta``.
 
     ``inputs`` / ``outputs``: {name: (ort type string, shape list)} as ONNX Runtime reports them.

@@ -20,6 +20,7 @@ only runs where it was built); a bundle without a usable engine is built on firs
 import os
 import re
 import threading
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -45,13 +46,13 @@ class TensorInfo(object):
                                                      self.dtype)
 
 
-def uses_tensor_api(engine, context):
+def uses_tensor_api(engine: Any, context: Any) -> bool:
     """True where the engine/context offer the name-based API (TensorRT 8.5+); decided by hasattr only."""
     return (hasattr(engine, "num_io_tensors") and hasattr(context, "set_tensor_address")
             and hasattr(context, "execute_async_v3"))
 
 
-def describe_io(trt, engine, tensor_api):
+def describe_io(trt: Any, engine: Any, tensor_api: bool) -> List[TensorInfo]:
     """The engine's I/O tensors in engine order (shapes may hold -1 for dynamic dimensions)."""
     tensors = []
     if tensor_api:
@@ -68,13 +69,13 @@ def describe_io(trt, engine, tensor_api):
     return tensors
 
 
-def engine_cache_key(gpu_name, compute_capability, trt_version):
+def engine_cache_key(gpu_name: str, compute_capability: Tuple[int, int], trt_version: str) -> str:
     """A file-name-safe key: an engine is only valid for this GPU model, SM version and TensorRT version."""
     slug = re.sub(r"[^a-z0-9]+", "-", str(gpu_name).lower()).strip("-") or "gpu"
     return "{}_sm{}{}_trt{}".format(slug, compute_capability[0], compute_capability[1], trt_version)
 
 
-def cached_engine_path(bundle_dir, key):
+def cached_engine_path(bundle_dir: str, key: str) -> str:
     """Where the engine built for ``key`` is cached: in ``<bundle>.engines/`` beside the bundle (never inside
     it: a bundle's files are exactly those its manifest lists and hashes), else in ~/.cache/edge-sdk/engines."""
     name = "engine.{}.plan".format(key)
@@ -311,7 +312,7 @@ class TensorRTBackend(Backend):
 
 # -- bundles: cached engines, first-start builds -------------------------------------------------------------
 
-def bundle_engine_settings(manifest):
+def bundle_engine_settings(manifest: Dict[str, Any]) -> Dict[str, Any]:
     """The engine build options from the bundle manifest (``engine.options``, written by `edge-sdk build`),
     with the DLA core as an int (-1: GPU) for the runtime."""
     engine = manifest.get("engine") or {}
@@ -345,7 +346,8 @@ def _cached_engine_ok(path):
         return False
 
 
-def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2):
+def load_bundle_backend(bundle: Any, device: Any = None, build: bool = True, progress: Callable[[str], None] = print,
+                        depth: int = 2) -> TensorRTBackend:
     """A TensorRTBackend for an opened bundle (``edge_sdk.runtime.bundle.Bundle``).
 
     Tries the bundle's own engine, then the engine cached for this GPU + TensorRT version; builds one from the
