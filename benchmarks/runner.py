@@ -101,8 +101,9 @@ def git_commit() -> str | None:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(REPO))
     if head.returncode != 0 or not head.stdout.strip():
         return None
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                            cwd=str(REPO))
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                             ":!benchmarks/results", ":!docs/benchmarks.md"],  # what the benchmarks write
+                            capture_output=True, text=True, cwd=str(REPO))
     return head.stdout.strip() + ("+modified" if status.stdout.strip() else "")
 
 

@@ -5,6 +5,7 @@ runtime/pyproject.toml); their wheels install disjoint files of the one `edge_sd
 """
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -78,6 +79,7 @@ def wheels(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheels")
     built = {}
     for kind, project, dist in (("host", REPO, "edge_sdk"), ("runtime", REPO / "runtime", "edge_sdk_runtime")):
+        shutil.rmtree(project / "build", ignore_errors=True)  # setuptools' scratch keeps files of older builds
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                                "-w", str(out / kind), str(project)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
@@ -126,3 +128,16 @@ def test_host_wheel_depends_on_the_runtime_of_its_own_version(wheels):
     assert "edge-sdk-runtime==" + __version__ in requires(meta)
     assert project_meta(REPO)["version"] == project_meta(REPO / "runtime")["version"] == __version__
     assert "edge-sdk =" not in entry_points  # the console script is the runtime's (one file, one owner)
+
+
+def test_flash_builds_the_runtime_wheel_without_files_of_an_older_build(tmp_path):
+    """setuptools never cleans its build/lib: a module removed since the last build must not reach devices."""
+    from edge_sdk.deploy.release import build_runtime_wheel
+
+    stale = REPO / "runtime" / "build" / "lib" / "edge_sdk" / "runtime" / "removed_long_ago.py"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("raise SystemExit('stale')\n")
+    wheel = build_runtime_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "edge_sdk/runtime/pipeline.py" in names
+    assert not [n for n in names if "removed_long_ago" in n]

@@ -74,6 +74,9 @@ def build_runtime_wheel(outdir: Path, source: Path | None = None) -> Path:
                           "--runtime-wheel PATH (make it with `pip wheel --no-deps runtime/` in the edge-sdk "
                           "sources)")
     source = Path(source) / "runtime"
+    # setuptools stages files in runtime/build/lib and never removes one: a module deleted or renamed since the
+    # last build would still ship to the devices. Its scratch folder goes first (it is in .gitignore).
+    shutil.rmtree(source / "build", ignore_errors=True)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(outdir)]
