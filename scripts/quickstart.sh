@@ -42,7 +42,7 @@ edge-sdk inspect "$OUT/bundle-orin-nano"
 # --- source: your video, or generated photos of synthetic people (with their ground truth) -----------------
 if [ -z "${SOURCE:-}" ]; then
     echo "== generating 80 frames of synthetic people with COCO ground truth in $OUT/synthetic"
-    python -c "from edge_sdk.synthetic import write_dataset; write_dataset('$OUT/synthetic', 80, width=640, height=480, seed=7, people=(2, 4))"
+    python -c "from edge_sdk.synthetic_people import write_dataset; write_dataset('$OUT/synthetic', 80, width=640, height=480, seed=7, people=(2, 4))"
     SOURCE="$OUT/synthetic/images"
 fi
 

@@ -15,7 +15,7 @@ from edge_sdk.engine.build import BuildRequest, build
 from edge_sdk.engine.precision import decide_precision
 from edge_sdk.errors import BundleError, ConfigError, ModelError
 from edge_sdk.graph.common import get_meta
-from edge_sdk.graph.synthetic import make_pose_model
+from edge_sdk.graph.synthetic_model import make_pose_model
 from edge_sdk.runtime.bundle import open_bundle
 from edge_sdk.runtime.preprocess import preprocess_frame
 from tests.tensorrt_double import install_tensorrt_double
@@ -238,7 +238,7 @@ def test_first_start_build_on_device(tx2_bundle, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def calibration_case(tmp_path_factory):
     """The calibration stage's own synthetic pose model (quantises cleanly) and frames drawn for it."""
-    from edge_sdk.calibration.synthetic import build_model, write_frames
+    from edge_sdk.calibration.hadamard_model import build_model, write_frames
 
     root = tmp_path_factory.mktemp("calib")
     build_model(str(root / "pose.onnx"))

@@ -114,7 +114,7 @@ def test_doctor_judges_a_bundle(tmp_path, edge_sdk_cli):
     import onnx
 
     from edge_sdk.engine.build import BuildRequest, build
-    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.graph.synthetic_model import make_pose_model
 
     onnx.save(make_pose_model(seed=5), str(tmp_path / "pose.onnx"))
     request = BuildRequest(model=str(tmp_path / "pose.onnx"), target="jetson-orin-nano", output=str(tmp_path / "b"),

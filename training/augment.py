@@ -3,7 +3,7 @@
 The geometric part is ONE affine warp (OpenCV) applied to the image, the ignore mask and the keypoints
 alike, so they can never disagree; a flip also swaps left and right parts (``COCO18_FLIP``). Colour jitter
 runs as TensorFlow ops on the decoded batch element. Both run inside the ``tf.data`` map of
-:mod:`edge_sdk.training.data.pipeline` (parallel calls + prefetch).
+:mod:`edge_sdk.training.data.input_pipeline` (parallel calls + prefetch).
 
 From the command line: ``--augment "scale=0.6:1.2,rotate=30,flip=0.5,translate=0.2,color=0.3"`` or
 ``--augment none``.

@@ -160,7 +160,7 @@ def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None
     """Run (or continue) a training run; returns when ``config.steps`` global steps are done."""
     import tensorflow as tf
     from edge_sdk.training.data import open_source
-    from edge_sdk.training.data.pipeline import make_dataset
+    from edge_sdk.training.data.input_pipeline import make_dataset
     from tqdm import tqdm
 
     config.validate()

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_sdk.bench.report import markdown_report, plot_result
+    from edge_sdk.bench.render import markdown_report, plot_result
     from edge_sdk.bench.runner import format_table, run_bench, write_result
 
     bundles = args.compare or [args.bundle or args.model]

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(open_bundle(args.bundle).manifest, indent=2, sort_keys=True))
         return 0
     try:
-        from edge_sdk.bundle import describe_bundle  # host package (edge-sdk); a device has the runtime only
+        from edge_sdk.bundle_writer import describe_bundle  # host package (edge-sdk); a device has the runtime only
     except ImportError:
         print(json.dumps(open_bundle(args.bundle).manifest, indent=2, sort_keys=True))
         return 0

@@ -118,7 +118,7 @@ def _calibrate(model_path: str, source: str, out_dir: str, method: str, count: i
 
 def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult:
     """Run the whole build; raises EdgeSdkError subclasses on bad input (before any slow step where possible)."""
-    from edge_sdk.bundle import Precision, check_output_dir, human_size, write_bundle
+    from edge_sdk.bundle_writer import Precision, check_output_dir, human_size, write_bundle
     from edge_sdk.engine.precision import decide_precision
     from edge_sdk.graph import run_passes
     from edge_sdk.graph.common import check_outputs, get_meta, load_model
