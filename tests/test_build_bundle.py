@@ -372,6 +372,11 @@ def test_runtime_tensorrt_backend_builds_our_bundle_at_first_start(tx2_bundle, t
         assert outputs["peaks"].shape == (1, 18, 5, 3) and outputs["pafs"].shape == (1, 38, 8, 12)
     finally:
         backend.close()
+    # recorded as `build --bundle` records it (test_first_start_build_on_device): same place, same fields
+    reopened = open_bundle(bundle.dir, expected_target="jetson-tx2")
+    (key, record), = reopened.manifest["engine"]["built_on_device"].items()
+    assert sorted(record) == ["file", "seconds", "sha256", "size", "tensorrt"] and record["tensorrt"] == trt.__version__
+    assert os.path.isfile(os.path.join(bundle.dir, record["file"])) and key in record["file"]
 
 
 def test_where_the_engine_is_built(monkeypatch):

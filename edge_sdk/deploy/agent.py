@@ -347,7 +347,7 @@ def install_wheel(wheel_path, site_dir):
                              "(`pip wheel --no-deps runtime/`)".format(wheel_path, dist), "corrupt")
         meta = zf.read(wheel_meta[0]).decode("utf-8")
         if "Root-Is-Purelib: true" not in meta:
-            raise AgentError("runtime wheel {} is not pure Python; build it with `pip wheel --no-deps .`"
+            raise AgentError("runtime wheel {} is not pure Python; build it with `pip wheel --no-deps runtime/`"
                              .format(wheel_path), "corrupt")
         records = {}
         for row in csv.reader(io.StringIO(zf.read(record_name[0]).decode("utf-8"))):

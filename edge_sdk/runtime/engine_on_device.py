@@ -11,6 +11,7 @@ runtime. Python 3.6 syntax.
 
 import os
 import shutil
+import sys
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -114,10 +115,9 @@ def build_engine_for_bundle(bundle: Bundle, engine_path: str, settings: Dict[str
     data = bytes(data)
     _write_atomic(engine_path, data)
     _write_atomic(engine_path + ".sha256", _sha256(data).encode())
-    import tensorrt as trt
-
+    trt = sys.modules.get("tensorrt")  # the builder imported it to build
     record_built_engine(bundle, key or os.path.basename(engine_path), engine_path, data, time.time() - started,
-                        getattr(trt, "__version__", "?"), progress)
+                        str(getattr(trt, "__version__", "?")), progress)
     return data
 
 
