@@ -19,6 +19,12 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 EXTRAS="host"; [ "${TRAIN:-0}" = "1" ] && EXTRAS="host,train"
 mkdir -p "$OUT"
+# Once, in a venv made before the split: the old one-distribution edge-sdk owns the `edge-sdk` script, and
+# upgrading it after edge-sdk-runtime was installed would delete the script the runtime just wrote.
+if "$VENV/bin/python" -m pip show -q edge-sdk >/dev/null 2>&1 \
+        && ! "$VENV/bin/python" -m pip show -q edge-sdk-runtime >/dev/null 2>&1; then
+    "$VENV/bin/python" -m pip uninstall -q -y edge-sdk >/dev/null
+fi
 "$VENV/bin/python" -m pip install -q -e ./runtime -e ".[$EXTRAS]" >"$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
 VENV="$(cd "$VENV" && pwd)"
 export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
