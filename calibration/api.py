@@ -33,7 +33,10 @@ def load_fp32_model(onnx_path):
 
 
 def model_meta(model) -> ModelMeta:
-    return ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
+    """The model's metadata; for a model without, what the runtime assumes from its graph."""
+    from edge_sdk.graph.common import get_meta
+
+    return get_meta(model)
 
 
 def _with_meta(qdq_model, meta: ModelMeta, quantization: dict):
@@ -81,7 +84,7 @@ def calibrate(onnx_path, source, out_dir, method: str = "entropy", count: int = 
     if len(frames.calib) == 0:
         raise ConfigError("no calibration frames left in {}; add images".format(frames.source.describe()))
     if tuple(frames.calib.shape[1:]) != tuple(meta.input.shape[1:]):
-        raise ModelError("the model's metadata says input {} but frames came out as {}".format(
+        raise ModelError("the model's input is {} but frames came out as {}".format(
             meta.input.shape, frames.calib.shape))
 
     ranges = collect_ranges(model, frames.calib, method=method, percentile=percentile, progress=progress)

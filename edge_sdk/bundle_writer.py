@@ -30,7 +30,7 @@ from edge_sdk.runtime.bundle import (
     write_manifest,
 )
 from edge_sdk.runtime.model_meta import ModelMeta
-from edge_sdk.runtime.skeleton import COCO18_PARTS, LIMBS, STRIDE
+from edge_sdk.runtime.skeleton import STRIDE, get_skeleton
 from edge_sdk.targets import Target
 
 MODEL_NAME = "model.onnx"
@@ -70,8 +70,9 @@ def toolchain_versions() -> dict[str, str | None]:
 
 
 def skeleton_spec(meta: ModelMeta) -> dict[str, Any]:
-    return {"name": meta.skeleton, "parts": list(COCO18_PARTS), "limbs": [list(limb) for limb in LIMBS],
-            "stride": meta.stride or STRIDE}
+    spec = get_skeleton(meta.skeleton).to_dict()
+    spec["stride"] = meta.stride or STRIDE
+    return spec
 
 
 def check_output_dir(out_dir: str | os.PathLike) -> Path:
@@ -133,6 +134,10 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
         }
         if onnxruntime_options is not None:
             manifest["onnxruntime"] = onnxruntime_options
+        if target.backend == "tensorrt":  # the stack the bundle was built for: the device must run it
+            pinned = target.kind == "jetson" or engine.get("status") == "built"
+            manifest["software"] = {key: getattr(target, key) for key in ("jetpack", "l4t", "tensorrt", "cuda",
+                                                                           "python")} if pinned else None
         write_manifest(str(staging), manifest)
         if out.exists():
             shutil.rmtree(out)
@@ -144,7 +149,10 @@ def write_bundle(out_dir: str | os.PathLike, *, model_path: str | os.PathLike, m
     if make_archive:
         tmp_archive = archive.with_name(archive.name + ".tmp")
         with tarfile.open(tmp_archive, "w:gz") as tar:
-            tar.add(str(out), arcname=out.name)
+            # manifest.json first: an unpacker checks each later file's size against it before writing it
+            tar.add(str(out), arcname=out.name, recursive=False)
+            for name in [MANIFEST_NAME] + sorted(n for n in os.listdir(str(out)) if n != MANIFEST_NAME):
+                tar.add(str(out / name), arcname="{}/{}".format(out.name, name))
         os.replace(tmp_archive, archive)
     sizes = {name: entry["size"] for name, entry in files.items()}
     sizes[MANIFEST_NAME] = (out / MANIFEST_NAME).stat().st_size
@@ -184,7 +192,8 @@ def _describe(bundle) -> str:
     ]
     passes = (m.get("graph") or {}).get("passes") or []
     if passes:
-        lines.append("passes      {}".format(", ".join(p["name"] for p in passes)))
+        lines.append("passes      {}".format(", ".join(str(p.get("name") if isinstance(p, dict) else p)
+                                                   for p in passes)))
     if m.get("onnxruntime"):
         lines.append("onnxruntime {}".format(", ".join("{}={}".format(k, v) for k, v in m["onnxruntime"].items())))
     lines.append("toolchain   {}".format(", ".join("{} {}".format(k, v) for k, v in m.get("toolchain", {}).items()

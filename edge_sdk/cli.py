@@ -65,7 +65,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeSdkError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
+        from edge_sdk.runtime.redact import redact_text
+
+        print("error: {}".format(redact_text(str(exc))), file=sys.stderr)  # never a camera password
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,7 +3,9 @@
 Yields validated pose messages (dicts, schema v1; JSON or compact payloads alike), one per frame, from any
 number of devices. Along the way it:
 
-- skips malformed payloads (not JSON, wrong version, over ``max_payload`` bytes) with a warning and goes on;
+- checks every payload with :mod:`edge_sdk.runtime.message_check` (schema, bounds, finite numbers, and that
+  its ``device`` is the device of the topic it came on) and skips a bad one with a warning, counted per device
+  (``DeviceStats.bad``): no message a device can publish stops the subscription;
 - drops QoS 1 re-deliveries: a message is a duplicate if its ``(device, seq, ts)`` was seen recently
   (``ts`` tells a restarted device, whose ``seq`` starts again at 0, from a re-delivery);
 - keeps per-device statistics (:class:`DeviceStats`: fps, people, latency, gaps in ``seq``, the drops the
@@ -22,7 +24,14 @@ import time
 from collections.abc import Iterator
 
 from edge_sdk.errors import BrokerError, ConfigError
-from edge_sdk.runtime import messages
+from edge_sdk.runtime.ids import is_device_id
+from edge_sdk.runtime.message_check import (
+    MessageError,
+    parse_metrics_payload,
+    parse_pose_payload,
+    parse_status_payload,
+    topic_device,
+)
 from edge_sdk.runtime.mqtt import (
     _CONNACK_HINTS,
     DEFAULT_PREFIX,
@@ -38,6 +47,7 @@ log = logging.getLogger("edge_sdk.subscribe")
 DEFAULT_TOPIC = DEFAULT_PREFIX + "/+/poses"
 DEFAULT_MAX_PAYLOAD = 1 << 20
 _DEDUPE_WINDOW = 4096
+MAX_DEVICES = 10000  # devices tracked; beyond, bad messages are only counted in Subscription.skipped
 
 
 class DeviceStats:
@@ -47,6 +57,7 @@ class DeviceStats:
         self.device = device
         self.received = 0
         self.duplicates = 0
+        self.bad = 0  # messages on this device's topics that failed the checks (skipped)
         self.gaps = 0  # seq numbers never seen (lost or dropped on the device)
         self.last_seq: int | None = None
         self.people = 0
@@ -95,13 +106,13 @@ class DeviceStats:
             self.last_seq = seq
         self.people = len(msg["people"])
         lat = msg.get("latency_ms") or {}
-        self.latency_ms = float(lat["total"]) if "total" in lat else float(sum(lat.values()))
+        self.latency_ms = lat["total"] if "total" in lat else float(sum(lat.values()))  # checked: finite
         self._arrivals.append(now)
 
     def row(self) -> dict:
         return {"device": self.device, "fps": round(self.fps, 1), "people": self.people,
                 "latency_ms": round(self.latency_ms, 1), "drops": self.drops, "received": self.received,
-                "state": self.status.get("state", "?")}
+                "bad": self.bad, "state": self.status.get("state", "?")}
 
 
 class Subscription:
@@ -201,31 +212,46 @@ class Subscription:
         return self.devices[name]
 
     def _skip(self, topic: str, why: str) -> None:
-        """Count and warn; a flood of bad messages (a misconfigured device) warns every 100th after 20."""
+        """Count (in total and for the topic's device) and warn; a flood of bad messages (a misconfigured
+        device) warns every 100th after 20."""
         self.skipped += 1
+        device = topic_device(topic)
+        if is_device_id(device) and (device in self.devices or len(self.devices) < MAX_DEVICES):
+            self._device(device).bad += 1
         if self.skipped <= 20 or self.skipped % 100 == 0:
-            log.warning("skipped a message on %s: %s%s", topic, why,
+            log.warning("skipped a message on %r: %s%s", topic[:200], why,
                         " ({} skipped so far)".format(self.skipped) if self.skipped > 20 else "")
+
+    @staticmethod
+    def _identity(topic: str) -> str | None:
+        """The device a message on ``topic`` may speak for: the level before poses/status/metrics."""
+        if topic.rsplit("/", 1)[-1] in ("poses", "status", "metrics"):
+            return topic_device(topic)
+        return None  # a topic outside the {prefix}/{device}/{kind} layout: the payload's (checked) device
 
     def _side_message(self, topic: str, payload: bytes) -> None:
         """A status or metrics message: update the device's stats (never yielded)."""
-        parts = topic.split("/")
-        if len(parts) < 2 or len(payload) > self.max_payload:
+        parse = parse_status_payload if topic.endswith("/status") else parse_metrics_payload
+        if len(payload) > self.max_payload:
+            self._skip(topic, "{} bytes is over the {}-byte limit (max_payload)".format(len(payload),
+                                                                                         self.max_payload))
             return
         try:
-            body = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            self._skip(topic, "status/metrics payload is not JSON")
+            body = parse(payload, self._identity(topic))
+        except MessageError as exc:
+            self._skip(topic, str(exc))
             return
-        if isinstance(body, dict):
-            stats = self._device(parts[-2])
-            if parts[-1] == "status":
-                stats.status = body
-            else:
-                stats.metrics = body
+        if body["device"] not in self.devices and len(self.devices) >= MAX_DEVICES:
+            return
+        stats = self._device(body["device"])
+        if topic.endswith("/status"):
+            stats.status = body
+        else:
+            stats.metrics = body
 
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> dict | None:
-        """Decode, validate and dedupe one payload: the message, or None if skipped / duplicate."""
+        """Check, normalise and dedupe one payload: the message, or None if skipped / duplicate. Never raises
+        for anything in the payload."""
         now = time.time() if now is None else now
         if topic.endswith("/status") or topic.endswith("/metrics"):
             self._side_message(topic, payload)
@@ -235,9 +261,12 @@ class Subscription:
                                                                                          self.max_payload))
             return None
         try:
-            msg = messages.decode_message(payload)
-        except ValueError as exc:
+            msg = parse_pose_payload(payload, self._identity(topic))
+        except MessageError as exc:
             self._skip(topic, str(exc))
+            return None
+        if msg["device"] not in self.devices and len(self.devices) >= MAX_DEVICES:
+            self._skip(topic, "more than {} devices".format(MAX_DEVICES))
             return None
         stats = self._device(msg["device"])
         if self.dedupe and stats.seen((msg["seq"], msg["ts"])):
@@ -301,13 +330,24 @@ def subscribe(url: str, topic: str | list[str] = DEFAULT_TOPIC, **options) -> Su
 
 def format_table(rows: list[dict]) -> str:
     """The live table of ``edge-sdk subscribe`` as text."""
-    header = "{:<20} {:>7} {:>7} {:>12} {:>7} {:>9}  {}".format(
-        "device", "fps", "people", "latency ms", "drops", "received", "state")
+    header = "{:<20} {:>7} {:>7} {:>12} {:>7} {:>9} {:>5}  {}".format(
+        "device", "fps", "people", "latency ms", "drops", "received", "bad", "state")
     lines = [header]
     for r in rows:
-        lines.append("{:<20} {:>7.1f} {:>7d} {:>12.1f} {:>7d} {:>9d}  {}".format(
-            r["device"][:20], r["fps"], r["people"], r["latency_ms"], r["drops"], r["received"], r["state"]))
+        lines.append("{:<20} {:>7.1f} {:>7d} {:>12.1f} {:>7d} {:>9d} {:>5d}  {}".format(
+            r["device"][:20], r["fps"], r["people"], r["latency_ms"], r["drops"], r["received"], r.get("bad", 0),
+            str(r["state"])[:20]))
     return "\n".join(lines)
+
+
+def cv2_error() -> type:
+    """OpenCV's exception class (ValueError where OpenCV is missing, so an ``except`` clause stays valid)."""
+    try:
+        import cv2
+
+        return cv2.error
+    except ImportError:
+        return ValueError
 
 
 def watch(url: str, topics: list[str] | None = None, json_lines: bool = False, table: bool | None = None,
@@ -351,7 +391,10 @@ def watch(url: str, topics: list[str] | None = None, json_lines: bool = False, t
                 save_file.write(json.dumps(msg, separators=(",", ":")) + "\n")
                 save_file.flush()
             if writer:
-                writer.write(msg)
+                try:
+                    writer.write(msg)
+                except (ValueError, OverflowError, ConfigError, cv2_error()) as exc:  # checked messages never get here
+                    sub._skip("{}/{}/poses".format(DEFAULT_PREFIX, msg["device"]), "cannot render: {}".format(exc))
     finally:
         sub.close()
         if save_file:

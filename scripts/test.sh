@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs (idempotent) and run it: `bash scripts/test.sh [pytest args]`.
-# System packages: mosquitto (MQTT tests), openssh-server (flash tests). Python: a venv with every extra.
+# System packages: mosquitto (MQTT tests), openssh-server (flash tests), postgresql (recorder tests), chromium
+# (dashboard test). Python: a venv with every extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ missing=()
 { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages: ${missing[*]}"
     $SUDO apt-get update -qq
@@ -25,7 +28,7 @@ if "$VENV/bin/python" -m pip show -q edge-sdk >/dev/null 2>&1 \
         && ! "$VENV/bin/python" -m pip show -q edge-sdk-runtime >/dev/null 2>&1; then
     "$VENV/bin/python" -m pip uninstall -q -y edge-sdk >/dev/null
 fi
-"$VENV/bin/python" -m pip install -q -e ./runtime -e '.[host,train,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
+"$VENV/bin/python" -m pip install -q -e ./runtime -e '.[host,train,fleet,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
     || { cat /tmp/edge-sdk-pip.log; exit 1; }
 VENV="$(cd "$VENV" && pwd)"
 

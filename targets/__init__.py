@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,40 @@ KINDS = ("jetson", "discrete-gpu", "cpu")
 BACKENDS = ("tensorrt", "onnxruntime")
 #: Environment variable naming an extra directory of profiles (custom boards); searched first.
 TARGETS_DIR_ENV = "EDGE_SDK_TARGETS_DIR"
+
+
+@dataclass(frozen=True)
+class SoftwareStack:
+    """One JetPack release a board runs (``[[stacks]]`` in the profile): what a build must match on the device."""
+
+    tensorrt: str
+    jetpack: str | None = None
+    l4t: str | None = None  # "R36.4"; None where NVIDIA's pages we cite do not say
+    cuda: str | None = None
+    python: str | None = None
+    sources: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        parts = ["TensorRT " + self.tensorrt]
+        for name, value in (("L4T", self.l4t), ("CUDA", self.cuda), ("Python", self.python)):
+            if value:
+                parts.append("{} {}".format(name, value))
+        head = "JetPack {}".format(self.jetpack) if self.jetpack else "TensorRT {}".format(self.tensorrt)
+        return "{} ({})".format(head, ", ".join(parts if self.jetpack else parts[1:]) or "-")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"jetpack": self.jetpack, "l4t": self.l4t, "tensorrt": self.tensorrt, "cuda": self.cuda,
+                "python": self.python, "sources": list(self.sources)}
+
+
+def version_key(text: str | None) -> tuple[int, ...]:
+    """"6.2" -> (6, 2); non-numeric parts count as 0 (for ordering releases)."""
+    key = []
+    for part in str(text or "").split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        key.append(int(digits) if digits else 0)
+    return tuple(key)
 
 
 @dataclass(frozen=True)
@@ -59,7 +93,31 @@ class Target:
     detect_tegra_release: tuple[str, ...] = ()  # "R32": L4T major releases, as /etc/nv_tegra_release spells them
     onnxruntime: dict[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    stacks: tuple[SoftwareStack, ...] = ()  # oldest first; the default (jetpack, tensorrt...) is the newest
     path: str = ""
+
+    def with_stack(self, jetpack: str | None) -> Target:
+        """This profile for the JetPack release the device runs (``--jetpack 5.1``; None: the newest)."""
+        if jetpack is None:
+            return self
+        if not self.stacks:
+            raise ConfigError("target '{}' lists no JetPack releases; drop --jetpack".format(self.name))
+        wanted = str(jetpack).strip()
+        found = [s for s in self.stacks if s.jetpack and (s.jetpack == wanted or s.jetpack.startswith(wanted + "."))]
+        if not found:
+            raise ConfigError("target '{}' runs JetPack {}, not {}; pick one with --jetpack".format(
+                self.name, ", ".join(s.jetpack or "?" for s in self.stacks), wanted))
+        stack = found[-1]
+        return replace(self, jetpack=stack.jetpack, l4t=stack.l4t, tensorrt=stack.tensorrt, cuda=stack.cuda,
+                       python=stack.python)
+
+    @property
+    def stack(self) -> SoftwareStack | None:
+        """The software stack this profile is set for (its jetpack/tensorrt fields)."""
+        for stack in self.stacks:
+            if stack.jetpack == self.jetpack and stack.tensorrt == self.tensorrt:
+                return stack
+        return None
 
     @property
     def has_gpu(self) -> bool:
@@ -81,6 +139,7 @@ class Target:
         data["detect_tegra_release"] = list(self.detect_tegra_release)
         data["detect_l4t_major"] = list(self.detect_l4t_major)
         data["sources"] = list(self.sources)
+        data["stacks"] = [s.to_dict() for s in self.stacks]
         data.pop("path")
         return data
 
@@ -155,6 +214,7 @@ def load_target_file(path: str | os.PathLike) -> Target:
         workspace = _require(memory, "default_workspace_mb", int, where + " [memory]")
         if workspace <= 0:
             raise ConfigError("{} [memory]: default_workspace_mb must be > 0".format(where))
+    stacks = _read_stacks(data, software, where)
     width = _require(model, "input_width", int, where + " [model]")
     height = _require(model, "input_height", int, where + " [model]")
     if width <= 0 or height <= 0 or width % 8 or height % 8:
@@ -188,8 +248,33 @@ def load_target_file(path: str | os.PathLike) -> Target:
             detect, "l4t_major", list, where + " [detect]", optional=True, default=[])),
         onnxruntime=dict(data.get("onnxruntime", {})),
         sources=tuple(_require(data, "sources", list, where)),
+        stacks=stacks,
         path=str(path),
     )
+
+
+def _read_stacks(data: dict, software: dict, where: str) -> tuple[SoftwareStack, ...]:
+    """``[[stacks]]``: every JetPack release the board runs, each with its sources; ``[software]`` must be the
+    newest of them (the default a build picks)."""
+    tables = _require(data, "stacks", list, where, optional=True, default=[])
+    stacks = []
+    for index, table in enumerate(tables):
+        at = "{} [[stacks]] #{}".format(where, index + 1)
+        if not isinstance(table, dict):
+            raise ConfigError("{}: must be a table".format(at))
+        optional = {key: _require(table, key, str, at, optional=True) for key in ("jetpack", "l4t", "cuda", "python")}
+        sources = _require(table, "sources", list, at)
+        if not sources:
+            raise ConfigError("{}: cite at least one source for this stack".format(at))
+        stacks.append(SoftwareStack(tensorrt=_require(table, "tensorrt", str, at), sources=tuple(sources),
+                                    **optional))
+    stacks.sort(key=lambda s: version_key(s.jetpack))
+    if stacks:
+        newest = stacks[-1]
+        if (software.get("jetpack"), software.get("tensorrt")) != (newest.jetpack, newest.tensorrt):
+            raise ConfigError("{}: [software] must repeat the newest [[stacks]] entry (JetPack {}, TensorRT {}), "
+                              "the default a build picks".format(where, newest.jetpack, newest.tensorrt))
+    return tuple(stacks)
 
 
 def load_targets() -> dict[str, Target]:

@@ -1,4 +1,4 @@
-"""A recorded-call double of the ``tensorrt`` Python module, shaped like TensorRT 8.2, 8.6 or 10.x.
+"""A recorded-call double of the ``tensorrt`` Python module, shaped like TensorRT 8.2, 8.6, 10.x or 11.x.
 
 TensorRT cannot be installed on the CI machines, so code that drives it (the engine builder, the
 TensorRT backend) is tested against this double. It is NOT a simulator of TensorRT's maths; it checks
@@ -7,36 +7,60 @@ that our code asks for the right things, in the API of the version at hand:
 * every method call and attribute assignment is recorded in ``trt.calls`` as ``Call(name, args, kwargs)``
   with ``name`` like ``"IBuilderConfig.set_flag"`` or ``"IBuilderConfig.max_workspace_size="``;
 * an API that the flavour does not have raises ``AttributeError`` (as pybind11 does): e.g.
-  ``engine.num_bindings`` on TensorRT 10, ``config.set_memory_pool_limit`` on 8.2, ``build_engine`` on 10;
+  ``engine.num_bindings`` on TensorRT 10, ``config.set_memory_pool_limit`` on 8.2, ``BuilderFlag.FP16`` on 11;
 * an API that the flavour has but deprecates works and is also noted in ``trt.deprecated_uses``, so a test
   can require that our code uses the modern API wherever the version offers it.
 
-Which version has what (checked against the TensorRT Python API docs and the 8.x -> 10.x migration guide):
+Which version has what is checked against the REAL API: ``tests/test_tensorrt_api_listing.py`` compares every
+class, member and enum value of each flavour with ``tests/data/tensorrt_api/trt-*.json``, read from NVIDIA's
+bindings wheels by ``scripts/trt_api_listing.py`` (8.2 derived from 8.6 and NVIDIA's API change tables). A
+name the double offers must exist in its release; a name the release's docstrings mark deprecated must be
+deprecated here too. The double may be stricter than the Python docstrings where the C++ API deprecates
+(the bindings API is ``TRT_DEPRECATED`` in 8.5/8.6 C++ headers, not in the 8.6 Python docstrings).
 
-===============================================  =========  ==============  ==========
-API                                              8.2        8.6             10.x
-===============================================  =========  ==============  ==========
-NetworkDefinitionCreationFlag.EXPLICIT_BATCH     yes        yes             deprecated
-NetworkDefinitionCreationFlag.STRONGLY_TYPED     --         --              yes
-Builder.build_engine                             deprecated deprecated      removed
-Builder.build_serialized_network                 yes        yes             yes
-Builder.max_batch_size                           yes        deprecated      removed
-IBuilderConfig.max_workspace_size                yes        deprecated      removed
-IBuilderConfig.set_memory_pool_limit (+ enum)    --         yes (8.4+)      yes
-IBuilderConfig.builder_optimization_level        --         yes             yes
-BuilderFlag.STRICT_TYPES                         yes        deprecated      removed
-ICudaEngine bindings API (num_bindings, ...)     yes        deprecated      removed
-ICudaEngine tensor API (num_io_tensors, ...)     --         yes (8.5+)      yes
-IExecutionContext.execute_async_v2               yes        deprecated      removed
-IExecutionContext.set_binding_shape              yes        deprecated      removed
-IExecutionContext.set_tensor_address / v3        --         yes (8.5+)      yes
-IExecutionContext.set_input_shape                --         yes (8.5+)      yes
-===============================================  =========  ==============  ==========
+===============================================  =========  ==============  ==============  ==============
+API                                              8.2        8.6             10.3            11.4
+===============================================  =========  ==============  ==============  ==============
+NetworkDefinitionCreationFlag.EXPLICIT_BATCH     yes        yes             deprecated      removed
+NetworkDefinitionCreationFlag.STRONGLY_TYPED     --         --              yes             deprecated [1]
+BuilderFlag.FP16 / INT8                          yes        yes             yes [3]         removed [1]
+BuilderFlag.VERSION_COMPATIBLE / EXCLUDE_LEAN_R  --         yes             yes             yes
+Builder.platform_has_fast_fp16 / _int8           yes        yes             yes             removed
+Builder.build_engine                             deprecated deprecated      removed         removed
+Builder.build_serialized_network                 yes        yes             yes             yes
+IBuilderConfig.max_workspace_size                yes        deprecated      removed         removed
+IBuilderConfig.set_memory_pool_limit (+ enum)    --         yes (8.4+)      yes             yes
+IBuilderConfig.int8_calibrator, IInt8*Calibrator yes        yes             deprecated [2]  removed
+IBuilderConfig.hardware_compatibility_level      --         yes             yes             yes
+ICudaEngine bindings API (num_bindings, ...)     yes        deprecated      removed         removed
+ICudaEngine tensor API (num_io_tensors, ...)     --         yes (8.5+)      yes             yes
+IExecutionContext.execute_async_v2 / bindings    yes        deprecated      removed         removed
+IExecutionContext.set_tensor_address / v3        --         yes (8.5+)      yes             yes
+Runtime.engine_host_code_allowed                 --         yes             yes             yes
+===============================================  =========  ==============  ==============  ==============
 
-Engines: ``build_serialized_network`` returns bytes that encode the network's I/O and the flavour's
-version; ``Runtime.deserialize_cuda_engine`` returns ``None`` (as TensorRT does) for bytes that are not
-such a plan or that were "built" by another TensorRT version. The I/O of parsed networks is
+[1] TensorRT 11 networks are always strongly typed: precision comes from the tensor types in the ONNX (FP16
+    weights, Q/DQ for INT8); the flag is accepted and ignored. [2] "Deprecated in TensorRT 10.1. Superseded by
+    explicit quantization." [3] Deprecated from 10.12 ("superseded by strong typing"): the 10.x flavour made at
+    a later version (``make_tensorrt_double("10", version="10.13.3.9")``) flags them (ENUM_DEPRECATED_SINCE),
+    checked against trt-10.13.json.
+
+Engines: ``build_serialized_network`` returns bytes that encode the network's I/O, the builder flags and
+the flavour's version; ``Runtime.deserialize_cuda_engine`` returns ``None`` (as TensorRT does, after logging
+an error through the logger) for bytes that are not such a plan or that were "built" by another TensorRT
+version - unless the plan was built VERSION_COMPATIBLE by an older release of the same major version and the
+runtime allows the lean runtime it embeds (``engine_host_code_allowed``). The I/O of parsed networks is
 ``make_tensorrt_double(io=...)`` (default: the pose model's ``image`` -> ``heatmaps``, ``pafs``).
+
+INT8 calibrators follow TensorRT's pybind11 contract: a calibrator is an instance of a subclass of
+``trt.IInt8EntropyCalibrator2`` (or another ``IInt8*Calibrator``) whose ``__init__`` called the base
+``__init__``; the builder calls ``get_batch_size()`` and ``read_calibration_cache()`` and, without a cache,
+``get_batch(names)`` until it returns None, then ``write_calibration_cache(cache)``. Anything else fails the
+build with the error pybind11 would raise.
+
+Messages: the double's Runtime/Builder log through the logger they were given (``logger.log(severity, msg)``),
+so code that wants TensorRT's messages subclasses ``trt.ILogger`` as TensorRT documents. ``trt.log_messages``
+also keeps them, for tests only; production code must never read it (a test checks).
 
 Execution: the execute calls validate what TensorRT validates (every I/O address set and non-zero, input
 shapes specified, bindings list complete) and return ``False`` otherwise. If ``trt.memory`` is set to an
@@ -49,11 +73,11 @@ Use it as the ``tensorrt`` module (``import tensorrt`` in the code under test th
 
     from tests.tensorrt_double import install_tensorrt_double
 
-    @pytest.fixture(params=["8.2", "8.6", "10"])
+    @pytest.fixture(params=["8.2", "8.6", "10", "11"])
     def trt(request, monkeypatch):
         return install_tensorrt_double(monkeypatch, request.param)
 
-or use the ready-made fixture ``tensorrt_double`` (parametrised over the three flavours): import it into
+or use the ready-made fixture ``tensorrt_double`` (parametrised over the flavours): import it into
 the test module (``from tests.tensorrt_double import tensorrt_double  # noqa: F401``) and take it as an
 argument (``def test_x(tensorrt_double):  # noqa: F811``).
 """
@@ -69,11 +93,17 @@ import pytest
 Call = namedtuple("Call", "name args kwargs")
 
 FLAVOURS = {
-    "8.2": "8.2.1.8",    # JetPack 4.6.x (Python 3.6, CUDA 10.2)
-    "8.6": "8.6.2.3",    # JetPack 6.0 DP; same API as 8.5 (JetPack 5.1) for our purposes
-    "10": "10.3.0.30",   # JetPack 6.1 / 6.2
+    "8.2": "8.2.1.8",     # JetPack 4.6.x (Python 3.6, CUDA 10.2)
+    "8.6": "8.6.2.3",     # JetPack 6.0 DP; same API as 8.5 (JetPack 5.1) for our purposes
+    "10": "10.3.0.30",    # JetPack 6.1 / 6.2
+    "11": "11.4.0.106",   # JetPack 7.2.2+ (Orin, Thor); `pip install tensorrt` on an x86 host today
 }
-ALIASES = {"8": "8.2", "8.2": "8.2", "8.5": "8.6", "8.6": "8.6", "10": "10", "10.x": "10", "10.3": "10"}
+ALIASES = {"8": "8.2", "8.2": "8.2", "8.5": "8.6", "8.6": "8.6", "10": "10", "10.x": "10", "10.3": "10",
+           "11": "11", "11.x": "11", "11.4": "11"}
+LISTINGS = {"8.2": "trt-8.2.json", "8.6": "trt-8.6.json", "10": "trt-10.3.json", "11": "trt-11.4.json"}
+"""The real API listing (tests/data/tensorrt_api/) each flavour is checked against."""
+VERSIONED_LISTINGS = {("10", "10.13.3.9"): "trt-10.13.json"}
+"""Flavours also checked at a later version of their generation (JetPack 7.0's TensorRT 10.13 on Thor)."""
 
 PLAN_MAGIC = b"TRTDOUBLE-PLAN\n"
 
@@ -100,39 +130,85 @@ _ADDED_IN_85 = {
     "ICudaEngine": {"num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_shape",
                     "get_tensor_dtype", "get_tensor_location", "get_tensor_profile_shape"},
     "IExecutionContext": {"set_tensor_address", "get_tensor_address", "execute_async_v3", "set_input_shape",
-                          "get_tensor_shape", "all_input_dimensions_specified"},
+                          "get_tensor_shape"},
     "IBuilderConfig": {"set_memory_pool_limit", "get_memory_pool_limit", "builder_optimization_level"},
 }
 _BINDING_API = {
     "ICudaEngine": {"num_bindings", "get_binding_name", "get_binding_index", "binding_is_input",
                     "get_binding_shape", "get_binding_dtype", "max_batch_size", "get_profile_shape"},
-    "IExecutionContext": {"execute_async_v2", "set_binding_shape", "get_binding_shape",
-                          "all_binding_shapes_specified"},
+    "IExecutionContext": {"execute_async_v2", "set_binding_shape", "get_binding_shape"},
     "Builder": {"build_engine", "max_batch_size"},
     "IBuilderConfig": {"max_workspace_size"},
 }
 
+_CALIBRATION_API = {"IBuilderConfig": {"int8_calibrator", "set_calibration_profile", "get_calibration_profile"}}
+_VERSION_COMPAT_API = {"IBuilderConfig": {"hardware_compatibility_level"}, "Runtime": {"engine_host_code_allowed"}}
+
+
+def _merge(*tables):
+    merged = {}
+    for table in tables:
+        for kind, names in table.items():
+            merged.setdefault(kind, set()).update(names)
+    return merged
+
+
 # Names each flavour lacks (AttributeError) and names it deprecates (recorded in deprecated_uses).
 MISSING = {
-    "8.2": {k: set(v) for k, v in _ADDED_IN_85.items()},
+    "8.2": _merge(_ADDED_IN_85, _VERSION_COMPAT_API),
     "8.6": {},
-    "10": {k: set(v) for k, v in _BINDING_API.items()},
+    "10": _merge(_BINDING_API),
+    "11": _merge(_BINDING_API, _CALIBRATION_API,
+                 {"Builder": {"platform_has_fast_fp16", "platform_has_fast_int8", "platform_has_tf32"},
+                  "ICudaEngine": {"device_memory_size"}}),
 }
 DEPRECATED = {
-    "8.2": {"Builder": {"build_engine"}},
+    "8.2": {"Builder": {"build_engine", "max_batch_size"}, "ICudaEngine": {"max_batch_size"}},
     "8.6": {k: set(v) for k, v in _BINDING_API.items()},
-    "10": {},
+    "10": _merge(_CALIBRATION_API),
+    "11": {},
 }
+CALIBRATORS = ("IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator",
+               "IInt8LegacyCalibrator")
+CALIBRATORS_MISSING = {"8.2": False, "8.6": False, "10": False, "11": True}  # implicit INT8 removed in 11
+CALIBRATORS_DEPRECATED = {"8.2": False, "8.6": False, "10": True, "11": False}  # their __init__, since 10.1
 ENUM_MISSING = {
-    "8.2": {"MemoryPoolType": None, "TensorIOMode": None, "NetworkDefinitionCreationFlag": {"STRONGLY_TYPED"},
+    "8.2": {"MemoryPoolType": None, "TensorIOMode": None, "HardwareCompatibilityLevel": None,
+            "NetworkDefinitionCreationFlag": {"STRONGLY_TYPED"},
+            "BuilderFlag": {"VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"},
             "DataType": {"UINT8", "INT64", "BF16", "FP8"}},
-    "8.6": {"NetworkDefinitionCreationFlag": {"STRONGLY_TYPED"}, "DataType": {"INT64", "BF16", "FP8"}},
+    "8.6": {"NetworkDefinitionCreationFlag": {"STRONGLY_TYPED"}, "DataType": {"INT64", "BF16"}},
     "10": {"BuilderFlag": {"STRICT_TYPES"}, "NetworkDefinitionCreationFlag": {"EXPLICIT_PRECISION"}},
+    "11": {"BuilderFlag": {"FP16", "INT8", "STRICT_TYPES", "OBEY_PRECISION_CONSTRAINTS",
+                           "PREFER_PRECISION_CONSTRAINTS"},
+           "NetworkDefinitionCreationFlag": {"EXPLICIT_BATCH", "EXPLICIT_PRECISION"}},
 }
+ENUM_DEPRECATED_SINCE = {  # deprecated from a release inside the flavour's generation (read from trt-10.13.json)
+    "BuilderFlag": {"DIRECT_IO": (10, 7), "FP16": (10, 12), "INT8": (10, 12), "OBEY_PRECISION_CONSTRAINTS": (10, 12),
+                    "PREFER_PRECISION_CONSTRAINTS": (10, 12)},
+}
+
+
+def version_tuple(version):
+    return tuple(int(p) for p in str(version).split(".")[:2] if p.isdigit())
+
+
+def enum_deprecations(flavour, version=None):
+    """{enum: deprecated members} of a flavour at a version (default: the flavour's own)."""
+    found = {k: set(v) for k, v in ENUM_DEPRECATED[flavour].items()}
+    at = version_tuple(version or FLAVOURS[flavour])
+    for enum, members in ENUM_DEPRECATED_SINCE.items():
+        for member, since in members.items():
+            if since[0] == at[0] and since <= at:
+                found.setdefault(enum, set()).add(member)
+    return found
+
+
 ENUM_DEPRECATED = {
-    "8.2": {},
+    "8.2": {"BuilderFlag": {"STRICT_TYPES"}, "NetworkDefinitionCreationFlag": {"EXPLICIT_PRECISION"}},
     "8.6": {"BuilderFlag": {"STRICT_TYPES"}, "NetworkDefinitionCreationFlag": {"EXPLICIT_PRECISION"}},
     "10": {"NetworkDefinitionCreationFlag": {"EXPLICIT_BATCH"}},
+    "11": {"NetworkDefinitionCreationFlag": {"STRONGLY_TYPED"}, "BuilderFlag": {"DIRECT_IO"}},
 }
 
 
@@ -190,7 +266,8 @@ ENUMS = {
     "DataType": ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "INT64", "BF16", "FP8"],
     "BuilderFlag": ["FP16", "INT8", "DEBUG", "GPU_FALLBACK", "STRICT_TYPES", "REFIT", "DISABLE_TIMING_CACHE",
                     "TF32", "SPARSE_WEIGHTS", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS",
-                    "DIRECT_IO"],
+                    "DIRECT_IO", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"],
+    "HardwareCompatibilityLevel": ["NONE", "AMPERE_PLUS"],
     "NetworkDefinitionCreationFlag": ["EXPLICIT_BATCH", "EXPLICIT_PRECISION", "STRONGLY_TYPED"],
     "DeviceType": ["GPU", "DLA"],
     "MemoryPoolType": ["WORKSPACE", "DLA_MANAGED_SRAM", "DLA_LOCAL_DRAM", "DLA_GLOBAL_DRAM", "TACTIC_DRAM"],
@@ -266,7 +343,45 @@ class Logger(Recorded):
         object.__setattr__(self, "min_severity", min_severity)
 
     def log(self, severity, msg):
-        self._trt.log_messages.append((severity, msg))
+        pass  # TensorRT's own Logger prints to stderr; _log() below keeps every message in trt.log_messages
+
+
+class ILoggerBase:
+    """``trt.ILogger``: subclassed by code that wants TensorRT's messages (the documented pattern)::
+
+        class MyLogger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+            def log(self, severity, msg): ...
+    """
+
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = 0, 1, 2, 3, 4
+
+    def __init__(self):
+        self._ilogger_initialised = True
+        self.min_severity = 2
+
+    def log(self, severity, msg):
+        raise RuntimeError('Tried to call pure virtual function "ILogger::log"')
+
+
+def _check_logger(trt, logger):
+    """What pybind11 does with a logger argument: our Logger or an initialised ILogger subclass, else TypeError."""
+    if isinstance(logger, Logger):
+        return logger
+    if not isinstance(logger, trt.ILogger):
+        raise TypeError("incompatible function arguments: expected a tensorrt.ILogger, got {!r}".format(
+            type(logger).__name__))
+    if not getattr(logger, "_ilogger_initialised", False):
+        raise TypeError("{}.__init__() must be called when overriding __init__".format(type(logger).__name__))
+    return logger
+
+
+def _log(trt, logger, severity, msg):
+    """TensorRT reports through the logger it was given; the double also keeps the message for tests."""
+    trt.log_messages.append((severity, msg))
+    if logger is not None and not isinstance(logger, Logger):
+        logger.log(severity, msg)
 
 
 class ITensor(Recorded):
@@ -286,7 +401,7 @@ class INetworkDefinition(Recorded):
 
     def __init__(self, module, flags):
         Recorded.__init__(self, module)
-        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "_flags", flags)
         object.__setattr__(self, "_inputs", [])
         object.__setattr__(self, "_outputs", [])
         object.__setattr__(self, "name", "network")
@@ -341,6 +456,7 @@ class OnnxParser(Recorded):
 
     def __init__(self, module, network, logger):
         Recorded.__init__(self, module)
+        _check_logger(module, logger)
         object.__setattr__(self, "_network", network)
         object.__setattr__(self, "_errors", [])
 
@@ -419,6 +535,7 @@ class ITimingCache(Recorded):
 
 class IBuilderConfig(Recorded):
     _kind = "IBuilderConfig"
+    hardware_compatibility_level = None
     max_workspace_size = 0
     default_device_type = None
     DLA_core = -1
@@ -469,6 +586,80 @@ class IBuilderConfig(Recorded):
     def can_run_on_DLA(self, layer):
         return True
 
+    def __setattr__(self, name, value):
+        if name == "int8_calibrator" and value is not None:
+            _check_calibrator(self._trt, value)
+        Recorded.__setattr__(self, name, value)
+
+
+def _check_calibrator(trt, calibrator):
+    """pybind11's checks on ``config.int8_calibrator = x``: an initialised IInt8Calibrator subclass."""
+    base = getattr(trt, "IInt8Calibrator", None)
+    if base is None or not isinstance(calibrator, base):
+        raise TypeError("int8_calibrator: incompatible function arguments; expected a tensorrt.IInt8Calibrator, "
+                        "got {!r}".format(type(calibrator).__name__))
+    if not getattr(calibrator, "_calibrator_initialised", False):
+        raise TypeError("{}.__init__() must be called when overriding __init__".format(type(calibrator).__name__))
+
+
+def _run_calibrator(trt, logger, network, config):
+    """What the builder does with an INT8 calibrator: read its cache, else pull batches until None."""
+    calibrator = object.__getattribute__(config, "int8_calibrator")
+    int8 = getattr(trt.BuilderFlag.__members__.get("INT8"), "value", None)
+    if calibrator is None or not any(getattr(f, "value", None) == int8 for f in config.flags):
+        return None
+    calibrator.get_batch_size()
+    cache = calibrator.read_calibration_cache()
+    if cache:
+        return "cache"
+    names = [t.name for t in network._inputs]
+    batches = 0
+    while batches < 100000:
+        batch = calibrator.get_batch(names)
+        if not batch:
+            break
+        batches += 1
+    if not batches:
+        _log(trt, logger, 1, "Calibration failure occurred with no scaling factors detected: the calibrator "
+                             "returned no batch and no cache")
+        return False
+    calibrator.write_calibration_cache(b"TRT-" + trt.__version__.encode() + b"-EntropyCalibration2\n")
+    return "batches"
+
+
+_ALGORITHMS = {"IInt8EntropyCalibrator2": "ENTROPY_CALIBRATION_2", "IInt8EntropyCalibrator": "ENTROPY_CALIBRATION",
+               "IInt8MinMaxCalibrator": "MINMAX_CALIBRATION", "IInt8LegacyCalibrator": "LEGACY_CALIBRATION",
+               "IInt8Calibrator": "ENTROPY_CALIBRATION_2"}
+
+
+def make_calibrator_classes(trt):
+    """The IInt8*Calibrator base classes of one double: pure virtual methods that raise like pybind11's
+    trampolines, an ``__init__`` that subclasses must call (deprecated since TensorRT 10.1)."""
+    def pure(method):
+        def call(self, *args):
+            raise RuntimeError('Tried to call pure virtual function "IInt8Calibrator::{}"'.format(method))
+        call.__name__ = method
+        return call
+
+    def init_for(name):
+        def __init__(self):
+            self._calibrator_initialised = True
+            if CALIBRATORS_DEPRECATED[trt.flavour]:
+                trt.deprecated_uses.append("{}.__init__".format(name))
+        return __init__
+
+    namespace = {"get_batch_size": pure("get_batch_size"), "get_batch": pure("get_batch"),
+                 "read_calibration_cache": pure("read_calibration_cache"),
+                 "write_calibration_cache": pure("write_calibration_cache"),
+                 "__init__": init_for("IInt8Calibrator"),
+                 "get_algorithm": lambda self: _ALGORITHMS[type(self).__mro__[-2].__name__]}
+    base = type("IInt8Calibrator", (object,), namespace)
+    classes = {"IInt8Calibrator": base}
+    for name in CALIBRATORS[1:]:
+        classes[name] = type(name, (base,), {"__init__": init_for(name),
+                                              "get_algorithm": (lambda n: lambda self: _ALGORITHMS[n])(name)})
+    return classes
+
 
 class Builder(Recorded):
     _kind = "Builder"
@@ -476,7 +667,7 @@ class Builder(Recorded):
 
     def __init__(self, module, logger):
         Recorded.__init__(self, module)
-        object.__setattr__(self, "logger", logger)
+        object.__setattr__(self, "logger", _check_logger(module, logger))
 
     @property
     def platform_has_fast_fp16(self):
@@ -509,22 +700,28 @@ class Builder(Recorded):
     def _build_plan(self, network, config):
         trt = self._trt
         if trt.build_fails or not network._inputs:
-            trt.log_messages.append((1, "Network must have at least one input and one output"))
+            _log(trt, self.logger, 1, "Network must have at least one input and one output")
             return None
         if config.DLA_core >= trt.num_dla_cores and config.default_device_type == trt.DeviceType.DLA:
-            trt.log_messages.append((1, "DLA core {} not available".format(config.DLA_core)))
+            _log(trt, self.logger, 1, "DLA core {} not available".format(config.DLA_core))
+            return None
+        calibration = _run_calibrator(trt, self.logger, network, config)
+        if calibration is False:
             return None
         cache = config.timing_cache
         if cache is not None:
             object.__setattr__(cache, "data", cache.data + b"tactics;")
         plan = {"version": trt.__version__, "io": network._io(),
-                "flags": sorted(f.name for f in config.flags),
-                "dla_core": config.DLA_core if config.default_device_type == trt.DeviceType.DLA else -1}
+                "flags": sorted(f.name for f in config.flags), "network_flags": network._flags,
+                "dla_core": config.DLA_core if config.default_device_type == trt.DeviceType.DLA else -1,
+                "calibration": calibration,
+                "hardware_compatibility_level": getattr(
+                    object.__getattribute__(config, "hardware_compatibility_level"), "name", "NONE")}
         return IHostMemory(PLAN_MAGIC + json.dumps(plan, sort_keys=True).encode())
 
     def build_engine(self, network, config):
         plan = self._build_plan(network, config)
-        return None if plan is None else ICudaEngine(self._trt, _read_plan(plan))
+        return None if plan is None else ICudaEngine(self._trt, _read_plan(plan), self.logger)
 
     def is_network_supported(self, network, config):
         return True
@@ -536,26 +733,45 @@ class Runtime(Recorded):
 
     def __init__(self, module, logger):
         Recorded.__init__(self, module)
-        object.__setattr__(self, "logger", logger)
+        object.__setattr__(self, "logger", _check_logger(module, logger))
 
     @property
     def num_DLA_cores(self):
         return self._trt.num_dla_cores
 
+    engine_host_code_allowed = False
+
     def deserialize_cuda_engine(self, serialized_engine):
+        trt = self._trt
         plan = _read_plan(bytes(serialized_engine))
         if plan is None:
-            self._trt.log_messages.append((1, "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: "
-                                              "Serialization (Serialization assertion magicTagRead == kMAGIC_TAG "
-                                              "failed.Magic tag does not match)"))
+            _log(trt, self.logger, 1, "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: "
+                                      "Serialization (Serialization assertion magicTagRead == kMAGIC_TAG "
+                                      "failed.Magic tag does not match)")
             return None
-        if plan["version"] != self._trt.__version__:
-            self._trt.log_messages.append((1, "The engine plan file is not compatible with this version of "
-                                              "TensorRT, expecting library version {} got {}".format(
-                                                  self._trt.__version__, plan["version"])))
+        if plan["version"] != trt.__version__ and not self._version_compatible(plan):
+            _log(trt, self.logger, 1, "The engine plan file is not compatible with this version of "
+                                      "TensorRT, expecting library version {} got {}".format(
+                                          trt.__version__, plan["version"]))
             return None
         plan["runtime_dla_core"] = self.DLA_core
-        return ICudaEngine(self._trt, plan)
+        return ICudaEngine(trt, plan, self.logger)
+
+    def _version_compatible(self, plan):
+        """A VERSION_COMPATIBLE plan loads on a later release of the same major version; unless it was built
+        with EXCLUDE_LEAN_RUNTIME it embeds the lean runtime, which the runtime must allow to run."""
+        def parts(version):
+            return tuple(int(p) for p in str(version).split(".")[:3])
+        if "VERSION_COMPATIBLE" not in plan.get("flags", ()):
+            return False
+        ours, theirs = parts(self._trt.__version__), parts(plan["version"])
+        if ours[0] != theirs[0] or ours < theirs:
+            return False
+        if "EXCLUDE_LEAN_RUNTIME" not in plan["flags"] and not self.engine_host_code_allowed:
+            _log(self._trt, self.logger, 1, "Engine host code is not allowed: set engine_host_code_allowed to "
+                                            "run a version-compatible engine with an embedded lean runtime")
+            return False
+        return True
 
 
 def _read_plan(data):
@@ -576,8 +792,9 @@ class ICudaEngine(Recorded):
     _kind = "ICudaEngine"
     max_batch_size = 1
 
-    def __init__(self, module, plan):
+    def __init__(self, module, plan, logger=None):
         Recorded.__init__(self, module)
+        object.__setattr__(self, "_logger", logger)
         object.__setattr__(self, "plan", plan)
         object.__setattr__(self, "_io", [(n, m, tuple(s), d) for n, m, s, d in plan["io"]])
         object.__setattr__(self, "name", "engine")
@@ -674,7 +891,7 @@ class IExecutionContext(Recorded):
         object.__setattr__(self, "name", "context")
 
     def _fail(self, message):
-        self._trt.log_messages.append((1, message))
+        _log(self._trt, self.engine._logger, 1, message)
         return False
 
     # 8.x
@@ -716,10 +933,6 @@ class IExecutionContext(Recorded):
 
     def get_tensor_shape(self, name):
         return self.shapes[name]
-
-    @property
-    def all_input_dimensions_specified(self):
-        return self._shapes_specified()
 
     def execute_async_v3(self, stream_handle):
         return self._run(dict(self.addresses), stream_handle)
@@ -780,7 +993,7 @@ class IExecutionContext(Recorded):
 # -- the module ----------------------------------------------------------------------------------------------
 
 def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_fast_fp16=True,
-                         platform_has_fast_int8=True):
+                         platform_has_fast_int8=True, version=None):
     """A fresh ``tensorrt`` module double for ``flavour`` ("8.2", "8.6" or "10").
 
     ``io``: list of (name, "input"|"output", shape, numpy dtype name) that the ONNX parser puts in the
@@ -793,7 +1006,7 @@ def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_f
         raise ValueError("unknown TensorRT double flavour; known: {}".format(", ".join(sorted(FLAVOURS))))
     trt = types.ModuleType("tensorrt")
     trt.__doc__ = "TensorRT {} recorded-call double (tests/tensorrt_double.py)".format(FLAVOURS[flavour])
-    trt.__version__ = FLAVOURS[flavour]
+    trt.__version__ = version or FLAVOURS[flavour]  # e.g. "8.5.2.2": 8.6's API at JetPack 5.1's version
     trt.flavour = flavour
     trt.calls = []
     trt.deprecated_uses = []
@@ -808,11 +1021,12 @@ def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_f
     trt.platform_has_fast_fp16 = platform_has_fast_fp16
     trt.platform_has_fast_int8 = platform_has_fast_int8
 
+    deprecated = enum_deprecations(flavour, trt.__version__)
     for name, members in ENUMS.items():
         missing = ENUM_MISSING[flavour].get(name, ())
         if missing is None:
             continue  # the whole enum does not exist in this flavour
-        setattr(trt, name, Enum(trt, name, members, missing, ENUM_DEPRECATED[flavour].get(name, ())))
+        setattr(trt, name, Enum(trt, name, members, missing, deprecated.get(name, ())))
     for alias, member in (("float32", "FLOAT"), ("float16", "HALF"), ("int8", "INT8"), ("int32", "INT32"),
                           ("bool", "BOOL")):
         setattr(trt, alias, getattr(trt.DataType, member))
@@ -824,7 +1038,11 @@ def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_f
         factory.__name__ = cls.__name__
         return factory
 
+    trt.ILogger = type("ILogger", (ILoggerBase,), {})
     trt.Logger = bind(Logger)
+    if not CALIBRATORS_MISSING[flavour]:
+        for name, cls in make_calibrator_classes(trt).items():
+            setattr(trt, name, cls)
     for level in ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"):
         setattr(trt.Logger, level, getattr(Logger, level))
     trt.Builder = bind(Builder)
@@ -854,10 +1072,10 @@ def make_tensorrt_double(flavour="8.6", io=None, num_dla_cores=0, platform_has_f
     return trt
 
 
-def plan_bytes(flavour="8.6", io=None, dla_core=-1, version=None):
+def plan_bytes(flavour="8.6", io=None, dla_core=-1, version=None, flags=()):
     """A serialized engine as the given flavour's double would build it (for tests that only load)."""
     plan = {"version": version or FLAVOURS[ALIASES[str(flavour)]], "io": [list(x) for x in (io or DEFAULT_IO)],
-            "flags": [], "dla_core": dla_core}
+            "flags": sorted(flags), "dla_core": dla_core}
     return PLAN_MAGIC + json.dumps(plan, sort_keys=True).encode()
 
 

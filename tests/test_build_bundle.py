@@ -263,8 +263,9 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
     assert "calibrate INT8" in text and m["graph"]["calibration_summary"]
     options = m["engine"]["options"]
     assert options["precision"] == "int8" and options["dla_core"] == dla and m["engine"]["dla_core"] == dla
-    assert options["explicit_quantization"] == (dla is None)
-    assert m["engine"]["source_model"] == ("model.qdq.onnx" if dla is None else "model.onnx")
+    # TensorRT 8.5 (JetPack 5.1) builds INT8 from the calibration cache; the Q/DQ model ships for 10.1+ stacks
+    assert options["explicit_quantization"] is False and m["engine"]["source_model"] == "model.onnx"
+    assert m["software"]["tensorrt"] == "8.5" and m["software"]["jetpack"] == "5.1"
     qdq = onnx.load(str(out / "model.qdq.onnx"))
     assert "QuantizeLinear" in [n.op_type for n in qdq.graph.node]
     assert [o.name for o in qdq.graph.output] == ["peaks", "pafs"]  # peaks appended after calibration
@@ -276,18 +277,15 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
         ["peaks"], {"image": x[None]})[0]
     assert peaks.shape == (1, 18, 4, 3)
 
-    trt = install_tensorrt_double(monkeypatch, "8.6", num_dla_cores=2)
-
-    class IInt8EntropyCalibrator2:
-        def __init__(self):
-            pass
-    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    # JetPack 5.1's TensorRT 8.5.2: the 8.6 flavour's API (the same for what we call), at 8.5's version
+    trt = install_tensorrt_double(monkeypatch, "8.6", num_dla_cores=2, version="8.5.2.2")
     monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-xavier-nx"))
     build_on_device(str(out), echo=lambda line: None, device=sim_device())
     flags = sorted(c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag"))
     calibrators = trt.calls_named("IBuilderConfig.int8_calibrator=")
     if dla is None:
-        assert flags == ["FP16", "INT8"] and not calibrators  # Q/DQ: explicit quantisation
+        assert flags == ["FP16", "INT8"]
+        assert calibrators[0].args[0].read_calibration_cache() == (out / "calib.cache").read_bytes()
     else:
         assert flags == ["FP16", "GPU_FALLBACK", "INT8"]
         assert calibrators[0].args[0].read_calibration_cache() == (out / "calib.cache").read_bytes()
@@ -304,10 +302,16 @@ def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
     manifest = verify_bundle(str(tx2_bundle.bundle_dir))
     assert manifest["target"] == "jetson-tx2"
     hints = hints_from_manifest(manifest)
+    software = {"jetpack": "4.6", "l4t": "R32.7", "tensorrt": "8.2", "cuda": "10.2", "python": "3.6"}
     assert hints == {"model": ["Jetson TX2", "quill", "lanai"], "tegra_release": ["R32"], "l4t_major": [32],
-                     "kind": "jetson"}
-    device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)"}
+                     "kind": "jetson", "software": software,
+                     "stacks": [dict(software, sources=manifest["target_profile"]["stacks"][0]["sources"])]}
+    device = {"model": "NVIDIA Jetson TX2 Developer Kit", "l4t": "32.7.1", "nv_tegra_release": "# R32 (release)",
+              "tensorrt": "8.2.1.8"}
     assert "matches" in check_target("jetson-tx2", target_hints(manifest), device)
+    assert "built for JetPack 4.6 (TensorRT 8.2)" in check_target("jetson-tx2", hints, device)
+    with pytest.raises(AgentError, match=r"built for JetPack 4.6 \(TensorRT 8.2\).*runs L4T R32.6.1 \(needs R32.7\)"):
+        check_target("jetson-tx2", hints, dict(device, l4t="32.6.1", tensorrt="8.0.1.6"))
     with pytest.raises(AgentError, match="needs L4T R32"):
         check_target("jetson-tx2", hints, dict(device, l4t="35.4.1"))
     thor = {"model": "NVIDIA Jetson AGX Thor Developer Kit", "l4t": "38.2.0"}
@@ -341,7 +345,27 @@ def test_ops_tensorrt8_cannot_import_are_reported(tmp_path):
     assert "cannot import" not in text
 
 
-@pytest.mark.parametrize("flavour", ["8.2", "10"])
+def test_a_bundle_is_never_loaded_by_another_tensorrt(tx2_bundle, tmp_path, monkeypatch):
+    """The TX2 bundle is built for JetPack 4.6 / TensorRT 8.2: a device with TensorRT 10 refuses it, naming both
+    versions and what to do, before any engine is built or loaded."""
+    from edge_sdk.errors import BundleError
+    from edge_sdk.runtime.backends.tensorrt_backend import load_bundle_backend
+    from edge_sdk.runtime.cuda import CudaDevice
+    from tests.cuda_double import SimCudaApi
+
+    bundle = open_bundle(str(_copy(tx2_bundle.bundle_dir, tmp_path)), expected_target="jetson-tx2")
+    trt = install_tensorrt_double(monkeypatch, "10")
+    with pytest.raises(BundleError, match=r"built for JetPack 4.6 \(TensorRT 8.2, L4T R32.7\) but this device runs "
+                                          r"TensorRT 10.3.0.30.*--target jetson-tx2 --jetpack"):
+        load_bundle_backend(bundle, device=CudaDevice(0, api=SimCudaApi(integrated=True)))
+    from edge_sdk.runtime.engine_on_device import build_on_device as device_build
+
+    with pytest.raises(BundleError, match="TensorRT 10.3.0.30"):
+        device_build(str(bundle.dir), log=lambda line: None, skip_target_check=True)
+    assert not trt.calls_named("Builder.build_serialized_network") and not trt.calls_named("Runtime")
+
+
+@pytest.mark.parametrize("flavour", ["8.2"])
 def test_runtime_tensorrt_backend_builds_our_bundle_at_first_start(tx2_bundle, tmp_path, monkeypatch, flavour):
     """End to end across stages: a bundle from `build` (engine left to the device) -> open_bundle -> the
     runtime's TensorRT backend -> this stage's real builder (TensorRT double, simulated Jetson GPU) -> infer."""

@@ -125,5 +125,41 @@ def test_doctor_judges_a_bundle(tmp_path, edge_sdk_cli):
     assert report["bundle"] == str(result.bundle_dir)
     assert report["runtime_will_use"]["backend"] == "onnxruntime"
     assert "TensorRT is not importable" in report["runtime_will_use"]["because"]
+    stack = report["bundle_software"]
+    assert stack["built_for"] == "JetPack 6.2 (TensorRT 10.3, L4T R36.4)"
+    assert stack["verdict"] == "this machine has no TensorRT"
+    text = edge_sdk_cli("doctor", "--bundle", str(result.bundle_dir), check=True).stdout
+    assert "Built for     JetPack 6.2 (TensorRT 10.3, L4T R36.4): this machine has no TensorRT" in text
     bad = edge_sdk_cli("doctor", "--bundle", str(tmp_path / "missing"))
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("device_version, verdict", [
+    ("10.3.0.30", "matches this TensorRT 10.3.0.30"),
+    ("8.6.2.3", "does NOT match this TensorRT 8.6.2.3: rebuild with --jetpack for this device"),
+])
+def test_doctor_says_whether_the_bundle_stack_is_this_devices(device_version, verdict):
+    from edge_sdk.runtime.doctor import bundle_stack
+
+    bundle = type("B", (), {"manifest": {"software": {"jetpack": "6.2", "l4t": "R36.4", "tensorrt": "10.3"}}})()
+    assert bundle_stack(bundle, device_version)["verdict"] == verdict
+    assert bundle_stack(None, device_version) is None
+
+
+def test_doctor_lists_the_stacks_its_installed_bundles_were_built_for(tmp_path, edge_sdk_cli):
+    """A device flashed twice: doctor names each release, the JetPack/TensorRT its bundle was built for, and
+    whether this machine runs it (here: no TensorRT at all)."""
+    for version, jetpack, tensorrt in (("v1", "6.0", "8.6"), ("v2", "6.2", "10.3")):
+        bundle = tmp_path / "versions" / version / "bundle" / "orin"
+        bundle.mkdir(parents=True)
+        (bundle / "manifest.json").write_text(json.dumps({"target": "jetson-agx-orin", "software": {
+            "jetpack": jetpack, "l4t": None, "tensorrt": tensorrt}}))
+    (tmp_path / "current").symlink_to("versions/v2")
+    report = json.loads(edge_sdk_cli("doctor", "--json", "--root", str(tmp_path), check=True).stdout)
+    assert report["installed"] == [
+        {"version": "v1", "current": False, "target": "jetson-agx-orin", "built_for": "JetPack 6.0 (TensorRT 8.6)",
+         "verdict": "this machine has no TensorRT"},
+        {"version": "v2", "current": True, "target": "jetson-agx-orin", "built_for": "JetPack 6.2 (TensorRT 10.3)",
+         "verdict": "this machine has no TensorRT"}]
+    text = edge_sdk_cli("doctor", "--root", str(tmp_path), check=True).stdout
+    assert "v2 (current) jetson-agx-orin, built for JetPack 6.2 (TensorRT 10.3)" in text

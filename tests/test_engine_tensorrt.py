@@ -1,4 +1,4 @@
-"""The TensorRT builder against the recorded-call double of TensorRT 8.2 / 8.6 / 10: per target and flavour,
+"""The TensorRT builder against the recorded-call double of TensorRT 8.2 / 8.6 / 10 / 11: per target and flavour,
 the network flags, workspace limit, precision flags, DLA settings, calibrator, optimisation profile and
 timing cache our code asks for are the ones that target needs, through the API that version has."""
 
@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 from edge_sdk.targets import get_target
 
-from edge_sdk.engine.tensorrt_builder import EngineBuildError, EngineOptions, build_serialized_engine
-from tests.tensorrt_double import install_tensorrt_double
+from edge_sdk.engine.tensorrt_builder import (
+    EngineBuildError,
+    EngineOptions,
+    build_serialized_engine,
+    prefers_explicit_quantization,
+)
+from tests.tensorrt_double import install_tensorrt_double, make_tensorrt_double
 
 MIB = 1 << 20
 
@@ -27,14 +32,6 @@ def flag_names(trt):
     return sorted(c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag"))
 
 
-def add_calibrator_base(trt):
-    """The double has no calibrator classes; give it the base TensorRT's Python API subclasses."""
-    class IInt8EntropyCalibrator2:
-        def __init__(self):
-            pass
-    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
-
-
 @pytest.mark.parametrize("flavour, target_name, precision, dla, expect_flags", [
     ("8.2", "jetson-nano", "fp16", None, ["FP16"]),
     ("8.2", "jetson-tx2", "fp32", None, []),
@@ -44,23 +41,27 @@ def add_calibrator_base(trt):
     ("10", "jetson-agx-orin", "fp16", 1, ["FP16", "GPU_FALLBACK"]),
     ("10", "jetson-thor", "fp16", None, ["FP16"]),
     ("10", "x86-gpu", "int8", None, ["FP16", "INT8"]),
+    ("11", "jetson-agx-orin", "int8", None, []),  # strongly typed: INT8 from Q/DQ, no precision flags
+    ("11", "jetson-thor", "fp16", None, []),  # FP16 from the FP16 model
+    ("11", "x86-gpu", "int8", None, []),
+    ("11", "jetson-agx-orin", "fp16", 0, ["GPU_FALLBACK"]),
 ])
 def test_builder_asks_for_what_the_target_needs(monkeypatch, tmp_path, onnx_file, flavour, target_name, precision,
                                                 dla, expect_flags):
     target = get_target(target_name)
     trt = install_tensorrt_double(monkeypatch, flavour, num_dla_cores=target.dla_cores)
-    add_calibrator_base(trt)
     cache = tmp_path / "calib.cache"
     cache.write_bytes(b"TRT-8500-EntropyCalibration2\nimage: 3c010a14\n")
-    qdq = precision == "int8" and dla is None  # GPU INT8 builds from the Q/DQ model; DLA from the cache
+    # GPU INT8 builds from the Q/DQ model; DLA from the cache before TensorRT 11
+    qdq = precision == "int8" and prefers_explicit_quantization(trt.__version__, dla is not None)
     options = EngineOptions(precision=precision, workspace_mb=target.default_workspace_mb, dla_core=dla,
                             timing_cache=str(tmp_path / "timing.cache"), calib_cache=str(cache),
-                            explicit_quantization=qdq)
+                            explicit_quantization=qdq, fp16_model=flavour == "11")
     plan, info = build_serialized_engine(onnx_file, options)
 
-    # network: EXPLICIT_BATCH before TensorRT 10, no flag (deprecated) on 10
+    # network: EXPLICIT_BATCH before TensorRT 10, no flag (deprecated) on 10, none (always strongly typed) on 11
     flags = trt.calls_named("Builder.create_network")[0].args[0]
-    if flavour == "10":
+    if flavour in ("10", "11"):
         assert flags == 0
     else:
         assert flags == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -96,12 +97,54 @@ def test_builder_asks_for_what_the_target_needs(monkeypatch, tmp_path, onnx_file
     assert engine is not None and engine.plan["dla_core"] == (-1 if dla is None else dla)
 
 
-@pytest.mark.parametrize("flavour", ["8.2", "8.6", "10"])
+def test_dla_int8_on_tensorrt_10_replays_the_cache_through_the_deprecated_calibrator(monkeypatch, tmp_path,
+                                                                                      onnx_file):
+    """JetPack 6 (TensorRT 10.3) DLA INT8 still needs the calibration scales: the only call our code makes
+    that TensorRT 10 deprecates, and it is the documented exception (prefers_explicit_quantization)."""
+    trt = install_tensorrt_double(monkeypatch, "10", num_dla_cores=2)
+    cache = tmp_path / "calib.cache"
+    cache.write_bytes(b"TRT-100300-EntropyCalibration2\nimage: 3c010a14\n")
+    assert not prefers_explicit_quantization(trt.__version__, dla=True)
+    plan, _ = build_serialized_engine(onnx_file, EngineOptions("int8", 256, dla_core=0, calib_cache=str(cache)))
+    assert sorted(trt.deprecated_uses) == ["IBuilderConfig.int8_calibrator", "IInt8EntropyCalibrator2.__init__"]
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan).plan["calibration"] == "cache"
+
+
+def test_tensorrt_11_int8_needs_qdq_and_fp16_needs_an_fp16_model(monkeypatch, onnx_file, tmp_path):
+    trt = install_tensorrt_double(monkeypatch, "11")
+    cache = tmp_path / "calib.cache"
+    cache.write_bytes(b"TRT-110400-EntropyCalibration2\n")
+    with pytest.raises(EngineBuildError, match="without implicit INT8 calibration.*Q/DQ"):
+        build_serialized_engine(onnx_file, EngineOptions("int8", 256, calib_cache=str(cache)))
+    with pytest.raises(EngineBuildError, match="strongly typed.*FP16 model"):
+        build_serialized_engine(onnx_file, EngineOptions("fp16", 256))
+    plan, info = build_serialized_engine(onnx_file, EngineOptions("int8", 256, explicit_quantization=True))
+    assert info["precision_api"] == "strongly-typed" and not trt.deprecated_uses
+    assert not trt.calls_named("IBuilderConfig.set_flag") and not trt.calls_named("IBuilderConfig.int8_calibrator=")
+
+
+@pytest.mark.parametrize("flavour, allowed", [("8.2", False), ("8.6", True), ("10", True), ("11", True)])
+def test_version_and_hardware_compatible_engines_where_the_release_has_them(monkeypatch, onnx_file, flavour,
+                                                                            allowed):
+    trt = install_tensorrt_double(monkeypatch, flavour)
+    options = EngineOptions("fp32", 256, version_compatible=True, hardware_compatibility="ampere_plus")
+    if not allowed:
+        with pytest.raises(EngineBuildError, match="version-compatible engines"):
+            build_serialized_engine(onnx_file, options)
+        return
+    plan, info = build_serialized_engine(onnx_file, options)
+    assert info["compatibility"] == ["VERSION_COMPATIBLE", "AMPERE_PLUS"]
+    built = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan).plan
+    assert built["flags"] == ["VERSION_COMPATIBLE"] and built["hardware_compatibility_level"] == "AMPERE_PLUS"
+
+
+@pytest.mark.parametrize("flavour", ["8.2", "8.6", "10", "11"])
 def test_dynamic_batch_gets_an_optimisation_profile(monkeypatch, onnx_file, flavour):
     trt = install_tensorrt_double(monkeypatch, flavour, io=[("image", "input", (-1, 3, 64, 96), "float32"),
                                                             ("heatmaps", "output", (-1, 19, 8, 12), "float32"),
                                                             ("pafs", "output", (-1, 38, 8, 12), "float32")])
-    build_serialized_engine(onnx_file, EngineOptions("fp16", 256, input_shape=(1, 3, 64, 96), max_batch=4))
+    build_serialized_engine(onnx_file, EngineOptions("fp16", 256, input_shape=(1, 3, 64, 96), max_batch=4,
+                                                     fp16_model=flavour == "11"))
     profile = trt.calls_named("IBuilderConfig.add_optimization_profile")[0].args[0]
     assert profile.shapes["image"] == ((1, 3, 64, 96), (4, 3, 64, 96), (4, 3, 64, 96))
 
@@ -151,7 +194,6 @@ def test_first_start_entry_point_for_the_tensorrt_backend(monkeypatch, tmp_path,
     from edge_sdk.engine.tensorrt_builder import build_engine_from_onnx
 
     trt = install_tensorrt_double(monkeypatch, "8.2")
-    add_calibrator_base(trt)
     model = tmp_path / "model.onnx"
     model.write_bytes(b"graph with QuantizeLinear nodes" if qdq else b"float graph")
     cache = tmp_path / "calib.cache"
@@ -171,9 +213,8 @@ def test_first_start_entry_point_for_the_tensorrt_backend(monkeypatch, tmp_path,
 def test_cache_calibrator_class_follows_the_cache_header(header, expected):
     from edge_sdk.engine.tensorrt_builder import make_cache_calibrator
 
-    trt = type("trt", (), {})()
-    for name in ("IInt8EntropyCalibrator2", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator"):
-        setattr(trt, name, type(name, (object,), {"__init__": lambda self: None}))
+    trt = make_tensorrt_double("8.6")
     calibrator = make_cache_calibrator(trt, header)
-    assert type(calibrator).__mro__[1].__name__ == expected
+    assert isinstance(calibrator, getattr(trt, expected)) and isinstance(calibrator, trt.IInt8Calibrator)
     assert calibrator.read_calibration_cache() == header
+    assert calibrator.get_batch_size() == 1 and calibrator.get_batch(["image"]) is None

@@ -74,6 +74,39 @@ def test_l4t_release_is_read_from_nv_tegra_release(tmp_path):
     found = agent.detect_device(agent.Layout(tmp_path / "opt", tmp_path))
     assert found["l4t"] == "32.7.1"
     assert found["model"] == "NVIDIA Jetson Nano Developer Kit"
+    assert found["tensorrt"] is None  # no dpkg database: unknown, not guessed
+
+
+def test_tensorrt_version_is_read_from_the_dpkg_database(tmp_path):
+    (tmp_path / "var" / "lib" / "dpkg").mkdir(parents=True)
+    (tmp_path / "var" / "lib" / "dpkg" / "status").write_text(
+        "Package: libnvinfer8\nStatus: deinstall ok config-files\nVersion: 8.5.2-1+cuda11.4\n\n"
+        "Package: libnvinfer-bin\nStatus: install ok installed\nVersion: 10.3.0.30-1+cuda12.5\n\n"
+        "Package: libnvinfer10\nStatus: install ok installed\nArchitecture: arm64\n"
+        "Version: 10.3.0.30-1+cuda12.5\nDescription: TensorRT runtime libraries\n")
+    assert agent.detect_tensorrt(str(tmp_path)) == "10.3.0.30"
+
+
+ORIN_STACKS = [{"jetpack": "6.0", "l4t": "R36.3", "tensorrt": "8.6"}, {"jetpack": "6.2", "l4t": "R36.4",
+                                                                      "tensorrt": "10.3"}]
+
+
+@pytest.mark.parametrize("l4t, tensorrt, fails", [
+    ("36.4.3", "10.3.0.30", None),
+    ("36.4.3", None, None),  # TensorRT unknown: the L4T check still holds
+    ("36.3.0", "8.6.2.3", "--jetpack 6.0"),
+    ("36.4.0", "8.6.2.3", "TensorRT 8.6.2.3 \\(needs 10.3\\)"),
+])
+def test_the_agent_refuses_a_device_running_another_stack(l4t, tensorrt, fails):
+    hints = {"model": ["AGX Orin"], "l4t_major": [36], "software": {"jetpack": "6.2", "l4t": "R36.4",
+                                                                     "tensorrt": "10.3"}, "stacks": ORIN_STACKS}
+    device = {"model": "NVIDIA Jetson AGX Orin Developer Kit", "l4t": l4t, "tensorrt": tensorrt}
+    if fails is None:
+        assert "built for JetPack 6.2 (TensorRT 10.3)" in agent.check_target("jetson-agx-orin", hints, device)
+        return
+    with pytest.raises(agent.AgentError, match=fails) as err:
+        agent.check_target("jetson-agx-orin", hints, device)
+    assert err.value.code == "wrong-target" and "built for JetPack 6.2 (TensorRT 10.3)" in str(err.value)
 
 
 def write_tar(path, members):
@@ -103,19 +136,52 @@ def test_bundle_unpack_refuses_path_traversal_and_links(tmp_path):
         agent.unpack_bundle(str(tmp_path / "link.tar.gz"), str(tmp_path / "out2"))
 
 
+def test_the_agent_and_the_runtime_unpack_bundles_with_the_same_code():
+    """The agent cannot import edge_sdk (it runs before anything is installed), so it carries its own copy of
+    edge_sdk/runtime/bundle_archive.py's functions: the two must stay the same code, annotations aside."""
+    from edge_sdk.runtime import bundle_archive
+
+    def functions(path):
+        tree = ast.parse(Path(path).read_text())
+        found = {}
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                node.returns = None
+                for arg in node.args.args + node.args.kwonlyargs:
+                    arg.annotation = None
+                if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+                    node.body = node.body[1:] or node.body  # docstrings may differ
+                found[node.name] = ast.dump(node)
+            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+                found[node.targets[0].id] = ast.dump(node)
+        return found
+
+    runtime = functions(bundle_archive.__file__)
+    device = functions(agent.__file__)
+    names = [n for n in runtime if n != "AgentError"]
+    assert "unpack_bundle" in names and "plan_unpack" in names
+    differ = [n for n in names if runtime[n] != device.get(n)]
+    assert not differ, "edge_sdk/deploy/agent.py and edge_sdk/runtime/bundle_archive.py differ in {}".format(differ)
+
+
 def test_bundle_verification_lists_every_problem(tmp_path):
     files = {"model.onnx": b"abc", "engine.plan": b"plan"}
     members = dict(files, **{"manifest.json": manifest_for(files)})
     members["model.onnx"] = b"abd"  # damaged
     del members["engine.plan"]  # missing
-    members["extra.bin"] = b"?"  # not in the manifest
     write_tar(tmp_path / "b.tar.gz", {"bundle/" + k: v for k, v in members.items()})  # with a top-level dir
     unpacked = agent.unpack_bundle(str(tmp_path / "b.tar.gz"), str(tmp_path / "out"))
+    (Path(unpacked) / "extra.bin").write_bytes(b"?")  # not in the manifest
     with pytest.raises(agent.AgentError) as err:
         agent.verify_bundle(unpacked)
     text = str(err.value)
     assert "model.onnx: sha256 mismatch" in text and "engine.plan: missing" in text
     assert "extra.bin: not listed in manifest.json" in text
+    members["extra.bin"] = b"?"  # in the archive: refused before anything is written
+    write_tar(tmp_path / "c.tar.gz", {"bundle/" + k: v for k, v in members.items()})
+    with pytest.raises(agent.AgentError, match="'bundle/extra.bin' is not listed in manifest.json"):
+        agent.unpack_bundle(str(tmp_path / "c.tar.gz"), str(tmp_path / "out2"))
+    assert not list(tmp_path.glob("out2*"))
 
 
 def make_wheel(path, files, dist="edge_sdk_runtime-0.0.1"):

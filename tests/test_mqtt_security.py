@@ -101,7 +101,8 @@ def test_broker_config_acl_passwords_and_tls(mosquitto_factory, pki, tmp_path, u
     fleet.write_text((
         'prefix = "edge-sdk"\n[broker]\nport = {}\nbind = "127.0.0.1"\ncafile = "{}"\ncertfile = "{}"\n'
         'keyfile = "{}"\n\n[[devices]]\nid = "cam-a"\n\n[[devices]]\nid = "cam-b"\npassword = "b-secret"\n\n'
-        '[[subscribers]]\nname = "dashboard"\n').format(port, pki["ca.crt"], pki["server.crt"], pki["server.key"]))
+        '[[subscribers]]\nname = "dashboard"\n\n[[subscribers]]\nname = "ops"\n').format(
+            port, pki["ca.crt"], pki["server.crt"], pki["server.key"]))
     out = Path(tempfile.mkdtemp(prefix="edge-sdk-broker-"))  # mosquitto (as its own user) must read passwd/acl
     try:
         out.chmod(0o755)
@@ -127,12 +128,12 @@ def test_broker_config_acl_passwords_and_tls(mosquitto_factory, pki, tmp_path, u
                         password=password("dashboard"), idle_timeout=1.5)
         a = _publisher(url, "cam-a", tls_ca=pki["ca.crt"], password=password("cam-a")).connect(5)
         b = _publisher(url, "cam-b", tls_ca=pki["ca.crt"], password="b-secret").connect(5)
-        dash = _publisher(url, "dashboard", tls_ca=pki["ca.crt"], password=password("dashboard"),
-                          prefix="edge-sdk").connect(5)
+        dash = _publisher(url, "ops", tls_ca=pki["ca.crt"], password=password("ops"),
+                          prefix="edge-sdk").connect(5)  # another subscriber user: one client per user name
         a.write(_message("cam-a", 0))
         # cam-a tries to speak for cam-b: same topic, same message shape
         a._client.publish("edge-sdk/cam-b/poses", messages.encode_json(_message("cam-b", 99)), qos=1)
-        dash.write(_message("dashboard", 7))  # subscribers may only read
+        dash.write(_message("ops", 7))  # subscribers may only read
         b.write(_message("cam-b", 1))
         assert a.flush(5) and b.flush(5) and dash.flush(5)
         time.sleep(0.2)
@@ -149,7 +150,7 @@ def test_broker_config_acl_passwords_and_tls(mosquitto_factory, pki, tmp_path, u
 def test_broker_config_errors(tmp_path):
     fleet = tmp_path / "fleet.toml"
     fleet.write_text('[[devices]]\nid = "cam/1"\n')
-    with pytest.raises(ConfigError, match="topic level"):
+    with pytest.raises(ConfigError, match="not usable"):
         write_broker_config(fleet, tmp_path / "out")
     fleet.write_text('[[devices]]\nid = "cam-1"\n[[subscribers]]\nname = "cam-1"\n')
     with pytest.raises(ConfigError, match="twice"):
@@ -194,16 +195,16 @@ def test_certificate_identity_is_the_device_id(mosquitto_factory, pki, tmp_path)
         url = "mqtts://127.0.0.1:{}".format(port)
         sub = subscribe(url, topic="edge-sdk/#", tls_ca=pki["ca.crt"], tls_cert=pki["dashboard.crt"],
                         tls_key=pki["dashboard.key"], idle_timeout=1.5)
-        cam = _publisher(url, "cam-01", tls_ca=pki["ca.crt"], tls_cert=pki["client.crt"],
-                         tls_key=pki["client.key"]).connect(5)
         impostor = _publisher(url, "cam-02", tls_ca=pki["ca.crt"], tls_cert=pki["client.crt"],
                               tls_key=pki["client.key"]).connect(5)  # cam-01's certificate, cam-02's topic
         impostor.write(_message("cam-02", 5))
         assert impostor.flush(5)
+        impostor.close(timeout=1)  # one certificate, one client id (use_username_as_clientid): one at a time
+        cam = _publisher(url, "cam-01", tls_ca=pki["ca.crt"], tls_cert=pki["client.crt"],
+                         tls_key=pki["client.key"]).connect(5)
         cam.write(_message("cam-01", 0))
         got = [(m["device"], m["seq"]) for m in sub]
         cam.close()
-        impostor.close(timeout=1)
         broker.stop()
         assert got == [("cam-01", 0)]
     finally:

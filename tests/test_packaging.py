@@ -102,10 +102,16 @@ def test_each_wheel_has_one_top_level_package_and_no_file_is_in_both(wheels):
     assert {n.split("/")[0] for n in host | runtime} == {"edge_sdk"}
     assert not host & runtime, "installed by both wheels: {}".format(sorted(host & runtime))
     assert {"edge_sdk/targets/jetson-tx2.toml", "edge_sdk/training/models/backbones.py", "edge_sdk/calibration/qdq.py",
-            "edge_sdk/schemas/pose-v1.json", "edge_sdk/graph/transposes.py", "edge_sdk/commands/flash.py"} <= host
+            "edge_sdk/schemas/pose-v1.json", "edge_sdk/graph/transposes.py", "edge_sdk/commands/flash.py",
+            "edge_sdk/fleet/static/dashboard.html", "edge_sdk/fleet/static/dashboard.js", "edge_sdk/fleet/store.py",
+            "edge_sdk/importers/__init__.py", "edge_sdk/meta.py", "edge_sdk/render.py", "edge_sdk/deploy/agent.py",
+            "edge_sdk/commands/import_model.py", "edge_sdk/commands/record.py",
+            "edge_sdk/commands/dashboard.py"} <= host
     assert {"edge_sdk/__init__.py", "edge_sdk/cli.py", "edge_sdk/errors.py", "edge_sdk/runtime/pipeline.py",
             "edge_sdk/runtime/backends/tensorrt_backend.py", "edge_sdk/bench/runner.py",
-            "edge_sdk/commands/run.py", "edge_sdk/engine/tensorrt_builder.py"} <= runtime
+            "edge_sdk/commands/run.py", "edge_sdk/engine/tensorrt_builder.py", "edge_sdk/runtime/message_check.py",
+            "edge_sdk/runtime/ids.py", "edge_sdk/runtime/redact.py", "edge_sdk/runtime/decoder_settings.py",
+            "edge_sdk/runtime/bundle_archive.py", "edge_sdk/runtime/engine_on_device.py"} <= runtime
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "edge_sdk").rglob("*.py")}
     assert sources <= host | runtime, "in neither wheel: {}".format(sorted(sources - host - runtime))
 

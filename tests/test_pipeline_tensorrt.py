@@ -26,11 +26,14 @@ META = ModelMeta(InputSpec(height=16, width=24))
 FRAMES = 12
 
 
+OFFSET = 50.0  # keypoints are clipped to the frame (no negative coordinates): the values ride on an offset
+
+
 def fingerprint(maps, letterbox, stride):
-    """A 'decoder' that reports the first 17 values of each map as keypoints (x: heatmaps, y: pafs)."""
+    """A 'decoder' that reports the first 17 values of each map as keypoints (x: heatmaps, y: pafs), + OFFSET."""
     keypoints = np.ones((1, 17, 3), np.float32)
-    keypoints[0, :, 0] = maps["heatmaps"].reshape(-1)[:17]
-    keypoints[0, :, 1] = maps["pafs"].reshape(-1)[:17]
+    keypoints[0, :, 0] = maps["heatmaps"].reshape(-1)[:17] + OFFSET
+    keypoints[0, :, 1] = maps["pafs"].reshape(-1)[:17] + OFFSET
     return keypoints, np.ones(1, np.float32)
 
 
@@ -81,8 +84,8 @@ def test_pipeline_with_async_tensorrt_backend(monkeypatch, tmp_path, flavour, in
         for message in sink.messages:
             pixels = preprocess_frame(oracle_frame(message["seq"], 240, 160), META.input)[0].ravel()[:17]
             got = np.array(message["people"][0]["keypoints"], np.float32)
-            np.testing.assert_allclose(got[:, 0], pixels, atol=0.051)  # messages round to 0.1
-            np.testing.assert_allclose(got[:, 1], 2 * pixels, atol=0.051)
+            np.testing.assert_allclose(got[:, 0] - OFFSET, pixels, atol=0.051)  # messages round to 0.1
+            np.testing.assert_allclose(got[:, 1] - OFFSET, 2 * pixels, atol=0.051)
         assert backend.reclaims == 0, "the pipeline must collect a batch before a third is queued"
         assert outstanding["max"] == (1 if sequential else 2)
         backend.close()

@@ -12,8 +12,8 @@ EXPECTED = {  # name: (compute capability, fast INT8, DLA cores, TensorRT major.
     "jetson-agx-xavier": ("7.2", True, 2, "8.5"),
     "jetson-orin-nano": ("8.7", True, 0, "10.3"),
     "jetson-orin-nx": ("8.7", True, 2, "10.3"),
-    "jetson-agx-orin": ("8.7", True, 2, "10.3"),
-    "jetson-thor": ("11.0", True, 0, "10.13"),
+    "jetson-agx-orin": ("8.7", True, 2, "11.4"),  # default: the newest stack (JetPack 7.2.2+)
+    "jetson-thor": ("11.0", True, 0, "11.4"),
 }
 
 
@@ -95,3 +95,52 @@ def test_cli_targets_table_and_show(edge_sdk_cli):
     assert shown.returncode == 0 and "6.2" in shown.stdout and "fast_int8" in shown.stdout
     bad = edge_sdk_cli("targets", "show", "jetson-tx3")
     assert bad.returncode != 0 and "jetson-tx2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+STACKS = {  # name: the JetPack releases the profile lists (oldest first)
+    "jetson-nano": ["4.6"], "jetson-tx2": ["4.6"], "jetson-xavier-nx": ["4.6", "5.1"],
+    "jetson-agx-xavier": ["4.6", "5.1"], "jetson-orin-nano": ["5.1", "6.0", "6.2"],
+    "jetson-orin-nx": ["5.1", "6.0", "6.2"], "jetson-agx-orin": ["5.1", "6.0", "6.2", "7.2"],
+    "jetson-thor": ["7.0", "7.2"],
+}
+
+
+def test_every_jetson_lists_its_software_stacks_with_sources():
+    targets = load_targets()
+    for name, releases in STACKS.items():
+        t = targets[name]
+        assert [s.jetpack for s in t.stacks] == releases, name
+        assert all(s.sources and all(u.startswith("https://") for u in s.sources) for s in t.stacks), name
+        assert (t.jetpack, t.tensorrt) == (t.stacks[-1].jetpack, t.stacks[-1].tensorrt)  # default: newest
+        assert t.stack is t.stacks[-1]
+
+
+@pytest.mark.parametrize("jetpack, tensorrt, l4t, python", [
+    ("5.1", "8.5", "R35", "3.8"), ("6.0", "8.6", "R36.3", "3.10"), ("6", "10.3", "R36.4", "3.10"),
+    ("6.2", "10.3", "R36.4", "3.10"), ("7.2", "11.4", None, "3.12"), (None, "11.4", None, "3.12"),
+])
+def test_a_build_picks_the_stack_the_device_runs(jetpack, tensorrt, l4t, python):
+    orin = get_target("jetson-agx-orin").with_stack(jetpack)
+    assert (orin.tensorrt, orin.l4t, orin.python) == (tensorrt, l4t, python)
+    assert orin.to_dict()["tensorrt"] == tensorrt and len(orin.to_dict()["stacks"]) == 4
+
+
+def test_an_unlisted_jetpack_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="runs JetPack 4.6, 5.1, not 6.0"):
+        get_target("jetson-xavier-nx").with_stack("6.0")
+    with pytest.raises(ConfigError, match="lists no JetPack"):
+        get_target("x86-gpu").with_stack("6.0")
+
+
+def test_a_profile_whose_default_is_not_its_newest_stack_is_refused(tmp_path):
+    text = open(get_target("jetson-orin-nano").path).read().replace('jetpack = "6.2"\nl4t = "R36.4"\ntensorrt = '
+                                                                    '"10.3"', 'jetpack = "6.0"\nl4t = "R36.3"\n'
+                                                                    'tensorrt = "8.6"', 1)
+    path = tmp_path / "jetson-orin-nano.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="must repeat the newest"):
+        load_target_file(path)
+    path.write_text(text.replace('sources = ["https://developer.nvidia.com/embedded/jetpack-sdk-512"]',
+                                 "sources = []"))
+    with pytest.raises(ConfigError, match="cite at least one source"):
+        load_target_file(path)

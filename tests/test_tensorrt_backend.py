@@ -145,6 +145,9 @@ class FakeBundle:
     def file_path(self, name):
         return os.path.join(self.dir, name)
 
+    def listed_path(self, name):  # optional files are used only when the manifest lists (hashes) them
+        return self.file_path(name) if name in (self.manifest.get("files") or {}) else None
+
 
 def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_path, monkeypatch):
     """First start: no engine in the bundle -> the real engine builder (on the TensorRT double) builds one,
@@ -153,11 +156,13 @@ def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_pa
     trt.memory = sim
     trt.network_io = SMALL_IO
     trt.num_dla_cores = 2
-    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    # a bundle for TensorRT 11 carries its FP16 model (strongly typed: no FP16 builder flag there)
+    source = "model.fp16.onnx" if trt.flavour == "11" else "model.onnx"
+    (tmp_path / source).write_bytes(b"onnx")
     (tmp_path / "timing.cache").write_bytes(b"shipped")
-    manifest = {"precision": {"used": "fp16"},
-                "engine": {"status": "build-on-device", "options": {"precision": "fp16", "dla_core": 0,
-                                                                    "workspace_mb": 256}}}
+    manifest = {"precision": {"used": "fp16"}, "files": {"timing.cache": {"size": 7}},
+                "engine": {"status": "build-on-device", "source_model": source,
+                           "options": {"precision": "fp16", "dla_core": 0, "workspace_mb": 256}}}
     device = CudaDevice(0, api=sim)
     messages = []
     backend = load_bundle_backend(FakeBundle(tmp_path, manifest), device=device, progress=messages.append)
@@ -166,7 +171,8 @@ def test_bundle_engine_is_built_once_then_cached_per_gpu_and_version(trt, tmp_pa
     plan = cache_dir / "engine.{}.plan".format(key)
     assert plan.is_file() and (cache_dir / "engine.{}.timing.cache".format(key)).is_file()
     assert (tmp_path / "timing.cache").read_bytes() == b"shipped"  # the bundle's hashed files are untouched
-    assert trt.calls_named("IBuilderConfig.set_flag")[0].args == (trt.BuilderFlag.FP16,)
+    first_flag = trt.BuilderFlag.GPU_FALLBACK if trt.flavour == "11" else trt.BuilderFlag.FP16
+    assert trt.calls_named("IBuilderConfig.set_flag")[0].args == (first_flag,)
     assert trt.calls_named("IBuilderConfig.DLA_core=")[-1].args == (0,)
     assert trt.calls_named("Runtime.DLA_core=")[-1].args == (0,) and "building" in messages[0]
     assert "DLA core 0" in backend.describe()
@@ -281,3 +287,17 @@ def test_loader_auto_picks_tensorrt_builds_on_first_start_and_infers(orin_bundle
     assert "execute_async_v3" in backend.describe() and not trt.deprecated_uses
     backend.close()
     open_bundle(str(bundle_dir))  # the bundle still verifies: its hashed files were not touched
+
+
+def test_the_documented_engine_cache_path_is_the_one_the_code_uses(tmp_path):
+    """docs/tensorrt.md gives an example cache path; it must be what cached_engine_path produces."""
+    from pathlib import Path
+
+    from edge_sdk.runtime.backends.tensorrt_backend import cached_engine_path, engine_cache_key
+
+    (tmp_path / "bundles" / "orin").mkdir(parents=True)
+    path = cached_engine_path(str(tmp_path / "bundles" / "orin"), engine_cache_key("Orin", (8, 7), "10.3.0.30"))
+    example = os.path.relpath(path, str(tmp_path))
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "tensorrt.md").read_text()
+    assert "`{}`".format(example) in docs
+    assert "`<bundle>.engines/engine.<gpu-name>_sm<cc>_trt<version>.plan`" in docs

@@ -3,6 +3,8 @@
 `--compare` interleaves the bundles: frames are split into rounds and each round runs every bundle in
 turn, so a machine that slows down (thermal throttling, a neighbour's load) hurts every bundle alike.
 `mode="both"` also runs the plain sequential loop, so the pipeline's gain is visible on every device.
+A file source (image folder, image, video) shorter than the frames asked for is replayed from its start
+(:class:`LoopingSource`); a source that ends early and cannot be replayed is reported in ``notes``.
 """
 
 import json
@@ -15,7 +17,9 @@ from typing import Any, Dict, List, Optional
 
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SourceError
+from edge_sdk.runtime.redact import redact_url
+from edge_sdk.runtime.sources import Source, open_source
 from edge_sdk.runtime.sysmon import SystemSampler
 
 SCHEMA = "edge-sdk-bench/1"
@@ -44,6 +48,49 @@ class _Collector(object):
 
     def close(self):
         pass
+
+
+class LoopingSource(Source):
+    """A file source (image folder, image or video, given as its path) replayed from the start until
+    ``total`` frames were delivered; each pass reopens it, so reading is measured like the first time."""
+
+    def __init__(self, spec, total):
+        self.spec = spec
+        self.total = int(total)
+        self._current = open_source(spec)
+        self.live = self._current.live
+        self.name = self._current.name
+        self.passes = 0
+
+    def frames(self):
+        produced = 0
+        while produced < self.total:
+            if self._current is None:
+                self._current = open_source(self.spec)
+            count = 0
+            for index, image in self._current.frames():
+                yield index, image
+                count += 1
+                produced += 1
+                if produced >= self.total:
+                    break
+            self.passes += 1
+            self._current.close()
+            self._current = None
+            if count == 0:
+                raise SourceError("source {} delivered no frame; cannot replay it".format(self.spec))
+
+    def close(self):
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+
+def bench_source(source: Any, frames: int) -> Any:
+    """``source`` as the bench runs it: a file source path replays up to ``frames`` frames; others as given."""
+    if isinstance(source, str) and not source.startswith("synthetic") and os.path.exists(source):
+        return LoopingSource(source, frames)
+    return source
 
 
 def _describe_device():
@@ -89,36 +136,47 @@ def _label(path):
 
 def run_bench(bundles: List[str], frames: int = 1000, warmup: int = 50, source: str = "synthetic", workers: int = 2,
               mode: str = "pipelined", prefer: str = "auto", rounds: Optional[int] = None,
-              command: Optional[str] = None, sample_interval: float = 0.5) -> Dict[str, Any]:
+              command: Optional[str] = None, sample_interval: float = 0.5, decoder_settings: Any = None,
+              fit: Optional[str] = None) -> Dict[str, Any]:
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
-    bundle, 5 when comparing)."""
+    bundle, 5 when comparing). ``decoder_settings`` and ``fit`` override each model's metadata."""
+    from edge_sdk.runtime.decoder_settings import apply_run_settings
+
     _check_request(bundles, frames, mode)
     modes = ["pipelined", "sequential"] if mode == "both" else [mode]
     rounds = int(rounds or (5 if len(bundles) > 1 else 1))
+    per_round = max(1, frames // rounds)
     backends = []
     try:
-        backends.extend(_load_backends(bundles, prefer))
+        for path, backend in _load_backends(bundles, prefer):
+            backends.append((path, backend))
+            apply_run_settings(backend.meta, decoder_settings, fit)
         runs = {(path, m): {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
                 for path, _backend in backends for m in modes}
         _warm_up(backends, source, warmup, workers)
         with SystemSampler(sample_interval, extra=_gpu_memory_probe(backends)) as sampler:
-            _measure(backends, modes, runs, rounds, max(1, frames // rounds), source, workers)
+            _measure(backends, modes, runs, rounds, per_round, source, workers)
     finally:
         for _path, backend in backends:
             backend.close()
     result_runs = [_run_summary(path, backend, m, runs[(path, m)], len(modes) == 1, rounds)
                    for path, backend in backends for m in modes]
+    notes = ["{}: the source {} gave {} of the {} frames asked for; only file sources (image folder, image, "
+             "video) are replayed, so the figures cover fewer frames".format(
+                 run["name"], source, run["frames"], per_round * rounds)
+             for run in result_runs if run["frames"] < per_round * rounds]
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
         "device": _describe_device(),
         "software": _software(),
-        "settings": {"frames": frames, "warmup": warmup, "source": str(source), "workers": workers, "mode": mode,
-                     "rounds": rounds, "backend": prefer},
+        "settings": {"frames": frames, "warmup": warmup, "source": redact_url(str(source)), "workers": workers,
+                     "mode": mode, "rounds": rounds, "backend": prefer},
         "runs": result_runs,
         "ratios": _ratios(result_runs, [path for path, _backend in backends], mode),
+        "notes": notes,
         "system": {"summary": sampler.summary(), "samples": sampler.samples},
     }
 
@@ -150,8 +208,8 @@ def _warm_up(backends, source, warmup, workers):
     if warmup <= 0:
         return
     for _path, backend in backends:
-        run_pipeline(backend=backend, source=source, max_frames=warmup, workers=workers, handle_signals=False,
-                     sequential=False)
+        run_pipeline(backend=backend, source=bench_source(source, warmup), max_frames=warmup, workers=workers,
+                     handle_signals=False, sequential=False)
 
 
 def _measure(backends, modes, runs, rounds, per_round, source, workers):
@@ -162,7 +220,8 @@ def _measure(backends, modes, runs, rounds, per_round, source, workers):
         for path, backend in backends:
             for m in modes:
                 run = runs[(path, m)]
-                stats = run_pipeline(backend=backend, source=source, max_frames=per_round, workers=workers,
+                stats = run_pipeline(backend=backend, source=bench_source(source, per_round), max_frames=per_round,
+                                     workers=workers,
                                      sinks=[run["collector"]], handle_signals=False, sequential=(m == "sequential"))
                 run["elapsed"] += stats.elapsed_s
                 run["drops"] += stats.drops
@@ -224,4 +283,6 @@ def format_table(result: Dict[str, Any]) -> str:
             e2e.get("p90", "-"), e2e.get("p99", "-")))
     for name, ratio in sorted(result.get("ratios", {}).items()):
         lines.append("{}: {:.2f}x".format(name, ratio))
+    for note in result.get("notes", []):
+        lines.append("note: " + note)
     return "\n".join(lines)

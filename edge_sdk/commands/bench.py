@@ -25,17 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="write the JSON result here")
     p.add_argument("--plot", help="write a PNG plot (needs matplotlib)")
     p.add_argument("--markdown", help="write a Markdown results page (e.g. docs/benchmarks.md)")
+    from edge_sdk.runtime.decoder_settings import add_decoder_arguments, add_fit_argument
+
+    add_fit_argument(p)
+    add_decoder_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_sdk.bench.render import markdown_report, plot_result
     from edge_sdk.bench.runner import format_table, run_bench, write_result
+    from edge_sdk.runtime.decoder_settings import check_fit, settings_from_args
 
     bundles = args.compare or [args.bundle or args.model]
     result = run_bench(bundles, frames=args.frames, warmup=args.warmup, source=args.source, workers=args.workers,
                        mode=args.mode, prefer=args.backend, rounds=args.rounds,
-                       command="edge-sdk " + " ".join(sys.argv[1:]))
+                       command="edge-sdk " + " ".join(sys.argv[1:]), decoder_settings=settings_from_args(args),
+                       fit=check_fit(args.fit))
     print(format_table(result))
     if args.output:
         print("wrote {}".format(write_result(result, args.output)))

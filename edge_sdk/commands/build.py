@@ -11,6 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "when this machine has TensorRT and the target's GPU, else on the device at first start.")
     parser.add_argument("model", nargs="?", help="ONNX model exported by training")
     parser.add_argument("--target", "-t", help="target profile (`edge-sdk targets` lists them)")
+    parser.add_argument("--jetpack", metavar="X.Y",
+                        help="the JetPack release the device runs (default: the newest the target lists)")
     parser.add_argument("-o", "--output", help="bundle directory to write (OUT and OUT.tar.gz)")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="FP16 engine")
@@ -33,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", choices=["auto", "device", "local"], default="auto",
                         help="where the engine is built: auto (here if possible), device, local (must be here)")
     parser.add_argument("--no-archive", action="store_true", help="skip the .tar.gz")
+    parser.add_argument("--version-compatible", action="store_true",
+                        help="engine a later TensorRT of the same major version can run (TensorRT 8.6+)")
+    parser.add_argument("--hardware-compatible", action="store_true",
+                        help="engine for any Ampere-or-later discrete GPU (TensorRT 8.6+, not JetPack)")
     parser.add_argument("--bundle", metavar="B", help="on the device: build the engine of bundle B")
     parser.add_argument("--skip-target-check", action="store_true",
                         help="with --bundle: build even if this device does not look like the bundle's target")
@@ -64,5 +70,7 @@ def run(args: argparse.Namespace) -> int:
         calib_method=args.calib_method, calib_count=args.calib_count, dla_core=args.dla,
         workspace_mb=args.workspace, input_size=parse_size(args.input) if args.input else None, batch=args.batch,
         peaks=args.peaks, peak_threshold=args.peak_threshold, strict=args.strict, engine=args.engine,
+        jetpack=args.jetpack, version_compatible=args.version_compatible,
+        hardware_compatible=args.hardware_compatible,
         archive=not args.no_archive))
     return 0

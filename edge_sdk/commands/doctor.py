@@ -13,11 +13,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime"),
                         help="the --backend you would pass to `edge-sdk run` (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--root", default=None,
+                        help="where `edge-sdk flash` installed releases (default /opt/edge-sdk): each is listed with "
+                             "the JetPack/TensorRT its bundle was built for")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_sdk.runtime.doctor import run_doctor
 
-    run_doctor(bundle_path=args.bundle, prefer=args.backend, as_json=args.json)
+    run_doctor(bundle_path=args.bundle, prefer=args.backend, as_json=args.json, root=args.root)
     return 0

@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_sdk.runtime.bundle import open_bundle
 
     if args.json:
-        print(json.dumps(open_bundle(args.bundle).manifest, indent=2, sort_keys=True))
+        with open_bundle(args.bundle) as bundle:
+            print(json.dumps(bundle.manifest, indent=2, sort_keys=True))
         return 0
     try:
         from edge_sdk.bundle_writer import describe_bundle  # host package (edge-sdk); a device has the runtime only

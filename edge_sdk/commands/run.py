@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "installed, else ONNX Runtime)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--quiet", action="store_true", help="no summary at the end")
+    from edge_sdk.runtime.decoder_settings import add_decoder_arguments, add_fit_argument
+
+    add_fit_argument(parser)
+    add_decoder_arguments(parser)
     parser.set_defaults(func=run_command)
 
 
@@ -65,6 +69,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
+    from edge_sdk.runtime.decoder_settings import check_fit, settings_from_args
+
+    decoder_settings = settings_from_args(args)
+    check_fit(args.fit)
     device_id = args.device_id or socket.gethostname().split(".")[0]
     args.device_id = device_id
     sinks = []
@@ -87,7 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
                              prefer=args.backend, workers=args.workers, max_frames=args.max_frames,
                              sequential=args.sequential, health_file=args.health_file, device_id=device_id,
                              threads=args.threads, on_start=None if args.quiet else _announce,
-                             metrics_interval=metrics_interval)
+                             metrics_interval=metrics_interval, decoder_settings=decoder_settings, fit=args.fit)
     except Exception as exc:
         stats = getattr(exc, "stats", None)
         if stats is not None and not args.quiet:
@@ -95,6 +103,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise
     if not args.quiet:  # with --save - the messages own stdout
         print(stats.summary(), file=sys.stderr if args.save == "-" else sys.stdout)
+    for sink in sinks:  # losses are shown on the device, even with --quiet
+        if hasattr(sink, "delivery_summary"):
+            print(sink.delivery_summary(), file=sys.stderr)
     import signal
 
     return 130 if stats.stop_signal == signal.SIGINT else 0  # SIGTERM (service stop) is a normal end

@@ -38,6 +38,7 @@ def run(args):
             print(json.dumps(data, indent=2))
             return 0
         width = max(len(k) for k in data)
+        data["stacks"] = ["; ".join(s.label for s in target.stacks)] if target.stacks else []
         for key, value in data.items():
             if isinstance(value, (list, tuple)):
                 value = ", ".join(str(v) for v in value) or "-"

@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -241,7 +242,23 @@ def detect_device(layout):
     driver = read_text(os.path.join(layout.sysroot, "proc/driver/nvidia/version"))
     return {"model": model, "l4t": l4t, "nv_tegra_release": tegra.splitlines()[0] if tegra else None,
             "nvidia_driver": driver.splitlines()[0] if driver else None,
+            "tensorrt": detect_tensorrt(layout.sysroot),
             "machine": os.uname()[4], "hostname": socket.gethostname()}
+
+
+def detect_tensorrt(sysroot):
+    """The installed TensorRT version from the dpkg database (JetPack installs ``libnvinfer8``/``libnvinfer10``
+    /``tensorrt`` packages), e.g. '10.3.0.30'; None when there is none."""
+    status = read_text(os.path.join(sysroot, "var/lib/dpkg/status")) or ""
+    for paragraph in status.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in paragraph.splitlines() if ": " in line and line[0] != " ")
+        name = fields.get("Package", "")
+        if (name == "tensorrt" or (name.startswith("libnvinfer") and name[10:].isdigit())) \
+                and fields.get("Status", "install ok installed").endswith(" installed"):
+            version = fields.get("Version", "").split("-")[0].split(":")[-1]
+            if version[:1].isdigit():
+                return version
+    return None
 
 
 def hints_from_manifest(manifest):
@@ -249,7 +266,8 @@ def hints_from_manifest(manifest):
     profile = manifest.get("target_profile") or {}
     return {"model": list(profile.get("detect_model") or []),
             "tegra_release": list(profile.get("detect_tegra_release") or []),
-            "l4t_major": list(profile.get("detect_l4t_major") or []), "kind": profile.get("kind")}
+            "l4t_major": list(profile.get("detect_l4t_major") or []), "kind": profile.get("kind"),
+            "software": manifest.get("software"), "stacks": list(profile.get("stacks") or [])}
 
 
 def merge_hints(*many):
@@ -260,6 +278,8 @@ def merge_hints(*many):
         out["model"] += [v for v in (hints or {}).get("device_tree_model") or [] if v not in out["model"]]
         out["kind"] = out["kind"] or (hints or {}).get("kind")
         out["others"].update((hints or {}).get("others") or {})
+        out["software"] = out.get("software") or (hints or {}).get("software")
+        out["stacks"] = out.get("stacks") or (hints or {}).get("stacks") or []
     return out
 
 
@@ -319,7 +339,39 @@ def check_target(target, hints, device):
                              "upgrade JetPack or build for this release".format(
                                  target, "/R".join(majors), device["l4t"], device.get("nv_tegra_release")),
                              "wrong-target")
-    return "device {!r} matches target {!r}".format(model, target)
+    software = check_software(target, hints.get("software"), hints.get("stacks"), device)
+    return "device {!r} matches target {!r}{}".format(model, target, software)
+
+
+def same_release(wanted, actual):
+    """'R36.4' vs '36.4.3' / '10.3' vs '10.3.0.30': the components the bundle states must match."""
+    want = str(wanted or "").lstrip("R").split(".")
+    have = str(actual or "").lstrip("R").split(".")
+    return len(have) >= len(want) and have[:len(want)] == want
+
+
+def check_software(target, software, stacks, device):
+    """Refuse a device whose L4T or TensorRT is not the JetPack release the bundle was built for (an engine,
+    or a bundle's choice of Q/DQ vs calibration cache, only holds for that TensorRT); name the --jetpack that
+    fits the device when the profile lists one."""
+    if not software:
+        return ""  # a bundle from before stacks were recorded: the L4T major check above is all there is
+    problems = []
+    if software.get("l4t") and device.get("l4t") and not same_release(software["l4t"], device["l4t"]):
+        problems.append("L4T R{} (needs {})".format(device["l4t"], software["l4t"]))
+    if software.get("tensorrt") and device.get("tensorrt") and not same_release(software["tensorrt"],
+                                                                                device["tensorrt"]):
+        problems.append("TensorRT {} (needs {})".format(device["tensorrt"], software["tensorrt"]))
+    built_for = "JetPack {} (TensorRT {})".format(software.get("jetpack") or "?", software.get("tensorrt"))
+    if problems:
+        fits = [s.get("jetpack") for s in stacks or [] if s.get("jetpack")
+                and (not s.get("l4t") or not device.get("l4t") or same_release(s["l4t"], device["l4t"]))
+                and (not device.get("tensorrt") or same_release(s.get("tensorrt"), device["tensorrt"]))]
+        todo = ("rebuild it with `edge-sdk build --target {} --jetpack {}`".format(target, fits[-1]) if fits else
+                "upgrade the device to {} or rebuild the bundle for the release it runs".format(built_for))
+        raise AgentError("wrong software: the bundle for {!r} was built for {} but this device runs {}; {}".format(
+            target, built_for, ", ".join(problems), todo), "wrong-target")
+    return ", built for {}".format(built_for)
 
 
 # ---------------------------------------------------------------------------------------- wheel + bundle
@@ -381,43 +433,175 @@ def install_wheel(wheel_path, site_dir):
     return os.path.basename(wheel_path)
 
 
-def unpack_bundle(tar_path, dest):
-    """Unpack a bundle .tar.gz safely (regular files and dirs only) and return the dir with manifest.json."""
+# Bounds on what a bundle archive may unpack to. Engines are hundreds of MB; a bundle beyond these is not one
+# `edge-sdk build` made, and unpacking it anyway could fill the device's disk.
+MAX_BUNDLE_BYTES = 8 << 30  # total of every file's size
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_BUNDLE_MEMBERS = 1000
+DISK_MARGIN_BYTES = 32 << 20  # left free after unpacking, so logs and the health file can still be written
+
+
+def human_bytes(n):
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return "{:.0f} {}".format(size, unit) if unit == "bytes" else "{:.1f} {}".format(size, unit)
+        size /= 1024
+    return "{:.1f} TiB".format(size)
+
+
+def refuse_archive(tar_path, why):
+    """A bundle archive we will not unpack: its content is wrong, not the transfer (flashing again cannot help)."""
+    return AgentError("bundle archive {} refused: {}; bundles made by `edge-sdk build` hold only regular files "
+                      "listed in manifest.json -- rebuild the bundle".format(tar_path, why), "refused")
+
+
+def check_member(member, tar_path):
+    """A regular file or directory with a safe relative path; never a link, device node, FIFO or sparse file."""
+    rel = safe_member_path(member.name, "bundle")
+    if member.issparse():
+        raise refuse_archive(tar_path, "{!r} is a sparse file declaring {}".format(member.name,
+                                                                                 human_bytes(member.size)))
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+        raise AgentError("bundle: {!r} is a link or special file; bundles hold regular files only"
+                         .format(member.name), "refused")
+    if member.mode & 0o7000:
+        raise refuse_archive(tar_path, "{!r} has the setuid/setgid/sticky bits (mode {:o})".format(
+            member.name, member.mode))
+    return rel
+
+
+def read_manifest_member(tf, member, tar_path):
+    if member.size > MAX_MANIFEST_BYTES:
+        raise refuse_archive(tar_path, "manifest.json declares {} (at most {})".format(
+            human_bytes(member.size), human_bytes(MAX_MANIFEST_BYTES)))
+    try:
+        manifest = json.loads(tf.extractfile(member).read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+    except ValueError:
+        raise refuse_archive(tar_path, "its manifest.json is not valid JSON") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+        return {}  # lists nothing: every other file is refused, and an empty bundle after the last header
+    return files
+
+
+def expected_size(files, rel, member, tar_path):
+    """The manifest's size for ``rel``: a file it does not list, or one of another size, is refused before a
+    byte of it is written (a compression bomb declares far more than the manifest)."""
+    entry = files.get(rel)
+    if entry is None:
+        raise refuse_archive(tar_path, "{!r} is not listed in manifest.json".format(member.name))
+    size = entry.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size != member.size:
+        raise refuse_archive(tar_path, "{!r} unpacks to {} but manifest.json says {!r} bytes".format(
+            member.name, human_bytes(member.size), size))
+    return size
+
+
+def plan_unpack(tf, tar_path, max_bytes):
+    """Read the archive's headers (never its data beyond manifest.json), checking each one as it comes:
+    path, type, the running total against ``max_bytes`` and, once the manifest is seen, its size."""
+    members, seen, total, files, prefix = [], set(), 0, None, None
+    for member in tf:
+        rel = check_member(member, tar_path)
+        if len(members) >= MAX_BUNDLE_MEMBERS:
+            raise refuse_archive(tar_path, "more than {} entries".format(MAX_BUNDLE_MEMBERS))
+        if rel in seen:
+            raise refuse_archive(tar_path, "{!r} appears twice".format(member.name))
+        seen.add(rel)
+        total += member.size if member.isfile() else 0
+        if total > max_bytes:
+            raise refuse_archive(tar_path, "it unpacks to more than {} (at {!r}, declaring {})".format(
+                human_bytes(max_bytes), member.name, human_bytes(member.size)))
+        if member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
+            if files is not None:
+                raise refuse_archive(tar_path, "it holds more than one manifest.json")
+            files = read_manifest_member(tf, member, tar_path)
+            prefix = rel[:-len("manifest.json")]
+            for earlier, earlier_rel in members:
+                if earlier.isfile():
+                    expected_size(files, bundle_name(earlier_rel, prefix, earlier, tar_path), earlier, tar_path)
+        elif member.isfile() and files is not None:
+            expected_size(files, bundle_name(rel, prefix, member, tar_path), member, tar_path)
+        members.append((member, rel))
+    if files is None:
+        raise AgentError("bundle {} has no manifest.json; make it with `edge-sdk build`".format(tar_path),
+                         "refused")
+    if not files:
+        raise refuse_archive(tar_path, "its manifest.json has no `files` table of {name: {sha256, size}}")
+    return members, prefix, total
+
+
+def bundle_name(rel, prefix, member, tar_path):
+    """A member's name relative to the bundle root (the directory holding manifest.json), '/'-separated."""
+    if prefix and not rel.startswith(prefix):
+        raise refuse_archive(tar_path, "{!r} is outside the bundle directory {!r}".format(member.name, prefix))
+    return rel[len(prefix or ""):].replace(os.sep, "/")
+
+
+def check_disk_space(where, needed):
+    st = os.statvfs(where)
+    free = st.f_bavail * st.f_frsize
+    if free < needed + DISK_MARGIN_BYTES:
+        raise AgentError("not enough disk space under {} to unpack the bundle: {} needed (+{} kept free), {} "
+                         "free; remove old versions (flash with --keep 1) or free space".format(
+                             where, human_bytes(needed), human_bytes(DISK_MARGIN_BYTES), human_bytes(free)), "disk")
+
+
+def write_member(tf, member, target):
+    """Copy one regular file out, never more bytes than its header declared, with plain 0644 permissions
+    (no setuid/setgid bits, whatever the archive says)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    src = tf.extractfile(member)
+    remaining = member.size
+    with os.fdopen(fd, "wb") as f:
+        while remaining > 0:
+            block = src.read(min(remaining, 1 << 20))
+            if not block:
+                raise IOError("{}: archive ends {} bytes early".format(member.name, remaining))
+            f.write(block)
+            remaining -= len(block)
+
+
+def unpack_bundle(tar_path, dest, max_bytes=MAX_BUNDLE_BYTES):
+    """Unpack a bundle .tar.gz and return the dir with manifest.json (``dest``).
+
+    Python 3.6 has no tarfile filters, so every check is done here, on the headers, before anything is written:
+    regular files and directories only (no links, FIFOs, device nodes, sparse files), paths inside the bundle,
+    each file's size equal to the manifest's, the total under ``max_bytes`` and the free disk space. Nothing is
+    left behind on failure."""
     tmp = dest + ".unpack"
     remove_tree(tmp)
     os.makedirs(tmp)
     try:
         with tarfile.open(tar_path, "r:*") as tf:
-            for member in tf.getmembers():
-                rel = safe_member_path(member.name, "bundle")
-                if rel == ".":
-                    continue
+            members, prefix, total = plan_unpack(tf, tar_path, max_bytes)
+            check_disk_space(tmp, total)
+            for member, rel in members:
                 target = os.path.join(tmp, rel)
                 if member.isdir():
                     if not os.path.isdir(target):
-                        os.makedirs(target)
-                elif member.isfile():
-                    if not os.path.isdir(os.path.dirname(target)):
-                        os.makedirs(os.path.dirname(target))
-                    src = tf.extractfile(member)
-                    with open(target, "wb") as f:
-                        shutil.copyfileobj(src, f, 1 << 20)
-                else:
-                    raise AgentError("bundle: {!r} is a link or special file; bundles hold regular files only"
-                                     .format(member.name), "corrupt")
-    except (tarfile.TarError, EOFError, IOError, OSError, zlib_error()) as exc:
+                        os.makedirs(target, 0o755)
+                    continue
+                if not os.path.isdir(os.path.dirname(target)):
+                    os.makedirs(os.path.dirname(target), 0o755)
+                write_member(tf, member, target)
+    except AgentError:
+        remove_tree(tmp)
+        raise
+    except (IOError, OSError) as exc:
+        remove_tree(tmp)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise AgentError("the disk under {} filled up while unpacking the bundle; free space or remove old "
+                             "versions (flash with --keep 1)".format(os.path.dirname(dest)), "disk") from None
+        raise AgentError("bundle archive {} is damaged ({}); the upload was cut or the file is corrupt, flash "
+                         "again".format(tar_path, exc), "corrupt") from None
+    except (tarfile.TarError, EOFError, zlib_error()) as exc:
         remove_tree(tmp)
         raise AgentError("bundle archive {} is damaged ({}); the upload was cut or the file is corrupt, flash "
                          "again".format(tar_path, exc), "corrupt") from None
-    root = tmp
-    entries = [e for e in os.listdir(tmp)]
-    if "manifest.json" not in entries and len(entries) == 1 and os.path.isdir(os.path.join(tmp, entries[0])):
-        root = os.path.join(tmp, entries[0])
-    if not os.path.isfile(os.path.join(root, "manifest.json")):
-        remove_tree(tmp)
-        raise AgentError("bundle {} has no manifest.json; make it with `edge-sdk build`".format(tar_path),
-                         "corrupt")
-    os.rename(root, dest)
+    root = os.path.join(tmp, prefix) if prefix else tmp
+    os.rename(root.rstrip(os.sep), dest)
     remove_tree(tmp)
     return dest
 
@@ -438,6 +622,13 @@ def zlib_error():
     return zlib.error
 
 
+def referenced_files(manifest):
+    """The files manifest.json tells the runtime to load: each must be listed (and so hashed) too."""
+    engine = manifest.get("engine") if isinstance(manifest.get("engine"), dict) else {}
+    names = [manifest.get("model")] + [engine.get(k) for k in ("file", "source_model", "calib_cache")]
+    return [n if isinstance(n, str) else repr(n) for n in names if n is not None]
+
+
 def verify_bundle(bundle_dir):
     """Check every file against manifest.json (size and sha256); refuse missing or unlisted files."""
     manifest = read_json(os.path.join(bundle_dir, "manifest.json"))
@@ -448,8 +639,13 @@ def verify_bundle(bundle_dir):
         raise AgentError("bundle format {!r} version {!r} is not supported by this agent (knows edge-sdk-bundle "
                          "1); update edge-sdk".format(fmt, fmt_version), "corrupt")
     files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise AgentError("bundle manifest.json lists no files", "corrupt")
+    if not isinstance(files, dict) or not files or not all(isinstance(e, dict) for e in files.values()):
+        raise AgentError("bundle manifest.json lists no files (expected `files`: {name: {sha256, size}})",
+                         "corrupt")
+    for rel in referenced_files(manifest):
+        if rel not in files:
+            raise AgentError("bundle manifest.json names {!r} as a file the runtime loads but does not list and "
+                             "hash it; rebuild the bundle with `edge-sdk build`".format(rel), "corrupt")
     present = set()
     for dirpath, _dirs, names in os.walk(bundle_dir):
         for name in names:
@@ -525,6 +721,19 @@ def ensure_deps(python, layout, mode, wheelhouse):
 
 # ------------------------------------------------------------------------------------------- service
 
+# The device id rule of edge_sdk/runtime/ids.py (the agent imports nothing from edge_sdk): it names MQTT topics,
+# broker users, the systemd unit and files, so nothing else gets through.
+DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+VERSION_RE = re.compile(r"\A[A-Za-z0-9_.+-]{1,128}\Z")  # the host's version label rule (release.py)
+
+
+def check_device_id(device_id, what="device id"):
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id) or device_id in (".", ".."):
+        raise AgentError("{} {!r} is not usable: use 1-64 letters, digits, '_', '.', '-' (not '.' or '..'); it "
+                         "names MQTT topics, broker users and files".format(what, device_id), "config")
+    return device_id
+
+
 
 def runtime_env(layout, version):
     env = dict(os.environ)
@@ -546,7 +755,15 @@ def resolve_python(python):
 
 
 def systemd_escape(arg):
-    """Quote one ExecStart argument: shell-like quotes, and % / $ are specifier / variable characters there."""
+    """Quote one ExecStart argument: shell-like quotes, and % / $ are specifier / variable characters there.
+
+    A unit file is line-based and quotes do not span lines, so a newline (or any other control character)
+    would start a new directive (``ExecStartPre=...``): such an argument is refused, never written."""
+    bad = [i for i, c in enumerate(arg) if ord(c) < 0x20 or ord(c) == 0x7f]
+    if bad:  # the argument itself is not shown: run_args may hold a camera password
+        raise AgentError("refusing to write a systemd unit: an argument (from the inventory's run_args, python, "
+                         "root or device_id) contains the control character {!r} at position {}; remove it".format(
+                             arg[bad[0]], bad[0]), "config")
     return shlex.quote(arg).replace("%", "%%").replace("$", "$$")
 
 
@@ -560,7 +777,7 @@ def render_command(service, layout, version):
         "site": os.path.join(vdir, "site"),
         "bundle": os.path.join(vdir, "bundle"),
         "health_file": layout.path(HEALTH_FILE),
-        "device_id": service.get("device_id") or socket.gethostname(),
+        "device_id": check_device_id(service.get("device_id") or socket.gethostname()),
         "version": version,
     }
     template = service.get("command") or DEFAULT_COMMAND
@@ -577,6 +794,7 @@ def unit_text(service, layout, version):
     """A systemd unit that runs this version; Restart=on-failure keeps it up across crashes."""
     argv = render_command(service, layout, version)
     env = "PYTHONPATH={}:{}".format(layout.path("versions", version, "site"), layout.path("deps", "site"))
+    systemd_escape(layout.path("versions", version))  # WorkingDirectory= is written unquoted: check it all the same
     return "\n".join([
         "[Unit]",
         "Description=edge-sdk pose runtime ({})".format(version),
@@ -1036,7 +1254,9 @@ def install_locked(args, layout):
                    "python": args.python or sys.executable, "run_args": args.run_args, "device_id": args.device_id,
                    "systemctl": args.systemctl, "health_mqtt": args.health_mqtt, "mqtt_prefix": args.mqtt_prefix}
         write_json_atomic(os.path.join(stage, "service.json"), service)
+        check_device_id(args.service_name, "service name")  # a unit file name
         render_command(service, layout, version)  # refuse a bad template before touching anything
+        unit_text(service, layout, version)  # ... and a unit that newlines would rewrite
         if args.service == "systemd" and not shutil.which(args.systemctl):
             raise AgentError("this device has no systemd ({} not found); flash it with --no-service (the runtime "
                              "then runs as a background process with a pid file)".format(args.systemctl), "config")
@@ -1171,6 +1391,10 @@ def main(argv=None):
         emit("result", ok=False, code="usage", error="no command given")
         return 2
     try:
+        for label in (getattr(args, "version", None), getattr(args, "to", None)):
+            if label is not None and (not VERSION_RE.match(label) or label in (".", "..")):
+                raise AgentError("version label {!r}: use letters, digits and . - _ + only (it names a directory "
+                                 "and the systemd unit's description)".format(label), "usage")
         if args.action != "info" and not os.path.isdir(layout.root):
             os.makedirs(layout.root)
         handlers[args.action](args, layout)

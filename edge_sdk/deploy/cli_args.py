@@ -60,6 +60,8 @@ def select_devices(args: argparse.Namespace, extra: dict | None = None, id_from:
         if id_from == "name":
             for d in devices:
                 d.device_id = d.device_id or d.host
+    for d in devices:
+        check_device_ids(d)
     names = [d.name for d in devices]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -67,6 +69,22 @@ def select_devices(args: argparse.Namespace, extra: dict | None = None, id_from:
     if args.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
     return devices
+
+
+def check_device_ids(device) -> None:
+    """The ids a device's name ends up in on the device and the broker: its MQTT id (topics, ACL, the runtime's
+    --device-id) and its systemd unit name; one rule (edge_sdk.runtime.ids), checked before any connection."""
+    from edge_sdk.deploy.inventory import check_mqtt_prefix
+    from edge_sdk.runtime.ids import check_device_id
+
+    if device.device_id is not None:
+        try:
+            check_device_id(device.device_id)
+        except ConfigError as exc:
+            raise ConfigError("device {}: {}; set device_id in the inventory or use --device-id-from hostname"
+                              .format(device.name, exc)) from None
+    check_device_id(device.service_name, "device {}: service_name".format(device.name))
+    check_mqtt_prefix(device.mqtt_prefix, "device {}: mqtt_prefix".format(device.name))
 
 
 def flash_options(args: argparse.Namespace, **kwargs):

@@ -151,7 +151,7 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
     finally:
         conn.close()
     status = result.get("status") or ("updated" if result.get("ok") else "failed")
-    if not result.get("ok") and result.get("code") in ("wrong-target", "corrupt"):
+    if not result.get("ok") and result.get("code") in ("wrong-target", "corrupt", "refused"):
         status = "refused"
     message = result.get("message", "") if result.get("ok") else result.get("error", "")
     return DeviceResult(name, device.address, status, old, release.version, message, watch.seconds,

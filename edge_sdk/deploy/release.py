@@ -126,18 +126,22 @@ def read_bundle(bundle: Path, workdir: Path) -> tuple[dict, Path, bytes]:
             manifest = agent.verify_bundle(str(bundle))
             tar_path = workdir / (bundle.name + ".tar.gz")
             with tarfile.open(tar_path, "w:gz", compresslevel=6) as tf:
-                for path in sorted(bundle.rglob("*")):
+                # manifest.json first: the device checks each later file's size against it before unpacking it
+                for path in sorted(bundle.rglob("*"), key=lambda p: (p.name != "manifest.json", p)):
                     if path.is_symlink() or not (path.is_file() or path.is_dir()):
                         raise BundleError("{}: {} is a link or special file; bundles hold regular files only"
                                           .format(bundle, path.relative_to(bundle)))
                     tf.add(path, arcname=path.relative_to(bundle).as_posix(), recursive=False)
             manifest_bytes = (bundle / "manifest.json").read_bytes()
         elif tarfile.is_tarfile(bundle):
-            unpacked = agent.unpack_bundle(str(bundle), tempfile.mkdtemp(dir=workdir) + "/bundle")
-            manifest = agent.verify_bundle(unpacked)
+            scratch = tempfile.mkdtemp(dir=workdir)
+            try:  # the agent's own bounded unpack: a bomb or a sparse member is refused here, before any upload
+                unpacked = agent.unpack_bundle(str(bundle), scratch + "/bundle")
+                manifest = agent.verify_bundle(unpacked)
+                manifest_bytes = Path(unpacked, "manifest.json").read_bytes()
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
             tar_path = bundle
-            manifest_bytes = Path(unpacked, "manifest.json").read_bytes()
-            shutil.rmtree(Path(unpacked).parent)
         else:
             raise BundleError("{}: not a bundle (expected a directory with manifest.json or its .tar.gz)"
                               .format(bundle))

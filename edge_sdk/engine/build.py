@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ class BuildRequest:
     strict: bool = False
     engine: str = "auto"  # auto | device (always leave the engine to the device) | local (must build here)
     archive: bool = True
+    jetpack: str | None = None  # the JetPack release the device runs (None: the newest the profile lists)
+    version_compatible: bool = False  # a later TensorRT of the same major version may run the engine (8.6+)
+    hardware_compatible: bool = False  # the engine runs on any Ampere+ discrete GPU (8.6+, not on JetPack)
 
 
 @dataclass
@@ -84,13 +87,18 @@ def local_build_check(target: Target) -> tuple[bool, str]:
     if target.backend != "tensorrt":
         return False, "target '{}' runs ONNX Runtime; no engine".format(target.name)
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except ImportError:
         return False, "this host has no TensorRT"
     local = detect_local_target()
     if target.kind == "jetson":
         if local is None or local.name != target.name:
             return False, "this host is {}, not a {}".format(local.name if local else "not a Jetson", target.name)
+        installed = str(getattr(tensorrt, "__version__", ""))
+        wanted = (target.tensorrt or "").split(".")
+        if installed.split(".")[:len(wanted)] != wanted:
+            return False, "this {} runs TensorRT {}, the bundle is for TensorRT {} (JetPack {}; --jetpack for " \
+                          "this one)".format(target.name, installed, target.tensorrt, target.jetpack)
         return True, ""
     cc = local_compute_capability()
     if local is None or cc is None:
@@ -116,158 +124,323 @@ def _calibrate(model_path: str, source: str, out_dir: str, method: str, count: i
     return calibrate(model_path, source, out_dir, method=method, count=count)
 
 
+@dataclass
+class BuildState:
+    """What one build carries from step to step (each step below reads and fills part of it)."""
+
+    req: BuildRequest
+    echo: Callable[[str], None]
+    target: Target | None = None
+    model: Any = None
+    meta: Any = None
+    decision: Any = None
+    reports: list = field(default_factory=list)
+    pass_options: dict[str, Any] = field(default_factory=dict)
+    raw_dtype: str = "float32"
+    work: Path | None = None
+    float_path: str = ""
+    qdq_path: str | None = None
+    fp16_path: str | None = None
+    source_model: str = "model.onnx"
+    extra_files: dict[str, str] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    calib_summary: str | None = None
+    onnxruntime_options: dict[str, Any] | None = None
+    step: int = 0
+    steps: int = 5
+
+    def progress(self, text: str) -> None:
+        self.step += 1
+        self.echo("[{}/{}] {}".format(self.step, self.steps, text))
+
+    def note(self, text: str) -> None:
+        self.echo("      " + text)
+
+
 def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult:
     """Run the whole build; raises EdgeSdkError subclasses on bad input (before any slow step where possible)."""
-    from edge_sdk.bundle_writer import Precision, check_output_dir, human_size, write_bundle
-    from edge_sdk.engine.precision import decide_precision
-    from edge_sdk.graph import run_passes
-    from edge_sdk.graph.common import check_outputs, get_meta, load_model
-    from edge_sdk.graph.rewrite import format_report, save_model
+    from edge_sdk.bundle_writer import human_size
 
-    steps = 5
-    step = [0]
+    state = BuildState(req, echo)
+    select_target(state)
+    load_and_decide(state)
+    rewrite_graph(state)
+    state.work = Path(tempfile.mkdtemp(prefix="edge-sdk-build-"))
+    try:
+        from edge_sdk.graph.rewrite import save_model
 
-    def progress(text: str) -> None:
-        step[0] += 1
-        echo("[{}/{}] {}".format(step[0], steps, text))
+        state.float_path = str(state.work / "model.onnx")
+        save_model(state.model, state.float_path)
+        calibrate_int8(state)
+        convert_fp16(state)
+        append_peaks(state)
+        make_engine(state)
+        result = write_output(state)
+    finally:
+        shutil.rmtree(state.work, ignore_errors=True)
+    echo("")
+    echo(summary_table(state.reports, state.decision, result, human_size))
+    return BuildResult(result.directory, result.archive if req.archive else None, result.manifest, state.reports,
+                       result.files)
 
-    target = get_target(req.target)
-    progress("target {}: {}".format(target.name, target.description))
+
+def select_target(state: BuildState) -> None:
+    """The profile, set for the JetPack release the device runs (--jetpack; default: the newest it lists)."""
+    from edge_sdk.bundle_writer import check_output_dir
+
+    req = state.req
+    state.target = get_target(req.target).with_stack(req.jetpack)
+    state.progress("target {}: {}".format(state.target.name, state.target.description))
+    stack = state.target.stack
+    if stack is not None:
+        state.note("software {}{}".format(stack.label, "" if req.jetpack else " (the newest it runs; --jetpack X.Y "
+                                                                         "for another)"))
     check_output_dir(req.output)
-    model = load_model(req.model)
-    meta = get_meta(model)
-    check_outputs(model, meta, where=req.model)
+
+
+def load_and_decide(state: BuildState) -> None:
+    """Load the export, check its outputs and decide precision and accelerator (printed, never silent)."""
+    from edge_sdk.engine.precision import decide_precision
+    from edge_sdk.graph.common import check_outputs, get_meta, load_model
+
+    req, target = state.req, state.target
+    state.model = load_model(req.model)
+    state.meta = get_meta(state.model)
+    if state.meta.assumed:  # the bundle will carry these as its metadata: say so once, here
+        from edge_sdk.runtime.model_meta import assumption_line
+
+        state.note(assumption_line(state.meta, req.model))
+    check_outputs(state.model, state.meta, where=req.model)
     decision = decide_precision(target, req.precision, have_calibration=bool(req.calib), strict=req.strict,
                                 dla_core=req.dla_core)
-    echo("      precision {} (requested {}){}".format(decision.used.upper(), decision.requested,
-                                                    ", DLA core {} + GPU fallback".format(decision.dla_core)
-                                                    if decision.dla_core is not None else ""))
+    state.echo("      precision {} (requested {}){}".format(
+        decision.used.upper(), decision.requested,
+        ", DLA core {} + GPU fallback".format(decision.dla_core) if decision.dla_core is not None else ""))
     if decision.reason:
-        echo("      note: " + decision.reason)
+        state.note("note: " + decision.reason)
+    state.decision = decision
 
-    width, height, why = choose_input_size(model, meta, target, req.input_size)
-    echo("      input {}x{} ({})".format(width, height, why))
-    progress("rewrite {} ({} nodes) for {}x{} input".format(os.path.basename(req.model), len(model.graph.node),
-                                                            width, height))
-    dtype = raw_input_dtype(target)
-    options = {"shape": {"width": width, "height": height, "batch": req.batch},
-               "normalize": {"dtype": dtype, "layout": "NHWC", "color": "BGR"},
-               "peaks": {"k": req.peaks or 10, "threshold": req.peak_threshold}}
-    options["normalize"]["on_unsupported"] = "skip"  # a model we cannot fold keeps its CPU normalisation
+
+def rewrite_graph(state: BuildState) -> None:
+    """The deployment graph: fold, layout, prune, normalisation into the first conv, static input shape."""
+    from edge_sdk.graph import run_passes
+    from edge_sdk.graph.rewrite import format_report
+
+    req, target, model = state.req, state.target, state.model
+    width, height, why = choose_input_size(model, state.meta, target, req.input_size)
+    state.note("input {}x{} ({})".format(width, height, why))
+    state.progress("rewrite {} ({} nodes) for {}x{} input".format(os.path.basename(req.model), len(model.graph.node),
+                                                                  width, height))
+    state.raw_dtype = raw_input_dtype(target)
+    state.pass_options = {"shape": {"width": width, "height": height, "batch": req.batch},
+                          "normalize": {"dtype": state.raw_dtype, "layout": "NHWC", "color": "BGR",
+                                        # a model we cannot fold keeps its CPU normalisation
+                                        "on_unsupported": "skip"},
+                          "peaks": {"k": req.peaks or 10, "threshold": req.peak_threshold}}
     names = ["fold", "transposes", "prune", "normalize", "shape", "fold"]
-    model, meta, reports = run_passes(model, names, options, meta=meta,
-                                      progress=lambda r: echo("      " + format_report(r)))
+    state.model, state.meta, state.reports = run_passes(model, names, state.pass_options, meta=state.meta,
+                                                        progress=lambda r: state.note(format_report(r)))
     if target.backend == "tensorrt":
-        from edge_sdk.engine.tensorrt_ops import unsupported_ops
+        warn_unsupported_ops(state)
 
-        missing_ops = unsupported_ops(model, target.tensorrt)
-        if missing_ops:
-            message = ("the model uses {} which TensorRT {} cannot import (onnx-tensorrt operator matrix); the "
-                       "engine build on {} will fail -- change those layers in training".format(
-                           ", ".join(missing_ops), target.tensorrt, target.name))
-            if req.strict:
-                raise ConfigError(message + " (--strict)")
-            echo("      warning: " + message)
-    work = Path(tempfile.mkdtemp(prefix="edge-sdk-build-"))
-    try:
-        float_path = str(work / "model.onnx")
-        save_model(model, float_path)
-        extra_files: dict[str, str] = {}
-        engine: dict[str, Any] = {}
-        source_model = "model.onnx"
 
-        progress("calibrate INT8" if decision.needs_calibration else "calibration: not needed for {}".format(
-            decision.used.upper()))
-        calib_summary = None
-        qdq_path = None
-        if decision.needs_calibration:
-            result = _calibrate(float_path, req.calib, str(work / "calib"), req.calib_method, req.calib_count,
-                                trt_version=target.tensorrt if target.backend == "tensorrt" else None)
-            qdq_path, cache_path = result.get("qdq_model"), result.get("cache")
-            if cache_path and os.path.isfile(cache_path):
-                extra_files["calib.cache"] = cache_path
-                engine["calib_cache"] = "calib.cache"
-            # the accuracy report (JSON + text) and its plots travel with the bundle
-            report_paths = [result.get("report"), result.get("report_text")]
-            report_dir = Path(str(result["report"])).parent if result.get("report") else None
-            if report_dir is not None and report_dir.is_dir():
-                report_paths += sorted(str(p) for p in report_dir.glob("*.png"))
-            for path in report_paths:
-                if path and os.path.isfile(path):
-                    name = os.path.basename(str(path))
-                    extra_files[name if name.startswith("calib") else "calib_" + name] = str(path)
-            calib_summary = result.get("summary")
-            if calib_summary:
-                for line in str(calib_summary).splitlines():
-                    echo("      " + line)
+def warn_unsupported_ops(state: BuildState) -> None:
+    from edge_sdk.engine.tensorrt_ops import unsupported_ops
 
-        if req.peaks:  # after calibration: peak extraction is post-processing, never quantised
-            model, meta, peak_reports = run_passes(model, ["peaks"], options, meta=meta,
-                                                   progress=lambda r: echo("      " + format_report(r)))
-            reports += peak_reports
-            save_model(model, float_path)
-            if qdq_path:
-                from edge_sdk.graph.common import load_model as _load
+    target = state.target
+    missing_ops = unsupported_ops(state.model, target.tensorrt)
+    if missing_ops:
+        message = ("the model uses {} which TensorRT {} cannot import (onnx-tensorrt operator matrix); the engine "
+                   "build on {} will fail -- change those layers in training".format(
+                       ", ".join(missing_ops), target.tensorrt, target.name))
+        if state.req.strict:
+            raise ConfigError(message + " (--strict)")
+        state.note("warning: " + message)
 
-                qdq, _, _ = run_passes(_load(qdq_path), ["peaks"], options)
-                qdq_path = str(work / "model.qdq.onnx")
-                save_model(qdq, qdq_path)
-        if qdq_path:
-            extra_files["model.qdq.onnx"] = str(qdq_path)
-            source_model = "model.qdq.onnx" if decision.dla_core is None else "model.onnx"
 
-        onnxruntime_options = None
-        if target.backend == "onnxruntime":
-            progress("engine: none (ONNX Runtime on the CPU)")
-            engine.update({"status": "none", "file": None})
-            onnxruntime_options = dict(target.onnxruntime)
-        else:
-            from edge_sdk.engine.tensorrt_builder import EngineOptions, build_serialized_engine
+def calibrate_int8(state: BuildState) -> None:
+    """INT8: ranges from the calibration frames -> Q/DQ model + TensorRT cache + accuracy report (all shipped)."""
+    req, target, decision = state.req, state.target, state.decision
+    state.progress("calibrate INT8" if decision.needs_calibration else "calibration: not needed for {}".format(
+        decision.used.upper()))
+    if not decision.needs_calibration:
+        return
+    result = _calibrate(state.float_path, req.calib, str(state.work / "calib"), req.calib_method, req.calib_count,
+                        trt_version=target.tensorrt if target.backend == "tensorrt" else None)
+    state.qdq_path, cache_path = result.get("qdq_model"), result.get("cache")
+    if cache_path and os.path.isfile(cache_path):
+        state.extra_files["calib.cache"] = cache_path
+        state.engine["calib_cache"] = "calib.cache"
+    # the accuracy report (JSON + text) and its plots travel with the bundle
+    report_paths = [result.get("report"), result.get("report_text")]
+    report_dir = Path(str(result["report"])).parent if result.get("report") else None
+    if report_dir is not None and report_dir.is_dir():
+        report_paths += sorted(str(p) for p in report_dir.glob("*.png"))
+    for path in report_paths:
+        if path and os.path.isfile(path):
+            name = os.path.basename(str(path))
+            state.extra_files[name if name.startswith("calib") else "calib_" + name] = str(path)
+    state.calib_summary = result.get("summary")
+    for line in str(state.calib_summary or "").splitlines():
+        state.note(line)
 
-            engine_options = EngineOptions(
-                precision=decision.used, workspace_mb=req.workspace_mb or target.default_workspace_mb,
-                dla_core=decision.dla_core, input_shape=meta.input.shape, max_batch=req.batch,
-                explicit_quantization=source_model.endswith(".qdq.onnx"))
-            engine.update({"options": engine_options.to_dict(), "source_model": source_model,
-                           # flat copies read by the runtime's TensorRT backend (bundle_engine_settings)
-                           "dla_core": decision.dla_core, "workspace_mb": engine_options.workspace_mb,
-                           "tensorrt_expected": target.tensorrt, "compute_capability": target.compute_capability})
-            can_build, why_not = local_build_check(target) if req.engine != "device" else (False, "--engine device")
-            if req.engine == "local" and not can_build:
-                raise ConfigError("--engine local: cannot build the {} engine here ({})".format(target.name,
-                                                                                              why_not))
-            if can_build:
-                progress("engine: building with TensorRT on this machine")
-                timing = str(work / "timing.cache")
-                engine_options.timing_cache = timing
-                engine_options.calib_cache = extra_files.get("calib.cache")
-                source = float_path if source_model == "model.onnx" else qdq_path
-                plan, info = build_serialized_engine(source, engine_options, log=lambda m: echo("      " + m))
-                plan_path = work / "engine.plan"
-                plan_path.write_bytes(plan)
-                engine.update({"status": "built", "file": str(plan_path), "built": info})
-                if os.path.isfile(timing):
-                    extra_files["timing.cache"] = timing
-            else:
-                progress("engine: built on the device at first start ({}; {})".format(why_not,
-                                                                                     ENGINE_PORTABILITY))
-                engine.update({"status": "build-on-device", "file": None, "reason": why_not})
 
-        progress("bundle -> {}".format(req.output))
-        graph_info = {"passes": [r.to_dict() for r in reports], "raw_input_dtype": dtype}
-        if calib_summary:
-            graph_info["calibration_summary"] = str(calib_summary)
-        result = write_bundle(req.output, model_path=float_path, meta=meta, target=target,
-                              precision=Precision(decision.requested, decision.used, decision.reason), engine=engine,
-                              extra_files=extra_files, graph=graph_info, onnxruntime_options=onnxruntime_options,
-                              make_archive=req.archive)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def strongly_typed(target: Target) -> bool:
+    """Whether the target's TensorRT builds strongly typed networks (10.12+: FP16/INT8 flags deprecated, 11:
+    removed), so precision must be in the ONNX. A GPU host target also counts when the TensorRT installed here
+    is such."""
+    from edge_sdk.engine.tensorrt_builder import STRONGLY_TYPED_FROM, builds_strongly_typed, parse_version
 
-    echo("")
-    echo(summary_table(reports, decision, result, human_size))
-    return BuildResult(result.directory, result.archive if req.archive else None, result.manifest, reports,
-                       result.files)
+    if target.backend != "tensorrt":
+        return False
+    if parse_version(target.tensorrt) >= STRONGLY_TYPED_FROM:
+        return True
+    if target.kind == "discrete-gpu":
+        try:
+            import tensorrt
+        except ImportError:
+            return False
+        return builds_strongly_typed(tensorrt)
+    return False
+
+
+def convert_fp16(state: BuildState) -> None:
+    """FP16 for a strongly typed TensorRT: the fp16 pass writes model.fp16.onnx (checked with ONNX Runtime)."""
+    from edge_sdk.graph import run_passes
+    from edge_sdk.graph.rewrite import format_report, save_model
+
+    target = state.target
+    if state.decision.used != "fp16" or target.backend != "tensorrt":
+        return
+    if strongly_typed(target):
+        state.note("TensorRT {} builds strongly typed networks: FP16 comes from an FP16 model".format(
+            target.tensorrt))
+    elif target.kind == "discrete-gpu" and state.req.engine != "local":
+        state.note("the GPU host's TensorRT is not known here: the FP16 model ships too, for TensorRT 10.12+")
+    else:
+        return
+    half, _, reports = run_passes(state.model, ["fp16"], {}, meta=state.meta,
+                                  progress=lambda r: state.note(format_report(r)))
+    state.reports += reports
+    state.fp16_path = str(state.work / "model.fp16.onnx")
+    save_model(half, state.fp16_path)
+
+
+def append_peaks(state: BuildState) -> None:
+    """--peaks K: top-K peak extraction on the GPU, appended after calibration (post-processing, never quantised
+    or converted to FP16) to every model the bundle ships."""
+    from edge_sdk.graph import run_passes
+    from edge_sdk.graph.common import load_model
+    from edge_sdk.graph.rewrite import format_report, save_model
+
+    if not state.req.peaks:
+        return
+    state.model, state.meta, peak_reports = run_passes(state.model, ["peaks"], state.pass_options, meta=state.meta,
+                                                       progress=lambda r: state.note(format_report(r)))
+    state.reports += peak_reports
+    save_model(state.model, state.float_path)
+    for attribute, name in (("qdq_path", "model.qdq.onnx"), ("fp16_path", "model.fp16.onnx")):
+        path = getattr(state, attribute)
+        if path:
+            extended, _, _ = run_passes(load_model(path), ["peaks"], state.pass_options)
+            setattr(state, attribute, str(state.work / ("peaks." + name)))
+            save_model(extended, getattr(state, attribute))
+
+
+def choose_source_model(state: BuildState) -> str:
+    """Which shipped ONNX the engine is built from: Q/DQ for INT8 where the target's TensorRT prefers explicit
+    quantisation (10.1+ on the GPU, always from 11), the FP16 model on a strongly typed TensorRT, else the float
+    model (with the calibration cache for INT8 on 8.x and DLA before 11)."""
+    from edge_sdk.engine.tensorrt_builder import prefers_explicit_quantization
+
+    if state.qdq_path:
+        state.extra_files["model.qdq.onnx"] = state.qdq_path
+    if state.fp16_path:
+        state.extra_files["model.fp16.onnx"] = state.fp16_path
+        if strongly_typed(state.target):
+            return "model.fp16.onnx"
+        state.engine["strongly_typed_source"] = "model.fp16.onnx"  # what a TensorRT 11 device builds from
+    decision = state.decision
+    if state.qdq_path and prefers_explicit_quantization(state.target.tensorrt, decision.dla_core is not None):
+        return "model.qdq.onnx"
+    return "model.onnx"
+
+
+def check_compatibility_request(req: BuildRequest, target: Target) -> None:
+    """--version-compatible / --hardware-compatible only where the target's TensorRT and GPU have them."""
+    from edge_sdk.engine.tensorrt_builder import parse_version
+
+    if not (req.version_compatible or req.hardware_compatible):
+        return
+    if parse_version(target.tensorrt) < (8, 6):
+        raise ConfigError("--version-compatible/--hardware-compatible need TensorRT 8.6+, and {} runs TensorRT {} "
+                          "(pick a newer stack with --jetpack, or drop the flag)".format(target.name, target.tensorrt))
+    if req.hardware_compatible:
+        cc = tuple(int(p) for p in (target.compute_capability or "0.0").split("."))
+        if target.kind != "discrete-gpu" or cc < (8, 0):
+            raise ConfigError("--hardware-compatible is for Ampere-or-later discrete GPUs (TensorRT's "
+                              "AMPERE_PLUS level; not supported on JetPack); {} is {} {}".format(
+                                  target.name, target.kind, target.sm))
+
+
+def make_engine(state: BuildState) -> None:
+    """The engine: none (ONNX Runtime), built here when this machine can, else a recipe for the device."""
+    req, target, decision = state.req, state.target, state.decision
+    if target.backend == "onnxruntime":
+        state.progress("engine: none (ONNX Runtime on the CPU)")
+        state.engine.update({"status": "none", "file": None})
+        state.onnxruntime_options = dict(target.onnxruntime)
+        return
+    from edge_sdk.engine.tensorrt_builder import EngineOptions, build_serialized_engine
+
+    source_model = choose_source_model(state)
+    check_compatibility_request(req, target)
+    engine_options = EngineOptions(
+        precision=decision.used, workspace_mb=req.workspace_mb or target.default_workspace_mb,
+        dla_core=decision.dla_core, input_shape=state.meta.input.shape, max_batch=req.batch,
+        explicit_quantization=source_model == "model.qdq.onnx", fp16_model=source_model == "model.fp16.onnx",
+        version_compatible=req.version_compatible,
+        hardware_compatibility="ampere_plus" if req.hardware_compatible else None)
+    state.engine.update({"options": engine_options.to_dict(), "source_model": source_model,
+                         # flat copies read by the runtime's TensorRT backend (bundle_engine_settings)
+                         "dla_core": decision.dla_core, "workspace_mb": engine_options.workspace_mb,
+                         "tensorrt_expected": target.tensorrt, "compute_capability": target.compute_capability})
+    can_build, why_not = local_build_check(target) if req.engine != "device" else (False, "--engine device")
+    if req.engine == "local" and not can_build:
+        raise ConfigError("--engine local: cannot build the {} engine here ({})".format(target.name, why_not))
+    if not can_build:
+        state.progress("engine: built on the device at first start ({}; {})".format(why_not, ENGINE_PORTABILITY))
+        state.engine.update({"status": "build-on-device", "file": None, "reason": why_not})
+        return
+    state.progress("engine: building with TensorRT on this machine")
+    timing = str(state.work / "timing.cache")
+    engine_options.timing_cache = timing
+    engine_options.calib_cache = state.extra_files.get("calib.cache")
+    source = {"model.onnx": state.float_path, "model.qdq.onnx": state.qdq_path,
+              "model.fp16.onnx": state.fp16_path}[source_model]
+    plan, info = build_serialized_engine(source, engine_options, log=state.note)
+    if target.kind == "discrete-gpu":  # the bundle is for the TensorRT that built it
+        state.target = replace(target, tensorrt=".".join(str(info["tensorrt"]).split(".")[:2]))
+    plan_path = state.work / "engine.plan"
+    plan_path.write_bytes(plan)
+    state.engine.update({"status": "built", "file": str(plan_path), "built": info})
+    if os.path.isfile(timing):
+        state.extra_files["timing.cache"] = timing
+
+
+def write_output(state: BuildState):
+    """The bundle directory (+ archive): manifest with hashes, target profile and the software stack."""
+    from edge_sdk.bundle_writer import Precision, write_bundle
+
+    req, decision = state.req, state.decision
+    state.progress("bundle -> {}".format(req.output))
+    graph_info = {"passes": [r.to_dict() for r in state.reports], "raw_input_dtype": state.raw_dtype}
+    if state.calib_summary:
+        graph_info["calibration_summary"] = str(state.calib_summary)
+    return write_bundle(req.output, model_path=state.float_path, meta=state.meta, target=state.target,
+                        precision=Precision(decision.requested, decision.used, decision.reason), engine=state.engine,
+                        extra_files=state.extra_files, graph=graph_info,
+                        onnxruntime_options=state.onnxruntime_options, make_archive=req.archive)
 
 
 def summary_table(reports, decision, result, human_size) -> str:

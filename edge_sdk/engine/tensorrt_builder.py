@@ -1,27 +1,34 @@
-"""Build a serialized TensorRT engine from an ONNX file, with the TensorRT Python API of 8.2 through 10.x.
+"""Build a serialized TensorRT engine from an ONNX file, with the TensorRT Python API of 8.2 through 11.x.
 
 Python 3.6 syntax, standard library + ``tensorrt`` only: the device runs this at first start when the host
 that made the bundle could not build for it (engines are specific to one GPU and one TensorRT version).
 Version differences are handled by feature detection, not version numbers, where the API allows:
 
 * network flags: EXPLICIT_BATCH on TensorRT < 10 (required there for ONNX); TensorRT 10 networks are always
-  explicit-batch and the flag is deprecated, so none is passed;
+  explicit-batch and the flag is deprecated, so none is passed; STRONGLY_TYPED on 10.12+; TensorRT 11
+  networks are always strongly typed (the flag is deprecated and ignored there), so none is passed either;
+* precision: FP16/INT8 builder flags before 10.12; from 10.12 (flags deprecated) and on 11 (flags removed)
+  the ONNX carries it: an FP16 model (``model.fp16.onnx``, graph pass ``fp16``) or the Q/DQ model;
 * workspace: ``config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)`` (8.4+), else
   ``config.max_workspace_size`` (8.2, removed in 10);
 * build: ``builder.build_serialized_network`` (8.0+), else ``build_engine(...).serialize()``;
-* INT8: Q/DQ (explicit quantisation) models need only the INT8 flag; otherwise a calibrator that replays a
-  calibration cache (``calib.cache``), so no images or CUDA buffers are needed on the device;
+* INT8: Q/DQ (explicit quantisation) models need only the INT8 flag; otherwise (8.x, DLA before 11) a
+  calibrator that replays a calibration cache (``calib.cache``), so no images or CUDA buffers are needed on the
+  device; its base class is deprecated from 10.1 and gone in 11 (:func:`prefers_explicit_quantization`);
+* compatibility: VERSION_COMPATIBLE (+ EXCLUDE_LEAN_RUNTIME) and hardware_compatibility_level = AMPERE_PLUS
+  where asked for (TensorRT 8.6+; see docs/tensorrt.md);
 * DLA: default_device_type = DLA, DLA_core = N, GPU_FALLBACK for layers the DLA cannot run;
 * timing cache: loaded from and saved to a file, so rebuilds on the same device take seconds.
 """
 
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edge_sdk.errors import EdgeSdkError
 
 MIB = 1 << 20
+STRONGLY_TYPED_FROM = (10, 12)  # BuilderFlag.FP16/INT8 "Deprecated in TensorRT 10.12. Superseded by strong typing."
 
 
 class EngineBuildError(EdgeSdkError):
@@ -35,7 +42,8 @@ class EngineOptions(object):
 
     def __init__(self, precision="fp16", workspace_mb=1024, dla_core=None, gpu_fallback=True, input_shape=None,
                  max_batch=1, timing_cache=None, calib_cache=None, explicit_quantization=False,
-                 builder_optimization_level=None):
+                 builder_optimization_level=None, fp16_model=False, version_compatible=False,
+                 exclude_lean_runtime=False, hardware_compatibility=None):
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError("precision must be fp32, fp16 or int8, got {!r}".format(precision))
         self.precision = precision
@@ -48,32 +56,120 @@ class EngineOptions(object):
         self.calib_cache = calib_cache
         self.explicit_quantization = bool(explicit_quantization)
         self.builder_optimization_level = builder_optimization_level
+        self.fp16_model = bool(fp16_model)  # the ONNX carries FP16 types (what TensorRT 11 builds FP16 from)
+        self.version_compatible = bool(version_compatible)
+        self.exclude_lean_runtime = bool(exclude_lean_runtime)
+        if hardware_compatibility not in (None, "ampere_plus"):
+            raise ValueError("hardware_compatibility must be None or 'ampere_plus', got {!r}".format(
+                hardware_compatibility))
+        self.hardware_compatibility = hardware_compatibility
 
     def to_dict(self):
         return {"precision": self.precision, "workspace_mb": self.workspace_mb, "dla_core": self.dla_core,
                 "gpu_fallback": self.gpu_fallback, "input_shape": list(self.input_shape or []) or None,
                 "max_batch": self.max_batch, "explicit_quantization": self.explicit_quantization,
-                "builder_optimization_level": self.builder_optimization_level}
+                "builder_optimization_level": self.builder_optimization_level, "fp16_model": self.fp16_model,
+                "version_compatible": self.version_compatible, "exclude_lean_runtime": self.exclude_lean_runtime,
+                "hardware_compatibility": self.hardware_compatibility}
 
     @classmethod
     def from_dict(cls, data, timing_cache=None, calib_cache=None):
         keys = ("precision", "workspace_mb", "dla_core", "gpu_fallback", "input_shape", "max_batch",
-                "explicit_quantization", "builder_optimization_level")
+                "explicit_quantization", "builder_optimization_level", "fp16_model", "version_compatible",
+                "exclude_lean_runtime", "hardware_compatibility")
         kwargs = dict((k, data[k]) for k in keys if k in data)
         return cls(timing_cache=timing_cache, calib_cache=calib_cache, **kwargs)
 
 
+def capturing_logger(trt: Any, severity: Any = None) -> Any:
+    """A ``trt.ILogger`` subclass (TensorRT's documented way to receive its messages) that prints like
+    ``trt.Logger`` and keeps ``messages`` [(severity, text)], so an error can quote what TensorRT said."""
+    base = trt.ILogger
+    threshold = int(trt.Logger.WARNING if severity is None else severity)
+
+    class CapturingLogger(base):
+        def __init__(self):
+            base.__init__(self)
+            self.messages = []
+
+        def log(self, level, msg):
+            if int(level) <= threshold:
+                self.messages.append((level, msg))
+                import sys
+
+                sys.stderr.write("[TensorRT] {}\n".format(msg))
+
+    return CapturingLogger()
+
+
+def last_message(logger: Any, default: str = "see the TensorRT messages above") -> str:
+    """The last message a capturing logger kept (``default`` for any other logger)."""
+    messages = getattr(logger, "messages", None)
+    return messages[-1][1] if messages else default
+
+
 def tensorrt_major(trt: Any) -> int:
+    return tensorrt_version(trt)[0]
+
+
+def tensorrt_version(trt: Any) -> Tuple[int, int]:
+    """(major, minor) of a tensorrt module ((0, 0) when unreadable)."""
+    return parse_version(getattr(trt, "__version__", ""))
+
+
+def parse_version(text: Any) -> Tuple[int, int]:
+    """(major, minor) of a version string like '10.3.0.30' or '8.6' ((0, 0) when unreadable)."""
+    parts = (str(text or "").split(".") + ["0"])[:2]
     try:
-        return int(str(trt.__version__).split(".")[0])
-    except (AttributeError, ValueError):
-        return 0
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        return 0, 0
+
+
+def has_precision_flags(trt: Any) -> bool:
+    """TensorRT before 11 picks precisions from builder flags (FP16, INT8). TensorRT 11 removed them: every
+    network is strongly typed and precision comes from the tensor types in the ONNX (FP16 weights, Q/DQ)."""
+    members = getattr(getattr(trt, "BuilderFlag", None), "__members__", None) or {}
+    return "FP16" in members and "INT8" in members  # looked up, not touched: touching a deprecated flag warns
+
+
+def builds_strongly_typed(trt: Any) -> bool:
+    """Whether engines are built strongly typed (precision from the ONNX tensor types): on TensorRT 11 (no
+    FP16/INT8 flags) and from 10.12 (the flags are deprecated there, "superseded by strong typing")."""
+    return not has_precision_flags(trt) or tensorrt_version(trt) >= STRONGLY_TYPED_FROM
+
+
+def engine_source(trt: Any, engine: Dict[str, Any], default: Optional[str] = "model.onnx") -> Optional[str]:
+    """The bundle file to build from: ``engine["source_model"]``, or on a strongly typed TensorRT (10.12+) the
+    FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine["strongly_typed_source"]``."""
+    if engine.get("strongly_typed_source") and builds_strongly_typed(trt):
+        return engine["strongly_typed_source"]
+    return engine.get("source_model") or default
+
+
+def prefers_explicit_quantization(tensorrt_version_text: Any, dla: bool = False) -> bool:
+    """Whether an INT8 build for this TensorRT uses the Q/DQ model rather than a calibration cache: always from
+    TensorRT 11 (implicit calibration removed), on the GPU from 10.1 (the calibrator API is deprecated there,
+    "superseded by explicit quantization"); 8.x and DLA before 11 keep the cache (DLA INT8 on JetPack 4.6-6
+    is built from calibration scales)."""
+    version = parse_version(tensorrt_version_text)
+    if version >= (11, 0):
+        return True
+    return version >= (10, 1) and not dla
 
 
 def network_flags(trt: Any) -> int:
-    """Creation flags for an ONNX network: EXPLICIT_BATCH only before TensorRT 10 (where it is required)."""
+    """Creation flags for an ONNX network: EXPLICIT_BATCH before TensorRT 10 (required there); STRONGLY_TYPED
+    on 10.12+ (where the precision flags are deprecated, "superseded by strong typing"); none on 11 (always
+    strongly typed, the flag deprecated and ignored)."""
     flag_enum = getattr(trt, "NetworkDefinitionCreationFlag", None)
-    if tensorrt_major(trt) >= 10 or flag_enum is None or not hasattr(flag_enum, "EXPLICIT_BATCH"):
+    if flag_enum is None:
+        return 0
+    if tensorrt_major(trt) >= 11:
+        return 0
+    if builds_strongly_typed(trt):
+        return 1 << int(flag_enum.STRONGLY_TYPED)
+    if tensorrt_major(trt) >= 10 or not hasattr(flag_enum, "EXPLICIT_BATCH"):
         return 0
     return 1 << int(flag_enum.EXPLICIT_BATCH)
 
@@ -172,9 +268,20 @@ def _add_profile(trt, builder, config, network, options):
     return profile
 
 
-def configure(trt: Any, builder: Any, network: Any, config: Any, options: EngineOptions) -> Dict[str, Any]:
-    """Apply precision, workspace, DLA, profile and timing cache to ``config``; returns what was done."""
-    done = {"workspace_api": set_workspace(trt, config, options.workspace_mb * MIB)}
+def set_precision(trt: Any, config: Any, options: EngineOptions) -> str:
+    """Precision through builder flags (TensorRT < 11), or a check that the ONNX carries it (TensorRT 11:
+    strongly typed, FP16 from an FP16 model, INT8 from Q/DQ; also from 10.12, where the flags are deprecated).
+    Returns how precision was expressed."""
+    if builds_strongly_typed(trt):
+        if options.precision == "int8" and not options.explicit_quantization:
+            raise EngineBuildError("TensorRT {} builds strongly typed networks, without implicit INT8 calibration "
+                                   "(removed in TensorRT 11): INT8 needs the bundle's Q/DQ model; rebuild the bundle "
+                                   "with `edge-sdk build --int8 --calib DIR` for this target".format(trt.__version__))
+        if options.precision == "fp16" and not options.fp16_model:
+            raise EngineBuildError("TensorRT {} builds strongly typed networks: FP16 needs an FP16 model "
+                                   "(model.fp16.onnx), this one is FP32; rebuild the bundle for a TensorRT 11 target, "
+                                   "or build with --fp32".format(trt.__version__))
+        return "strongly-typed"
     if options.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds keep FP16 for layers without INT8 kernels
     if options.precision == "int8":
@@ -185,6 +292,38 @@ def configure(trt: Any, builder: Any, network: Any, config: Any, options: Engine
                                        "rebuild the bundle with --int8 --calib DIR".format(options.calib_cache))
             with open(options.calib_cache, "rb") as handle:
                 config.int8_calibrator = make_cache_calibrator(trt, handle.read())
+            return "builder-flags+calibration-cache"
+    return "builder-flags"
+
+
+def set_compatibility(trt: Any, config: Any, options: EngineOptions) -> List[str]:
+    """Version-compatible (TensorRT 8.6+: a later TensorRT of the same major version can run the engine) and
+    hardware-compatible (8.6+, Ampere and later GPUs) engines, where asked for and where this TensorRT has
+    them. Returns the flags used (a request this TensorRT cannot honour is an error, never silently dropped)."""
+    used = []
+    if options.version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineBuildError("TensorRT {} cannot build version-compatible engines (8.6+)".format(
+                trt.__version__))
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        used.append("VERSION_COMPATIBLE")
+        if options.exclude_lean_runtime:
+            config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
+            used.append("EXCLUDE_LEAN_RUNTIME")
+    if options.hardware_compatibility == "ampere_plus":
+        if not hasattr(trt, "HardwareCompatibilityLevel"):
+            raise EngineBuildError("TensorRT {} cannot build hardware-compatible engines (8.6+)".format(
+                trt.__version__))
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        used.append("AMPERE_PLUS")
+    return used
+
+
+def configure(trt: Any, builder: Any, network: Any, config: Any, options: EngineOptions) -> Dict[str, Any]:
+    """Apply precision, workspace, DLA, profile and timing cache to ``config``; returns what was done."""
+    done = {"workspace_api": set_workspace(trt, config, options.workspace_mb * MIB)}
+    done["precision_api"] = set_precision(trt, config, options)
+    done["compatibility"] = set_compatibility(trt, config, options)
     if options.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
@@ -193,8 +332,8 @@ def configure(trt: Any, builder: Any, network: Any, config: Any, options: Engine
     if options.builder_optimization_level is not None and hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = int(options.builder_optimization_level)
     profile = _add_profile(trt, builder, config, network, options)
-    if profile is not None and options.precision == "int8" and hasattr(config, "set_calibration_profile") \
-            and not options.explicit_quantization:
+    if profile is not None and done["precision_api"] == "builder-flags+calibration-cache" \
+            and hasattr(config, "set_calibration_profile"):
         config.set_calibration_profile(profile)
     done["profile"] = profile is not None
     cache = None
@@ -215,7 +354,8 @@ def build_serialized_engine(onnx_path: str, options: EngineOptions, trt: Any = N
     if trt is None:
         import tensorrt as trt  # noqa: F811 - the real module on a device / GPU host
     say = log or (lambda message: None)
-    logger = logger or trt.Logger(trt.Logger.WARNING)
+    if logger is None:
+        logger = capturing_logger(trt)
     builder = trt.Builder(logger)
     if options.dla_core is not None and getattr(builder, "num_DLA_cores", 0) <= options.dla_core:
         raise EngineBuildError("DLA core {} requested but this device has {} DLA core(s)".format(
@@ -236,8 +376,8 @@ def build_serialized_engine(onnx_path: str, options: EngineOptions, trt: Any = N
         plan = engine.serialize() if engine is not None else None
         info["build_api"] = "build_engine"
     if plan is None:
-        raise EngineBuildError("TensorRT {} failed to build the engine (see the TensorRT log above); try a larger "
-                               "--workspace, or --fp16 instead of --int8".format(trt.__version__))
+        raise EngineBuildError("TensorRT {} failed to build the engine ({}); try a larger --workspace, or --fp16 "
+                               "instead of --int8".format(trt.__version__, last_message(logger)))
     info["seconds"] = round(time.time() - start, 1)
     info["tensorrt"] = str(trt.__version__)
     if options.timing_cache and info.get("timing_cache"):
@@ -256,11 +396,13 @@ def build_engine_from_onnx(onnx_path: str, precision: str, workspace_mb: int, dl
                            log: Optional[Callable[[str], None]] = None) -> bytes:
     """Plan bytes for ``onnx_path``: the entry point the TensorRT backend calls at first start
     (``dla_core`` -1 or None: GPU only; INT8 with a float model replays ``calib_cache``; a model with
-    QuantizeLinear nodes is built as explicit quantisation)."""
+    QuantizeLinear nodes is built as explicit quantisation; ``*.fp16.onnx`` is an FP16 model, what a strongly
+    typed TensorRT 11 build takes for FP16)."""
     explicit = precision == "int8" and _has_qdq(onnx_path)
     options = EngineOptions(precision=precision, workspace_mb=workspace_mb,
                             dla_core=None if dla_core is None or int(dla_core) < 0 else int(dla_core),
-                            timing_cache=timing_cache, calib_cache=calib_cache, explicit_quantization=explicit)
+                            timing_cache=timing_cache, calib_cache=calib_cache, explicit_quantization=explicit,
+                            fp16_model=str(onnx_path).endswith(".fp16.onnx"))
     plan, _ = build_serialized_engine(onnx_path, options, trt=trt, log=log)
     return plan
 

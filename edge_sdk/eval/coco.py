@@ -10,6 +10,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,83 @@ def load_coco_json(source: dict | str | Path) -> dict:
         raise ConfigError(f"COCO annotation file not found: {path}")
     try:
         return json.loads(path.read_text())
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ConfigError(f"{path} is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _list_of_dicts(gt: dict, key: str, where: str) -> list[dict]:
+    items = gt.get(key)
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: '{key}' must be a list of objects, not {type(items).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: {key}[{i}] must be an object, not {type(item).__name__}")
+    return items
+
+
+def _check_image(i: int, image: dict, where: str) -> None:
+    name = image.get("file_name")
+    if not _is_int(image.get("id")):
+        raise ConfigError(f"{where}: images[{i}] needs an integer 'id', not {image.get('id')!r}")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: images[{i}] (id {image['id']}) needs a 'file_name' string")
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ConfigError(f"{where}: images[{i}] file_name {name!r} must be a path inside the image folder")
+
+
+def _check_annotation(i: int, ann: dict, image_ids: set[int], num_parts: int, where: str) -> None:
+    what = f"{where}: annotations[{i}] (id {ann.get('id')!r})"
+    for key in ("id", "image_id", "category_id", "num_keypoints"):
+        if not _is_int(ann.get(key)):
+            raise ConfigError(f"{what} needs an integer '{key}', not {ann.get(key)!r}")
+    if ann["image_id"] not in image_ids:
+        raise ConfigError(f"{what} refers to image_id {ann['image_id']}, which 'images' does not list")
+    keypoints = ann.get("keypoints")
+    if not isinstance(keypoints, list) or len(keypoints) != 3 * num_parts:
+        shown = len(keypoints) if isinstance(keypoints, list) else "no" if keypoints is None else repr(keypoints)
+        raise ConfigError(f"{what} needs 'keypoints': {3 * num_parts} numbers (x, y, v for {num_parts} parts), "
+                          f"has {shown}")
+    if not all(_is_number(v) for v in keypoints):
+        raise ConfigError(f"{what}: 'keypoints' must be finite numbers")
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise ConfigError(f"{what} needs a 'bbox' of 4 numbers [x, y, w, h], not {bbox!r}")
+    if not _is_number(ann.get("area", 0.0)) or ann.get("iscrowd", 0) not in (0, 1):
+        raise ConfigError(f"{what}: 'area' must be a number and 'iscrowd' 0 or 1")
+
+
+def check_keypoint_file(gt: Any, where: str = "COCO file") -> dict:
+    """A COCO person-keypoints dict of the structure pycocotools needs, else one clear ConfigError naming
+    the first bad entry (pycocotools itself fails with a KeyError or TypeError deep inside). Fills the
+    optional 'area' and 'iscrowd' with pycocotools' defaults."""
+    if not isinstance(gt, dict):
+        raise ConfigError(f"{where}: the top level must be an object with images, annotations and categories, "
+                          f"not a {type(gt).__name__}")
+    categories = _list_of_dicts(gt, "categories", where)
+    parts = [c.get("keypoints") for c in categories if c.get("keypoints") is not None]
+    if not parts or not all(isinstance(p, list) and p and all(isinstance(n, str) for n in p) for p in parts):
+        raise ConfigError(f"{where}: no category with a 'keypoints' list of part names (is it a "
+                          "person_keypoints_*.json file? instances_*.json and captions_*.json carry no keypoints)")
+    if len(parts[0]) != len(COCO17_PARTS):
+        raise ConfigError(f"{where}: the person category lists {len(parts[0])} keypoints; the evaluation scores "
+                          f"the {len(COCO17_PARTS)} COCO keypoints ({', '.join(COCO17_PARTS[:3])}, ...)")
+    images = _list_of_dicts(gt, "images", where)
+    for i, image in enumerate(images):
+        _check_image(i, image, where)
+    image_ids = {image["id"] for image in images}
+    for i, ann in enumerate(_list_of_dicts(gt, "annotations", where)):
+        _check_annotation(i, ann, image_ids, len(COCO17_PARTS), where)
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+    return gt
 
 
 def poses_to_results(keypoints17: np.ndarray, scores: Iterable[float], image_id: int,

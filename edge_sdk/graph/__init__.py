@@ -15,7 +15,7 @@ from typing import Any
 
 from edge_sdk.errors import ConfigError, nearest_names
 
-PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks")
+PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "fp16", "instancenorm")
 #: What `edge-sdk build` runs (peaks only with --peaks K).
 DEFAULT_PASSES = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 
@@ -37,9 +37,15 @@ def get_pass(name: str) -> Callable:
     if name == "prune":
         from edge_sdk.graph.prune import prune_unused_outputs
         return prune_unused_outputs
+    if name == "instancenorm":
+        from edge_sdk.graph.instancenorm import batch_stats_to_instance_norm
+        return batch_stats_to_instance_norm
     if name == "peaks":
         from edge_sdk.graph.peaks import append_peak_extraction
         return append_peak_extraction
+    if name == "fp16":
+        from edge_sdk.graph.fp16 import convert_to_fp16
+        return convert_to_fp16
     raise ConfigError("unknown pass '{}'; known: {} (nearest first)".format(
         name, ", ".join(nearest_names(name, list(PASS_NAMES)))))
 

@@ -45,8 +45,16 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def get_meta(model: onnx.ModelProto) -> ModelMeta:
-    """The model's ModelMeta (defaults when the export did not write one)."""
+    """The model's ModelMeta; without one, what the runtime would assume from the graph (static input size,
+    outputs by name or channel count: ``edge_sdk.meta.meta_of``), else the defaults."""
     props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        from edge_sdk.meta import meta_of
+
+        try:
+            return meta_of(model)
+        except ModelError:
+            return ModelMeta()
     try:
         return ModelMeta.from_props(props)
     except (ValueError, TypeError, KeyError) as exc:

@@ -136,6 +136,10 @@ def append_peak_extraction(model: onnx.ModelProto, meta: ModelMeta, k: int = 10,
         raise ConfigError("peaks: the threshold must be >= 0 (got {})".format(threshold))
     if "peaks" in meta.outputs:
         return model, meta, ["peaks output already present"]
+    if meta.skeleton != "coco18-openpose":  # the pass slices COCO-18's 18 part channels
+        raise ConfigError("peaks: GPU peak extraction supports the coco18-openpose skeleton only (this model's is "
+                          "{}); build without --peaks".format(meta.skeleton if isinstance(meta.skeleton, str)
+                                                              else "a custom one"))
     check_outputs(model, meta)
     graph = to_graph(model)
     hm = next(t for t in graph.outputs if t.name == meta.outputs["heatmaps"])

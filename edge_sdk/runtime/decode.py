@@ -2,10 +2,12 @@
 
 API (the pipeline, eval, bench and calibration use exactly this):
 
-``decode_poses(heatmaps, pafs, config=None) -> Poses``
+``decode_poses(heatmaps, pafs, config=None, skeleton=None) -> Poses``
     heatmaps [19, H, W], pafs [38, H, W] float arrays of ONE image (no batch axis).
-``decode_peaks(peaks, pafs, config=None) -> Poses``
+``decode_peaks(peaks, pafs, config=None, skeleton=None) -> Poses``
     peaks [18, K, 3] (x, y, score in map cells; score 0 = empty slot), from the GPU-side top-K pass.
+``skeleton``: a :class:`edge_sdk.runtime.skeleton.Skeleton` (default COCO-18; the channel counts above are
+    its); other topologies (trt_pose's 18 parts / 21 links, OpenPose BODY_25) decode the same way.
 ``Poses``: ``keypoints`` float32 [P, 18, 3] (x, y, score) in MAP cells (score 0 = not found), and
 ``scores`` float32 [P]. ``Poses.to_frame(letterbox, stride)`` -> (keypoints17 [P, 17, 3] in frame pixels,
 scores [P]) using skeleton.map_to_image and preprocess.Letterbox.input_to_frame.
@@ -26,19 +28,16 @@ Both entry points share steps 2-4, so a GPU peak pass and the host peak pass giv
 Pure numpy, vectorised over candidates; Python 3.6 syntax (the on-device rule).
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.skeleton import (
-    LIMBS,
-    NUM_HEATMAPS,
+    COCO18,
     NUM_LIMBS,
-    NUM_PAFS,
-    NUM_PARTS,
     STRIDE,
-    coco18_to_coco17,
+    get_skeleton,
     map_to_image,
 )
 
@@ -113,8 +112,9 @@ class Poses(object):
     A part that was not found has score 0 (and x = y = 0). People are sorted by score, best first.
     """
 
-    def __init__(self, keypoints, scores, map_shape=None):
-        self.keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_PARTS, 3)
+    def __init__(self, keypoints, scores, map_shape=None, skeleton=None):
+        self.skeleton = skeleton or COCO18
+        self.keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, self.skeleton.num_parts, 3)
         self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         self.map_shape = map_shape
 
@@ -125,8 +125,9 @@ class Poses(object):
         return "Poses({} people, map {})".format(len(self), self.map_shape)
 
     @classmethod
-    def empty(cls, map_shape=None):
-        return cls(np.zeros((0, NUM_PARTS, 3), np.float32), np.zeros((0,), np.float32), map_shape)
+    def empty(cls, map_shape=None, skeleton=None):
+        parts = (skeleton or COCO18).num_parts
+        return cls(np.zeros((0, parts, 3), np.float32), np.zeros((0,), np.float32), map_shape, skeleton)
 
     def to_image(self, stride=STRIDE):
         """Keypoints [P, 18, 3] in model-input pixels (absent parts stay (0, 0, 0))."""
@@ -144,7 +145,7 @@ class Poses(object):
         if letterbox is not None:
             image[..., :2] = letterbox.input_to_frame(image[..., :2])
         image[image[..., 2] <= 0] = 0.0
-        return coco18_to_coco17(image), self.scores.copy()
+        return self.skeleton.to_coco17(image), self.scores.copy()
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -172,8 +173,10 @@ def _as_maps(array, channels, name, allow_fewer=None):
     return np.ascontiguousarray(maps, dtype=np.float32)
 
 
-def _check_pafs(pafs, map_shape=None):
-    pafs = _as_maps(pafs, NUM_PAFS, "pafs")
+def _check_pafs(pafs, map_shape=None, skeleton=COCO18):
+    pafs = _as_maps(pafs, skeleton.num_pafs, "pafs")
+    if skeleton.paf_order is not None:  # limb i at channels (2i, 2i+1), as the scoring below expects
+        pafs = pafs[skeleton.paf_order]
     if map_shape is not None and tuple(pafs.shape[1:]) != tuple(map_shape):
         raise DecodeError("pafs: map size {} differs from the heatmaps' {}; both must come from the same "
                           "model output".format(tuple(pafs.shape[1:]), tuple(map_shape)))
@@ -183,14 +186,15 @@ def _check_pafs(pafs, map_shape=None):
 # ----------------------------------------------------------------------------------------------- peaks
 
 
-def find_peaks(heatmaps: np.ndarray, config: Optional[DecodeConfig] = None) -> np.ndarray:
+def find_peaks(heatmaps: np.ndarray, config: Optional[DecodeConfig] = None, skeleton: Any = None) -> np.ndarray:
     """[19 (or 18), H, W] heatmaps -> peaks [18, K, 3] (x, y, score in map cells, score 0 = empty slot).
 
     The host-side twin of the GPU peak pass: 3x3 non-maximum suppression, threshold, top-K per part, then
     sub-pixel refinement. On a plateau of equal values only the first cell (raster order) is kept.
     """
     cfg = config or DEFAULT_CONFIG
-    hm = _as_maps(heatmaps, NUM_HEATMAPS, "heatmaps", allow_fewer=NUM_PARTS)[:NUM_PARTS]
+    sk = get_skeleton(skeleton)
+    hm = _as_maps(heatmaps, sk.num_heatmaps, "heatmaps", allow_fewer=sk.num_parts)[:sk.num_parts]
     return _find_peaks(hm, cfg)
 
 
@@ -301,13 +305,13 @@ def _one_sided_offset(before, centre, after, at_start, at_end, curvature):
     return np.where(ok, np.clip(offset, -0.5, 0.5), 0.0).astype(np.float32)
 
 
-def _check_peaks(peaks):
+def _check_peaks(peaks, skeleton=COCO18):
     arr = np.asarray(peaks, dtype=np.float32)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim != 3 or arr.shape[0] != NUM_PARTS or arr.shape[2] != 3:
+    if arr.ndim != 3 or arr.shape[0] != skeleton.num_parts or arr.shape[2] != 3:
         raise DecodeError("peaks: expected [{}, K, 3] (x, y, score in map cells) of one image, got shape {}"
-                          .format(NUM_PARTS, tuple(arr.shape)))
+                          .format(skeleton.num_parts, tuple(arr.shape)))
     return arr
 
 
@@ -316,7 +320,7 @@ def _candidates(peaks, cfg):
     table = []
     cands = []
     offset = 0
-    for part in range(NUM_PARTS):
+    for part in range(peaks.shape[0]):
         rows = peaks[part]
         rows = rows[rows[:, 2] > max(cfg.peak_threshold, 0.0)]
         if rows.shape[0] > 1:
@@ -368,10 +372,10 @@ def _score_pairs(start, end, limb, pafs, cfg, map_height):
     return np.where(ok, score, -np.inf)
 
 
-def _score_all_limbs(cands, table, pafs, cfg):
+def _score_all_limbs(cands, table, pafs, cfg, skeleton=COCO18):
     """{limb: scores [na, nb]} of every limb with candidates at both ends, in one vectorised pass."""
     starts, ends, limbs, shapes = [], [], [], []
-    for limb, (a, b) in enumerate(LIMBS):
+    for limb, (a, b) in enumerate(skeleton.limbs):
         (cand_a, off_a), (cand_b, off_b) = cands[a], cands[b]
         na, nb = cand_a.shape[0], cand_b.shape[0]
         if na == 0 or nb == 0:
@@ -415,13 +419,13 @@ def _connect(scores):
 # ---------------------------------------------------------------------------------------------- people
 
 
-def _assemble(cands, table, pafs, cfg):
+def _assemble(cands, table, pafs, cfg, skeleton=COCO18):
     """Connections limb by limb -> people, merging partial people as OpenPose does."""
     peak_score = table[:, 2].tolist()
-    people = []  # each: [slots (18 global ids or -1), total score, parts, limbs]
+    people = []  # each: [slots (one global id or -1 per part), total score, parts, limbs]
     owner = {}  # global peak id -> person index (a peak belongs to at most one person)
-    limb_scores = _score_all_limbs(cands, table, pafs, cfg)
-    for limb, (a, b) in enumerate(LIMBS):
+    limb_scores = _score_all_limbs(cands, table, pafs, cfg, skeleton)
+    for limb, (a, b) in enumerate(skeleton.limbs):
         if limb not in limb_scores:
             continue
         off_a, off_b = cands[a][1], cands[b][1]
@@ -429,8 +433,8 @@ def _assemble(cands, table, pafs, cfg):
             ga, gb = off_a + i, off_b + j
             pa, pb = owner.get(ga), owner.get(gb)
             if pa is None and pb is None:
-                if limb < NUM_TREE_LIMBS:
-                    slots = [-1] * NUM_PARTS
+                if limb not in skeleton.joins_only:
+                    slots = [-1] * skeleton.num_parts
                     slots[a], slots[b] = ga, gb
                     owner[ga] = owner[gb] = len(people)
                     people.append([slots, peak_score[ga] + peak_score[gb] + s, 2, 1])
@@ -457,7 +461,7 @@ def _assemble(cands, table, pafs, cfg):
     return people
 
 
-def _to_poses(people, table, cfg, map_shape):
+def _to_poses(people, table, cfg, map_shape, skeleton=COCO18):
     kept = []
     for slots, total, parts, limbs in people:
         if slots is None or parts < cfg.min_parts:
@@ -466,44 +470,49 @@ def _to_poses(people, table, cfg, map_shape):
         if evidence < cfg.min_person_score:
             continue
         # rank complete people above fragments of equal evidence
-        kept.append((evidence * np.sqrt(parts / float(NUM_PARTS)), slots))
+        kept.append((evidence * np.sqrt(parts / float(skeleton.num_parts)), slots))
     if not kept:
-        return Poses.empty(map_shape)
+        return Poses.empty(map_shape, skeleton)
     kept.sort(key=lambda item: -item[0])
     if cfg.max_people is not None:
         kept = kept[:cfg.max_people]
-    ids = np.array([slots for _, slots in kept], dtype=np.intp)  # [P, 18]
+    ids = np.array([slots for _, slots in kept], dtype=np.intp)  # [P, parts]
     keypoints = np.where((ids >= 0)[..., None], table[np.maximum(ids, 0)], 0.0).astype(np.float32)
-    return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape)
+    return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape, skeleton)
 
 
-def _decode(peaks, pafs, cfg):
+def _decode(peaks, pafs, cfg, skeleton=COCO18):
     cands, table = _candidates(peaks, cfg)
     map_shape = tuple(pafs.shape[1:])
     if table.shape[0] == 0:
-        return Poses.empty(map_shape)
-    return _to_poses(_assemble(cands, table, pafs, cfg), table, cfg, map_shape)
+        return Poses.empty(map_shape, skeleton)
+    return _to_poses(_assemble(cands, table, pafs, cfg, skeleton), table, cfg, map_shape, skeleton)
 
 
 # ------------------------------------------------------------------------------------------ public API
 
 
-def decode_poses(heatmaps: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None) -> Poses:
-    """Heatmaps [19, H, W] + PAFs [38, H, W] of one image -> Poses (map cells)."""
+def decode_poses(heatmaps: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None,
+                 skeleton: Any = None) -> Poses:
+    """Heatmaps [19, H, W] + PAFs [38, H, W] of one image -> Poses (map cells); other channel counts for
+    another ``skeleton`` (a Skeleton or a metadata skeleton value)."""
     cfg = config or DEFAULT_CONFIG
-    hm = _as_maps(heatmaps, NUM_HEATMAPS, "heatmaps", allow_fewer=NUM_PARTS)[:NUM_PARTS]
-    pafs = _check_pafs(pafs, hm.shape[1:])
-    return _decode(_find_peaks(hm, cfg), pafs, cfg)
+    sk = get_skeleton(skeleton)
+    hm = _as_maps(heatmaps, sk.num_heatmaps, "heatmaps", allow_fewer=sk.num_parts)[:sk.num_parts]
+    pafs = _check_pafs(pafs, hm.shape[1:], sk)
+    return _decode(_find_peaks(hm, cfg), pafs, cfg, sk)
 
 
-def decode_peaks(peaks: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None) -> Poses:
+def decode_peaks(peaks: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None,
+                 skeleton: Any = None) -> Poses:
     """GPU-extracted peaks [18, K, 3] (x, y, score; score 0 = empty) + PAFs [38, H, W] -> Poses.
 
     Peaks are used as given: integral cell coordinates give one-cell precision unless the GPU pass also
     refines them (see docs/decoder.md). Candidates at or below ``config.peak_threshold`` are ignored.
     """
     cfg = config or DEFAULT_CONFIG
-    return _decode(_check_peaks(peaks), _check_pafs(pafs), cfg)
+    sk = get_skeleton(skeleton)
+    return _decode(_check_peaks(peaks, sk), _check_pafs(pafs, None, sk), cfg, sk)
 
 
 __all__ = ["DecodeConfig", "DecodeConfigError", "DecodeError", "Poses", "decode_poses", "decode_peaks",

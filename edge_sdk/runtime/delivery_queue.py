@@ -5,15 +5,21 @@ messages are held, newer ones spill to append-only segment files under ``spill_d
 are read back in order when the head drains. When ``max_messages`` are held, the OLDEST message is
 dropped (a live pose stream values the newest frames most) and counted in ``dropped``.
 
+A spill disk that is full, read-only or missing never stops the caller: the queue says so once in the log,
+counts the failed writes in ``spill_errors``, and keeps going in memory (at most ``memory_limit`` messages,
+dropping the oldest, counted in ``dropped``). A segment that cannot be read back is dropped and counted.
+
 Segment file format: records of ``<u32 topic length><topic utf-8><u32 payload length><payload>``.
 """
 
 import collections
+import logging
 import os
 import struct
 import threading
 
 _LEN = struct.Struct("<I")
+log = logging.getLogger("edge_sdk.mqtt")
 
 
 class _Segment(object):
@@ -24,13 +30,20 @@ class _Segment(object):
         self.count = 0  # records still unread
         self.written = 0
         self.read_offset = 0
+        self.sealed = False
         with open(path, "wb"):
             pass
 
     def append(self, topic, payload):
+        """Append one record; on OSError (disk full, read-only) the segment is sealed: a partly written
+        record at its end is never read, and nothing more is appended to it."""
         topic_bytes = topic.encode("utf-8")
-        with open(self.path, "ab") as f:
-            f.write(_LEN.pack(len(topic_bytes)) + topic_bytes + _LEN.pack(len(payload)) + payload)
+        try:
+            with open(self.path, "ab") as f:
+                f.write(_LEN.pack(len(topic_bytes)) + topic_bytes + _LEN.pack(len(payload)) + payload)
+        except OSError:
+            self.sealed = True
+            raise
         self.count += 1
         self.written += 1
 
@@ -67,23 +80,29 @@ class DeliveryQueue(object):
         self.spill_dir = spill_dir
         self.segment_size = int(segment_size)
         self.dropped = 0
+        self.spill_errors = 0  # writes or reads of spill files that failed (the messages stayed in memory)
+        self.spill_error = None  # the first failure, as text (for the health file)
         self._memory = collections.deque()
         self._segments = collections.deque()
+        self._tail = collections.deque()  # newer than every segment: where messages go while spilling fails
         self._segment_index = 0
         self._lock = threading.Lock()
         if spill_dir:
-            if not os.path.isdir(spill_dir):
-                os.makedirs(spill_dir)
-            for name in os.listdir(spill_dir):  # leftovers of a run that did not flush: start clean
-                if name.startswith("edge-sdk-spill-") and name.endswith(".bin"):
-                    os.remove(os.path.join(spill_dir, name))
+            try:
+                if not os.path.isdir(spill_dir):
+                    os.makedirs(spill_dir)
+                for name in os.listdir(spill_dir):  # leftovers of a run that did not flush: start clean
+                    if name.startswith("edge-sdk-spill-") and name.endswith(".bin"):
+                        os.remove(os.path.join(spill_dir, name))
+            except OSError as exc:
+                self._spill_failed(exc)
 
     def __len__(self):
         with self._lock:
             return self._size()
 
     def _size(self):
-        return len(self._memory) + sum(s.count for s in self._segments)
+        return len(self._memory) + sum(s.count for s in self._segments) + len(self._tail)
 
     @property
     def spilled(self):
@@ -91,13 +110,30 @@ class DeliveryQueue(object):
         with self._lock:
             return sum(s.count for s in self._segments)
 
+    def _spill_failed(self, exc):
+        """Count a spill failure; the first one is logged (once per queue)."""
+        self.spill_errors += 1
+        if self.spill_error is None:
+            self.spill_error = "{}: {}".format(self.spill_dir, getattr(exc, "strerror", None) or exc)
+            log.warning("MQTT spill dir %s cannot be used (%s): queueing in memory only, at most %d messages; "
+                        "the oldest are dropped beyond (counted in metrics and the health file)",
+                        self.spill_dir, getattr(exc, "strerror", None) or exc, self.memory_limit)
+
     def put(self, topic, payload):
         """Append a message; if the bound is hit, drop the oldest one (counted in ``dropped``)."""
         with self._lock:
             if self._size() >= self.max_messages:
                 self._drop_oldest()
-            if self.spill_dir and (self._segments or len(self._memory) >= self.memory_limit):
-                self._spill(topic, payload)
+            if self.spill_dir and not self._tail and (self._segments or len(self._memory) >= self.memory_limit):
+                try:
+                    self._spill(topic, payload)
+                    return
+                except OSError as exc:
+                    self._spill_failed(exc)
+            if self._segments or self._tail:  # newer than what is on disk: behind it, within the memory bound
+                if len(self._memory) + len(self._tail) >= self.memory_limit:
+                    self._drop_oldest()
+                self._tail.append((topic, payload))
             elif len(self._memory) >= self.memory_limit:  # memory-only queue smaller than its bound
                 self._memory.popleft()
                 self.dropped += 1
@@ -112,7 +148,7 @@ class DeliveryQueue(object):
             self.dropped += 1
 
     def _spill(self, topic, payload):
-        if not self._segments or self._segments[-1].written >= self.segment_size:
+        if not self._segments or self._segments[-1].written >= self.segment_size or self._segments[-1].sealed:
             self._new_segment()
         self._segments[-1].append(topic, payload)
 
@@ -122,15 +158,22 @@ class DeliveryQueue(object):
         self._segments.append(_Segment(path))
 
     def _refill(self):
-        """Move records from the oldest spill segment to memory when memory has run dry."""
+        """Move records from the oldest spill segment (then the tail) to memory when memory has run dry."""
         while not self._memory and self._segments:
             segment = self._segments[0]
             if segment.count:
                 n = max(1, min(segment.count, self.memory_limit))
-                self._memory.extend(segment.read(n))
+                try:
+                    self._memory.extend(segment.read(n))
+                except (OSError, struct.error, UnicodeDecodeError) as exc:  # unreadable: its messages are lost
+                    self._spill_failed(exc)
+                    self.dropped += segment.count
+                    segment.count = 0
             if segment.count == 0:
                 self._segments.popleft()
                 segment.remove()
+        if not self._memory and not self._segments and self._tail:
+            self._memory, self._tail = self._tail, collections.deque()
 
     def peek(self):
         """The oldest message without removing it, or None."""
@@ -151,3 +194,4 @@ class DeliveryQueue(object):
                 segment.remove()
             self._segments.clear()
             self._memory.clear()
+            self._tail.clear()

@@ -9,7 +9,7 @@ import json
 import platform
 import re
 import sys
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO
 
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
 
@@ -138,7 +138,7 @@ def probe_onnxruntime() -> Dict[str, Any]:
     return result
 
 
-def collect(bundle: Any = None, prefer: str = "auto") -> Dict[str, Any]:
+def collect(bundle: Any = None, prefer: str = "auto", root: Optional[str] = None) -> Dict[str, Any]:
     """The whole report as a dict (JSON-serialisable)."""
     from edge_sdk.runtime.backends.selection import select_backend
 
@@ -164,9 +164,71 @@ def collect(bundle: Any = None, prefer: str = "auto") -> Dict[str, Any]:
         "cuda": cuda,
         "jetson": probe_jetson(),
         "onnxruntime": probe_onnxruntime(),
-        "bundle": getattr(bundle, "dir", None),
+        "bundle": getattr(bundle, "source", None),
+        "bundle_software": bundle_stack(bundle, trt["version"]),
+        "installed": installed_bundles(root or DEFAULT_ROOT, trt["version"]),
         "runtime_will_use": {"backend": choice, "because": reason},
     }
+
+
+def bundle_stack(bundle: Any, tensorrt_version: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The software stack a bundle was built for and whether this device's TensorRT is it (None without a
+    bundle, or for a bundle that records none)."""
+    return None if bundle is None else manifest_stack(bundle.manifest, tensorrt_version)
+
+
+def manifest_stack(manifest: Dict[str, Any], tensorrt_version: Optional[str]) -> Optional[Dict[str, Any]]:
+    from edge_sdk.runtime.backends.tensorrt_backend import (
+        bundle_software,
+        describe_software,
+        same_release,
+        version_compatible_engine,
+    )
+
+    software = bundle_software(manifest)
+    if software is None:
+        return None
+    if tensorrt_version is None:
+        verdict = "this machine has no TensorRT"
+    elif same_release(software["tensorrt"], tensorrt_version):
+        verdict = "matches this TensorRT {}".format(tensorrt_version)
+    elif version_compatible_engine(manifest, tensorrt_version):
+        verdict = "runs on this TensorRT {} (version-compatible engine)".format(tensorrt_version)
+    else:
+        verdict = "does NOT match this TensorRT {}: rebuild with --jetpack for this device".format(tensorrt_version)
+    return {"software": software, "built_for": describe_software(software), "verdict": verdict}
+
+
+DEFAULT_ROOT = "/opt/edge-sdk"  # where `edge-sdk flash` installs releases (the agent's --root)
+
+
+def installed_bundles(root: Optional[str], tensorrt_version: Optional[str]) -> List[Dict[str, Any]]:
+    """The releases `edge-sdk flash` installed under ``root`` (versions/<v>/bundle/...), newest name last, each
+    with the stack its bundle was built for and whether this device runs it."""
+    import os
+
+    versions_dir = os.path.join(root, "versions")
+    if not os.path.isdir(versions_dir):
+        return []
+    current = os.path.basename(os.path.realpath(os.path.join(root, "current")))
+    found = []
+    for version in sorted(os.listdir(versions_dir)):
+        bundle_dir = os.path.join(versions_dir, version, "bundle")
+        for directory, _subdirs, files in os.walk(bundle_dir):
+            if directory[len(bundle_dir):].count(os.sep) > 2:
+                continue
+            if "manifest.json" in files:
+                try:
+                    with open(os.path.join(directory, "manifest.json")) as handle:
+                        manifest = json.load(handle)
+                except (IOError, OSError, ValueError):
+                    break
+                stack = manifest_stack(manifest, tensorrt_version) or {"built_for": "an unrecorded stack",
+                                                                        "verdict": "not checked"}
+                found.append({"version": version, "current": version == current, "target": manifest.get("target"),
+                              "built_for": stack["built_for"], "verdict": stack["verdict"]})
+                break
+    return found
 
 
 def _missing(value, error=""):
@@ -204,6 +266,13 @@ def format_report(report: Dict[str, Any]) -> str:
                   if ort["version"] else _missing(None, ort["error"])))
     if report.get("bundle"):
         lines.append(("Bundle", report["bundle"]))
+    if report.get("bundle_software"):
+        stack = report["bundle_software"]
+        lines.append(("Built for", "{}: {}".format(stack["built_for"], stack["verdict"])))
+    for release in report.get("installed") or []:
+        lines.append(("Installed", "{}{} {}, built for {}: {}".format(
+            release["version"], " (current)" if release["current"] else "", release["target"],
+            release["built_for"], release["verdict"])))
     width = max(len(k) for k, _ in lines)
     text = ["{}  {}".format(k.ljust(width), v) for k, v in lines]
     decision = report["runtime_will_use"]
@@ -213,14 +282,18 @@ def format_report(report: Dict[str, Any]) -> str:
 
 
 def run_doctor(bundle_path: Optional[str] = None, prefer: str = "auto", as_json: bool = False,
-               out: Optional[TextIO] = None) -> Dict[str, Any]:
+               out: Optional[TextIO] = None, root: Optional[str] = None) -> Dict[str, Any]:
     """Collect and print the report (text or JSON); returns the report dict."""
     bundle = None
     if bundle_path:
         from edge_sdk.runtime.bundle import open_bundle
 
         bundle = open_bundle(str(bundle_path))
-    report = collect(bundle=bundle, prefer=prefer)
+    try:
+        report = collect(bundle=bundle, prefer=prefer, root=root)
+    finally:
+        if bundle is not None:
+            bundle.close()  # an archive's temporary copy
     stream = out or sys.stdout
     if as_json:
         stream.write(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")

@@ -22,6 +22,7 @@ from edge_sdk.runtime.backends.tensorrt_backend import (
     _write_atomic,
     bundle_engine_settings,
     cached_engine_path,
+    check_bundle_tensorrt,
     engine_cache_key,
 )
 from edge_sdk.runtime.bundle import Bundle, open_bundle, write_manifest
@@ -56,7 +57,7 @@ def _import_builder(bundle):
 def _timing_cache_for(bundle, engine_path):
     """The timing cache beside the engine, seeded from the bundle's (TensorRT ignores entries of other GPUs)."""
     timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
-    shipped = bundle.file_path("timing.cache")
+    shipped = bundle.listed_path("timing.cache") or ""  # only a file the manifest hashes (so was verified)
     if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
         directory = os.path.dirname(timing_cache)
         if directory and not os.path.isdir(directory):
@@ -67,10 +68,23 @@ def _timing_cache_for(bundle, engine_path):
 
 def _calibration_cache_for(bundle, model):
     engine = bundle.manifest.get("engine") or {}
-    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else bundle.file_path("calib.cache")
+    calib = bundle.listed_path(engine.get("calib_cache") or "calib.cache")  # verified files only
     if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
         return None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
-    return calib if os.path.isfile(calib) else None
+    return calib if calib and os.path.isfile(calib) else None
+
+
+def _source_model(bundle, tensorrt_builder):
+    """The bundle file to build from: ``engine.source_model``, or on a strongly typed TensorRT (10.12+, 11) the
+    FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine.strongly_typed_source``."""
+    engine = bundle.manifest.get("engine") or {}
+    if hasattr(tensorrt_builder, "engine_source"):
+        import tensorrt as trt
+
+        source = tensorrt_builder.engine_source(trt, engine, None)
+    else:
+        source = engine.get("source_model")
+    return bundle.file_path(source) if source else bundle.model_path
 
 
 def record_built_engine(bundle: Bundle, key: str, engine_path: str, data: bytes, seconds: float, tensorrt_version: str,
@@ -92,8 +106,7 @@ def build_engine_for_bundle(bundle: Bundle, engine_path: str, settings: Dict[str
     """Build the engine the bundle asks for from its ONNX, write it to ``engine_path`` (+ its sha256) and
     record it in the manifest under ``key``. Returns the plan bytes."""
     tensorrt_builder = _import_builder(bundle)
-    engine = bundle.manifest.get("engine") or {}
-    model = bundle.file_path(engine["source_model"]) if engine.get("source_model") else bundle.model_path
+    model = _source_model(bundle, tensorrt_builder)
     if not model or not os.path.isfile(model):
         raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
                           "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
@@ -129,6 +142,10 @@ def build_on_device(bundle_path: str, log: Callable[[str], None] = print, device
 
     from edge_sdk.runtime.cuda import CudaDevice
 
+    if os.path.isfile(bundle_path):  # an archive would be unpacked to a temporary copy, engine and all lost
+        raise BundleError("`edge-sdk build --bundle` writes the engine beside the bundle directory, and {} is an "
+                          "archive; unpack it first (tar xzf {}) and pass the directory".format(bundle_path,
+                                                                                            bundle_path))
     bundle = open_bundle(bundle_path)
     profile = bundle.manifest.get("target_profile") or {}
     model = read_device_model() if device_model is None else device_model
@@ -136,6 +153,7 @@ def build_on_device(bundle_path: str, log: Callable[[str], None] = print, device
         raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
                           "`edge-sdk build MODEL.onnx --target <this device>`".format(
                               bundle_path, bundle.target, model or "not a Jetson"))
+    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle_path))
     if bundle.engine_path and os.path.isfile(bundle.engine_path):
         log("the bundle has its engine: {}".format(bundle.engine_path))
         return bundle.engine_path

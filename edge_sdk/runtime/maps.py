@@ -6,19 +6,11 @@ Coordinates: keypoints in input-image pixels; maps on the stride grid of
 :func:`edge_sdk.runtime.skeleton.image_to_map`.
 """
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
-from edge_sdk.runtime.skeleton import (
-    BACKGROUND_CHANNEL,
-    LIMBS,
-    NUM_HEATMAPS,
-    NUM_PAFS,
-    NUM_PARTS,
-    STRIDE,
-    image_to_map,
-)
+from edge_sdk.runtime.skeleton import STRIDE, get_skeleton, image_to_map
 
 DEFAULT_SIGMA = 1.0
 """Gaussian sigma of a heatmap peak, in map cells (7 px at stride 8 in OpenPose ~ 0.9 cells)."""
@@ -33,21 +25,23 @@ def map_size_for(image_height: int, image_width: int, stride: int = STRIDE) -> T
 
 
 def render_heatmaps(people18: np.ndarray, map_shape: Tuple[int, int], stride: int = STRIDE,
-                    sigma: float = DEFAULT_SIGMA) -> np.ndarray:
+                    sigma: float = DEFAULT_SIGMA, skeleton: Any = None) -> np.ndarray:
     """[P, 18, 3] keypoints (x, y, v; v > 0 = present) in image pixels -> [19, H, W] float32.
 
     Each part channel is the max over people of a Gaussian with peak 1.0 at the joint; channel 18 is the
-    background, 1 - max over parts.
+    background, 1 - max over parts. Another ``skeleton``: [P, parts, 3] in, its heatmap channels out.
     """
+    sk = get_skeleton(skeleton)
+    num_parts = sk.num_parts
     height, width = int(map_shape[0]), int(map_shape[1])
-    heatmaps = np.zeros((NUM_HEATMAPS, height, width), dtype=np.float32)
-    people = np.asarray(people18, dtype=np.float32).reshape(-1, NUM_PARTS, 3)
+    heatmaps = np.zeros((sk.num_heatmaps, height, width), dtype=np.float32)
+    people = np.asarray(people18, dtype=np.float32).reshape(-1, num_parts, 3)
     ys = np.arange(height, dtype=np.float32)[:, None]
     xs = np.arange(width, dtype=np.float32)[None, :]
     radius = 3.0 * sigma
     inv = 1.0 / (2.0 * sigma * sigma)
     for person in people:
-        for part in range(NUM_PARTS):
+        for part in range(num_parts):
             x, y, v = person[part]
             if v <= 0:
                 continue
@@ -58,24 +52,27 @@ def render_heatmaps(people18: np.ndarray, map_shape: Tuple[int, int], stride: in
                 continue
             gauss = np.exp(-((xs[:, x0:x1] - mx) ** 2 + (ys[y0:y1] - my) ** 2) * inv)
             np.maximum(heatmaps[part, y0:y1, x0:x1], gauss, out=heatmaps[part, y0:y1, x0:x1])
-    heatmaps[BACKGROUND_CHANNEL] = 1.0 - heatmaps[:NUM_PARTS].max(axis=0)
+    if sk.background:
+        heatmaps[num_parts] = 1.0 - heatmaps[:num_parts].max(axis=0)
     return heatmaps
 
 
 def render_pafs(people18: np.ndarray, map_shape: Tuple[int, int], stride: int = STRIDE,
-                limb_width: float = DEFAULT_PAF_WIDTH) -> np.ndarray:
+                limb_width: float = DEFAULT_PAF_WIDTH, skeleton: Any = None) -> np.ndarray:
     """[P, 18, 3] keypoints in image pixels -> [38, H, W] float32 part affinity fields.
 
     For limb ``i`` (parts a -> b), every cell within ``limb_width`` cells of the segment holds the unit
     vector from a to b in channels (2i, 2i+1); where several people's limbs overlap, the vectors are
-    averaged (as in OpenPose).
+    averaged (as in OpenPose). Another ``skeleton``: its limbs, in its (x, y) channels.
     """
+    sk = get_skeleton(skeleton)
     height, width = int(map_shape[0]), int(map_shape[1])
-    pafs = np.zeros((NUM_PAFS, height, width), dtype=np.float32)
-    people = np.asarray(people18, dtype=np.float32).reshape(-1, NUM_PARTS, 3)
+    pafs = np.zeros((sk.num_pafs, height, width), dtype=np.float32)
+    people = np.asarray(people18, dtype=np.float32).reshape(-1, sk.num_parts, 3)
     ys = np.arange(height, dtype=np.float32)[:, None]
     xs = np.arange(width, dtype=np.float32)[None, :]
-    for limb, (a, b) in enumerate(LIMBS):
+    for limb, (a, b) in enumerate(sk.limbs):
+        cx, cy = sk.paf_channels[limb]
         count = np.zeros((height, width), dtype=np.float32)
         for person in people:
             if person[a, 2] <= 0 or person[b, 2] <= 0:
@@ -98,18 +95,20 @@ def render_pafs(people18: np.ndarray, map_shape: Tuple[int, int], stride: int = 
             along = rx * ux + ry * uy
             across = np.abs(rx * uy - ry * ux)
             on_limb = (along >= -limb_width * 0.5) & (along <= length + limb_width * 0.5) & (across <= limb_width)
-            pafs[2 * limb, y0:y1, x0:x1] += on_limb * ux
-            pafs[2 * limb + 1, y0:y1, x0:x1] += on_limb * uy
+            pafs[cx, y0:y1, x0:x1] += on_limb * ux
+            pafs[cy, y0:y1, x0:x1] += on_limb * uy
             count[y0:y1, x0:x1] += on_limb
         nonzero = count > 0
-        pafs[2 * limb][nonzero] /= count[nonzero]
-        pafs[2 * limb + 1][nonzero] /= count[nonzero]
+        pafs[cx][nonzero] /= count[nonzero]
+        pafs[cy][nonzero] /= count[nonzero]
     return pafs
 
 
 def render_maps(people18: np.ndarray, image_height: int, image_width: int, stride: int = STRIDE,
-                sigma: float = DEFAULT_SIGMA, limb_width: float = DEFAULT_PAF_WIDTH) -> Tuple[np.ndarray, np.ndarray]:
-    """Heatmaps [19, H/8, W/8] and PAFs [38, H/8, W/8] for an image of the given size."""
+                sigma: float = DEFAULT_SIGMA, limb_width: float = DEFAULT_PAF_WIDTH,
+                skeleton: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Heatmaps [19, H/8, W/8] and PAFs [38, H/8, W/8] for an image of the given size (another
+    ``skeleton``: its channels, from [P, parts, 3] keypoints)."""
     shape = map_size_for(image_height, image_width, stride)
-    return (render_heatmaps(people18, shape, stride, sigma),
-            render_pafs(people18, shape, stride, limb_width))
+    return (render_heatmaps(people18, shape, stride, sigma, skeleton),
+            render_pafs(people18, shape, stride, limb_width, skeleton))

@@ -5,10 +5,12 @@ Schema v1 (DESIGN.md, "Contracts")::
     {"v": 1, "device": str, "seq": int, "ts": float, "frame": {"w": int, "h": int, "source": str},
      "people": [{"score": float, "keypoints": [[x, y, score] x 17]}], "latency_ms": {stage: ms}}
 
-Keypoints are COCO-17 order in original-frame pixels; a joint not found is [0, 0, 0].
+Keypoints are COCO-17 order in original-frame pixels, clipped to the frame; a joint not found is [0, 0, 0].
+No NaN or Infinity is ever written: a non-finite keypoint becomes [0, 0, 0], a non-finite score or latency 0.
 """
 
 import json
+import math
 import struct
 from typing import Any, Dict, List, Optional
 
@@ -29,49 +31,70 @@ def people_to_json(keypoints17: Any, scores: Any) -> List[Dict[str, Any]]:
     return people
 
 
+def _finite(value):
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def clean_people(people: List[Dict[str, Any]], frame_w: int, frame_h: int) -> List[Dict[str, Any]]:
+    """``people`` with every keypoint finite and inside the frame (x in [0, w-1], y in [0, h-1]); a joint with
+    a non-finite value becomes [0, 0, 0] (not found), a non-finite score 0."""
+    out = []
+    for person in people:
+        kps = np.array(person["keypoints"], dtype=np.float64).reshape(-1, 3)
+        kps[~np.isfinite(kps).all(axis=1)] = 0.0
+        if frame_w > 0:
+            kps[:, 0] = np.clip(kps[:, 0], 0.0, frame_w - 1.0)
+        if frame_h > 0:
+            kps[:, 1] = np.clip(kps[:, 1], 0.0, frame_h - 1.0)
+        kps[:, 2] = np.maximum(kps[:, 2], 0.0)
+        kps[:, :2] = np.round(kps[:, :2], 1)
+        kps[:, 2] = np.round(kps[:, 2], 3)
+        out.append({"score": round(_finite(person.get("score", 0.0)), 4), "keypoints": kps.tolist()})
+    return out
+
+
 def build_pose_message(device: str, seq: int, ts: float, frame_w: int, frame_h: int, source: str,
                        people: List[Dict[str, Any]], latency_ms: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
-    """A schema-v1 pose message as a dict (``people`` from :func:`people_to_json`)."""
+    """A schema-v1 pose message as a dict (``people`` from :func:`people_to_json`), keypoints clipped to the
+    frame and every number finite (see the module docstring)."""
     return {
         "v": SCHEMA_VERSION,
         "device": str(device),
         "seq": int(seq),
-        "ts": float(ts),
+        "ts": _finite(ts),
         "frame": {"w": int(frame_w), "h": int(frame_h), "source": str(source)},
-        "people": people,
-        "latency_ms": {k: round(float(v), 3) for k, v in (latency_ms or {}).items()},
+        "people": clean_people(people, int(frame_w), int(frame_h)),
+        "latency_ms": {k: round(_finite(v), 3) for k, v in (latency_ms or {}).items()},
     }
 
 
-def validate_pose_message(msg: Dict[str, Any]) -> None:
-    """Raise ValueError saying what is wrong if ``msg`` is not a schema-v1 pose message."""
-    if not isinstance(msg, dict):
-        raise ValueError("pose message must be a JSON object, got {}".format(type(msg).__name__))
-    if msg.get("v") != SCHEMA_VERSION:
-        raise ValueError("unsupported pose message version {!r} (this reader knows v{})".format(
-            msg.get("v"), SCHEMA_VERSION))
-    for key, kind in (("device", str), ("seq", int), ("ts", (int, float)), ("frame", dict), ("people", list)):
-        if not isinstance(msg.get(key), kind):
-            raise ValueError("pose message field {!r} missing or of the wrong type".format(key))
-    for i, person in enumerate(msg["people"]):
-        kps = person.get("keypoints") if isinstance(person, dict) else None
-        if not isinstance(kps, list) or len(kps) != 17 or any(len(k) != 3 for k in kps):
-            raise ValueError("person {} must have 17 keypoints of [x, y, score]".format(i))
+def validate_pose_message(msg: Dict[str, Any]) -> Dict[str, Any]:
+    """Raise ValueError (:class:`~edge_sdk.runtime.message_check.MessageError`) saying what is wrong if ``msg``
+    is not a schema-v1 pose message within bounds; returns ``msg``. The rules live in ``message_check``."""
+    from edge_sdk.runtime.message_check import check_pose_message
+
+    check_pose_message(msg)
     return msg
 
 
 def encode_json(msg: Dict[str, Any]) -> bytes:
-    """Compact JSON bytes of a message."""
-    return json.dumps(msg, separators=(",", ":")).encode("utf-8")
-
-
-def decode_json(payload: bytes) -> Dict[str, Any]:
-    """Bytes -> validated message dict (ValueError on anything malformed)."""
+    """Compact JSON bytes of a message; never NaN or Infinity (they become 0, see the module docstring)."""
     try:
-        msg = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("pose message is not valid JSON: {}".format(exc)) from exc
-    return validate_pose_message(msg)
+        return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except ValueError:  # a message not made by build_pose_message: clean it rather than fail the run
+        frame = msg.get("frame") or {}
+        clean = dict(msg, ts=_finite(msg.get("ts", 0.0)),
+                     people=clean_people(msg.get("people") or [], int(frame.get("w", 0)), int(frame.get("h", 0))),
+                     latency_ms={k: _finite(v) for k, v in (msg.get("latency_ms") or {}).items()})
+        return json.dumps(clean, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode_json(payload: Any) -> Dict[str, Any]:
+    """Bytes -> checked, normalised message dict (ValueError on anything malformed or out of bounds)."""
+    from edge_sdk.runtime.message_check import check_pose_message, load_json_object
+
+    return check_pose_message(load_json_object(payload, "pose message"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -104,16 +127,17 @@ def encode_compact(msg: Dict[str, Any]) -> bytes:
     people = msg.get("people", [])
     latency = msg.get("latency_ms") or {}
     parts = [_COMPACT_HEADER.pack(COMPACT_MAGIC, int(msg.get("v", SCHEMA_VERSION)), int(msg["seq"]) & 0xFFFFFFFF,
-                                  float(msg["ts"]), w, h, q, len(people), len(latency))]
+                                  _finite(msg["ts"]), w, h, q, len(people), len(latency))]
     device = _short_bytes(str(msg.get("device", "")), 255)
     source = _short_bytes(str(frame.get("source", "")), 65535)
     parts.append(struct.pack("<B", len(device)) + device + struct.pack("<H", len(source)) + source)
     for name, value in latency.items():
         name_bytes = _short_bytes(str(name), 255)
-        parts.append(struct.pack("<B", len(name_bytes)) + name_bytes + struct.pack("<f", float(value)))
+        parts.append(struct.pack("<B", len(name_bytes)) + name_bytes + struct.pack("<f", _finite(value)))
     if people:
         kps = np.asarray([p["keypoints"] for p in people], dtype=np.float64).reshape(-1, 17, 3)
-        scores = np.asarray([p.get("score", 0.0) for p in people], dtype="<f4")
+        kps = np.where(np.isfinite(kps), kps, 0.0)
+        scores = np.asarray([_finite(p.get("score", 0.0)) for p in people], dtype="<f4")
         xy = np.clip(np.round(kps[:, :, :2] * q), 0, 65535).astype("<u2")
         conf = np.clip(np.round(kps[:, :, 2] * 255), 0, 255).astype("u1")
         parts += [scores.tobytes(), np.ascontiguousarray(xy[:, :, 0]).tobytes(),
@@ -122,7 +146,8 @@ def encode_compact(msg: Dict[str, Any]) -> bytes:
 
 
 def decode_compact(payload: bytes) -> Dict[str, Any]:
-    """Compact bytes -> validated message dict (ValueError on anything malformed)."""
+    """Compact bytes -> message dict (ValueError if the layout is broken; the values are checked by
+    :func:`edge_sdk.runtime.message_check.parse_pose_payload`, which readers use)."""
     try:
         magic, version, seq, ts, w, h, q, n_people, n_latency = _COMPACT_HEADER.unpack_from(payload, 0)
         if magic != COMPACT_MAGIC:
@@ -167,8 +192,9 @@ def decode_compact(payload: bytes) -> Dict[str, Any]:
             "people": people, "latency_ms": latency}
 
 
-def decode_message(payload: bytes) -> Dict[str, Any]:
-    """JSON or compact bytes (told apart by the first bytes) -> validated message dict; ValueError if malformed."""
-    if isinstance(payload, (bytes, bytearray, memoryview)) and bytes(payload[:3]) == COMPACT_MAGIC:
-        return decode_compact(bytes(payload))
-    return decode_json(payload)
+def decode_message(payload: Any, topic_device: Optional[str] = None) -> Dict[str, Any]:
+    """JSON or compact bytes (told apart by the first bytes) -> checked, normalised message dict; ValueError
+    (``message_check.MessageError``) if malformed, out of bounds, or naming a device other than ``topic_device``."""
+    from edge_sdk.runtime.message_check import parse_pose_payload
+
+    return parse_pose_payload(payload, topic_device)

@@ -28,11 +28,16 @@ from typing import Any, Dict, Optional, Tuple
 from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
 from edge_sdk.runtime.delivery_queue import DeliveryQueue
+from edge_sdk.runtime.ids import check_device_id  # also imported from here by broker_config
+from edge_sdk.runtime.message_check import finite_or_none
+from edge_sdk.runtime.redact import redact_url
 
 log = logging.getLogger("edge_sdk.mqtt")
 
 DEFAULT_PREFIX = "edge-sdk"
 PASSWORD_ENV = "EDGE_SDK_MQTT_PASSWORD"
+AT_RISK_S = 30.0  # after a broker lost its state: acknowledged messages counted at risk for this long
+SHUTDOWN_FLUSH_S = 2.0  # on SIGTERM/SIGINT: the flash agent SIGKILLs after 10 s, we must be out within ~5 s
 _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
 
 
@@ -65,6 +70,13 @@ def new_client(client_id: str = "", clean_session: bool = True, callback_api: Op
                 return paho.Client(paho.CallbackAPIVersion.VERSION1, client_id=client_id, clean_session=clean_session)
         return paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
     return paho.Client(client_id=client_id, clean_session=clean_session)
+
+
+def _session_present(flags):
+    """The CONNACK session-present flag from paho 1.x (a dict) or 2.x (``ConnectFlags``)."""
+    if isinstance(flags, dict):
+        return bool(flags.get("session present"))
+    return bool(getattr(flags, "session_present", False))
 
 
 def _reason_code(value):
@@ -103,7 +115,7 @@ def parse_url(url: str) -> Tuple[str, int, bool, Optional[str]]:
         userinfo, rest = rest.rsplit("@", 1)
         if ":" in userinfo:
             raise ConfigError("MQTT URL {!r} holds a password in clear; pass it with --mqtt-password-file or "
-                              "${} instead".format(url.split("@")[0].rsplit(":", 1)[0] + ":***@...", PASSWORD_ENV))
+                              "${} instead".format(redact_url(url), PASSWORD_ENV))
         username = userinfo or None
     default_port, use_tls = _SCHEMES[scheme]
     host, port = rest, default_port
@@ -120,14 +132,6 @@ def parse_url(url: str) -> Tuple[str, int, bool, Optional[str]]:
     if not host:
         raise ConfigError("MQTT URL {!r} has no host; expected mqtt://HOST:PORT".format(url))
     return host, port, use_tls, username
-
-
-def check_device_id(device_id: str) -> str:
-    """A device id is one MQTT topic level: no '/', '+', '#', not empty."""
-    if not device_id or any(c in device_id for c in "/+#\x00") or device_id != device_id.strip():
-        raise ConfigError("device id {!r} is not usable as an MQTT topic level: use letters, digits, '-', '_', "
-                          "'.' (no '/', '+', '#' or spaces at the ends)".format(device_id))
-    return device_id
 
 
 def read_password(password_file: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> Optional[str]:
@@ -364,7 +368,7 @@ class MqttPublisher(object):
         self.queue = DeliveryQueue(queue_size, memory_limit=queue_memory, spill_dir=spill_dir)
 
         self._client = new_client(client_id or "edge-sdk-{}-{}".format(self.device_id, os.getpid()),
-                                  clean_session=True, callback_api=callback_api)
+                                  clean_session=False, callback_api=callback_api)  # see _on_connect
         configure_client(self._client, use_tls, tls_ca, tls_cert, tls_key, username, password)
         self._use_tls = use_tls or bool(tls_ca or tls_cert)
         self._client.max_inflight_messages_set(self.inflight_limit + 4)  # + status / metrics
@@ -386,7 +390,10 @@ class MqttPublisher(object):
         self._window = _MetricsWindow()
         self._external_metrics = False  # the caller publishes metrics itself: no automatic ones
         self._next_metrics = time.time() + self.metrics_interval
+        self._had_session = False
+        self._at_risk_until = 0.0
         self.counters = {"published": 0, "delivered": 0, "dropped_queue_full": 0, "dropped_offline": 0,
+                         "broker_state_lost": 0, "at_risk": 0, "lost_at_close": 0,
                          "reconnects": 0, "bytes": 0}
 
     # ----------------------------------------------------------------------------------------------------- paho
@@ -396,6 +403,17 @@ class MqttPublisher(object):
         self._connack = _reason_code(rc)
         if self._connack == 0:
             self._session_up = True
+            # our session is persistent (clean_session=False): a broker that answers "no session" on a
+            # reconnect has lost its state (restarted without persistence): what it acknowledged but had not
+            # yet passed on is gone, and so is every subscriber's session (docs/mqtt.md, "Delivery guarantee")
+            if self._had_session and not _session_present(flags):
+                self.counters["broker_state_lost"] += 1
+                self._at_risk_until = time.time() + AT_RISK_S
+                log.warning("the MQTT broker %s:%s lost its state (restarted without persistence?): messages it "
+                            "had acknowledged may be lost, and the next %.0f s of messages are at risk until "
+                            "subscribers are back; counted as broker_state_lost / at_risk (see docs/mqtt.md)",
+                            self.host, self.port, AT_RISK_S)
+            self._had_session = True
             client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, *args):
@@ -486,6 +504,8 @@ class MqttPublisher(object):
                 mid = self._acks.pop(0)
                 if self._inflight.pop(mid, None):
                     self.counters["delivered"] += 1
+                    if self._at_risk_until and time.time() < self._at_risk_until:
+                        self.counters["at_risk"] += 1
 
     def _feed(self):
         """Hand queued messages to paho while connected, at most ``inflight_limit`` unacknowledged at once."""
@@ -534,12 +554,28 @@ class MqttPublisher(object):
             self.queue.put(self.topic_poses, payload)
             self.counters["dropped_queue_full"] += self.queue.dropped - before
 
+    def delivery_summary(self):
+        """One line for the end of a run: what was delivered, and every loss the device knows of."""
+        stats = self.stats()
+        lost = stats["dropped_queue_full"] + stats["dropped_offline"] + stats.get("lost_at_close", 0)
+        line = "mqtt: {} published, {} acknowledged by the broker, {} lost on the device ({} queue full, {} " \
+               "offline at QoS 0, {} still queued at exit)".format(
+                   stats["published"], stats["delivered"], lost, stats["dropped_queue_full"],
+                   stats["dropped_offline"], stats.get("lost_at_close", 0))
+        if stats["spill_errors"]:
+            line += "; spill dir unusable ({} failed writes)".format(stats["spill_errors"])
+        if stats["broker_state_lost"]:
+            line += "; the broker lost its state {} time(s): {} acknowledged messages at risk".format(
+                stats["broker_state_lost"], stats["at_risk"])
+        return line
+
     def stats(self):
         """Delivery counters: published, delivered, dropped_queue_full, dropped_offline, queued, ... ."""
         with self._lock:
             stats = dict(self.counters)
             stats["queued"] = len(self.queue) + len(self._inflight)
             stats["spilled"] = self.queue.spilled
+            stats["spill_errors"] = self.queue.spill_errors
         stats["connected"] = bool(self._connected)
         return stats
 
@@ -560,9 +596,24 @@ class MqttPublisher(object):
         body["dropped_offline"] = stats["dropped_offline"]
         body["delivered"] = stats["delivered"]
         body["reconnects"] = stats["reconnects"]
+        body["spill_errors"] = stats["spill_errors"]
+        body["broker_state_lost"] = stats["broker_state_lost"]
+        body["at_risk"] = stats["at_risk"]
+        body = finite_or_none(body)  # no NaN / Infinity on the wire
         if self._connected:  # metrics are a snapshot: a stale one is not worth queueing
-            self._client.publish(self.topic_metrics, json.dumps(body, separators=(",", ":")), qos=0)
+            self._client.publish(self.topic_metrics, json.dumps(body, separators=(",", ":"), allow_nan=False), qos=0)
         return body
+
+    def health(self):
+        """Delivery counters for the health file: what was lost or is at risk, and why."""
+        stats = self.stats()
+        out = {key: stats.get(key, 0) for key in ("published", "delivered", "queued", "dropped_queue_full",
+                                                  "dropped_offline", "spill_errors", "lost_at_close", "reconnects",
+                                                  "broker_state_lost", "at_risk")}
+        out["connected"] = stats["connected"]
+        if self.queue.spill_error:
+            out["spill_error"] = self.queue.spill_error
+        return {"mqtt": out}
 
     def flush(self, timeout=10.0):
         """Wait until every queued message is acknowledged (QoS 1) or ``timeout`` s pass; True if all left."""
@@ -587,14 +638,16 @@ class MqttPublisher(object):
             return
         flushed = self.flush(timeout)
         if not flushed:
-            log.warning("MQTT: %d messages not delivered before close", self.stats()["queued"])
+            with self._lock:
+                self.counters["lost_at_close"] = len(self.queue) + len(self._inflight)
+            log.warning("MQTT: %d messages not delivered before close (lost)", self.counters["lost_at_close"])
         if self._connected:
             info = self._client.publish(self.topic_status, self._status_payload("offline"), qos=1, retain=True)
             end = time.time() + min(timeout, 5.0)
             while not info.is_published() and self._connected and time.time() < end:
                 time.sleep(0.01)
         self._stop.set()
-        self._thread.join(5.0)
+        self._thread.join(min(5.0, timeout + 1.0))  # a daemon: a reconnect stuck in connect() must not hold us
         self._thread = None
         try:
             self._client.disconnect()
@@ -602,6 +655,11 @@ class MqttPublisher(object):
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         self.queue.close()
+
+    def shutdown(self, timeout=SHUTDOWN_FLUSH_S):
+        """Close within about ``timeout`` s whatever the broker does (SIGTERM: a service manager kills us soon
+        after); what is still queued is lost and counted in ``lost_at_close``."""
+        self.close(timeout=min(timeout, self.flush_timeout))
 
     def __enter__(self):
         return self

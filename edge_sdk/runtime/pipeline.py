@@ -21,6 +21,7 @@ Sequential mode runs the same stages one after another in the caller's thread (b
 """
 
 import collections
+import logging
 import signal
 import socket
 import threading
@@ -33,7 +34,9 @@ import numpy as np
 
 from edge_sdk.errors import EdgeSdkError
 from edge_sdk.runtime.messages import build_pose_message, people_to_json
-from edge_sdk.runtime.preprocess import preprocess_frame
+from edge_sdk.runtime.preprocess import UnusableFrame, preprocess_frame
+
+log = logging.getLogger("edge_sdk.pipeline")
 
 STAGES = ("capture", "preprocess", "infer", "decode", "publish", "total")
 
@@ -42,8 +45,14 @@ _END = object()  # end of stream marker passed down the queues
 
 def default_decoder(meta: Any) -> Callable[..., Any]:
     """``decode(maps, letterbox, stride) -> (keypoints17 [P, 17, 3] frame pixels, scores [P])`` using
-    :mod:`edge_sdk.runtime.decode` (``maps``: {role: array of one frame}, e.g. heatmaps/pafs or peaks/pafs)."""
+    :mod:`edge_sdk.runtime.decode` (``maps``: {role: array of one frame}, e.g. heatmaps/pafs or peaks/pafs)
+    with the settings of ``meta.decoder`` (the model's, plus any command-line overrides)."""
     from edge_sdk.runtime import decode as decode_module
+    from edge_sdk.runtime.decoder_settings import decode_config
+    from edge_sdk.runtime.skeleton import get_skeleton
+
+    config = decode_config(getattr(meta, "decoder", None))
+    skeleton = get_skeleton(getattr(meta, "skeleton", None))
 
     use_peaks = "peaks" in meta.outputs
     function_name = "decode_peaks" if use_peaks else "decode_poses"
@@ -54,7 +63,7 @@ def default_decoder(meta: Any) -> Callable[..., Any]:
 
     def decode(maps, letterbox, stride):
         first = maps["peaks"] if use_peaks else maps["heatmaps"]
-        poses = function(first, maps["pafs"])
+        poses = function(first, maps["pafs"], config, skeleton)
         return poses.to_frame(letterbox, stride)
 
     return decode
@@ -120,6 +129,7 @@ class PipelineStats(object):
         self.frames = 0  # messages published
         self.captured = 0  # frames read from the source
         self.drops = 0  # live frames discarded because the pipeline was behind
+        self.unusable = 0  # frames skipped because the model cannot take them (e.g. 1x8000)
         self.started = None
         self.finished = None
         self.interrupted = False
@@ -164,6 +174,7 @@ class PipelineStats(object):
     def to_dict(self):
         return {
             "mode": self.mode, "frames": self.frames, "captured": self.captured, "drops": self.drops,
+            "unusable": self.unusable,
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
             "error": None if self.error is None else str(self.error),
             "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES},
@@ -172,15 +183,16 @@ class PipelineStats(object):
 
     def metrics(self):
         """The periodic metrics document (MQTT ``metrics`` topic): counters, current fps, p50 latencies."""
-        return {"frames": self.frames, "captured": self.captured, "drops": self.drops,
+        return {"frames": self.frames, "captured": self.captured, "drops": self.drops, "unusable": self.unusable,
                 "fps": round(self.current_fps(), 2), "elapsed_s": round(self.elapsed_s, 1),
                 "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES}}
 
     def summary(self):
         """A few human lines for the end of ``edge-sdk run``."""
-        lines = ["{} frames in {:.1f} s: {:.1f} fps ({}{}{})".format(
+        lines = ["{} frames in {:.1f} s: {:.1f} fps ({}{}{}{})".format(
             self.frames, self.elapsed_s, self.fps, self.mode,
             ", {} dropped".format(self.drops) if self.drops else "",
+            ", {} unusable frames skipped".format(self.unusable) if self.unusable else "",
             ", interrupted" if self.interrupted else "")]
         lines.append("latency p50 ms: " + "  ".join(
             "{} {:.1f}".format(stage, self.percentile(stage, 50)) for stage in STAGES))
@@ -297,6 +309,26 @@ class Pipeline(object):
                 if hasattr(sink, "publish_metrics"):  # the MQTT publisher's periodic metrics topic
                     sink.publish_metrics(metrics)
 
+    def _skip_frame(self, exc):
+        """Count a frame the model cannot take; say so once (a camera may send many)."""
+        with self._lock:
+            self.stats.unusable += 1
+            first = self.stats.unusable == 1
+        if first:
+            log.warning("skipping a frame the model cannot take (%s); further ones are only counted "
+                        "('unusable' in metrics and the health file)", exc)
+
+    def _preprocess_batch(self, frames, spec, buffer):
+        """Preprocess ``frames`` into ``buffer``; unusable ones are skipped and counted. Returns (frames, boxes)."""
+        kept, boxes = [], []
+        for frame in frames:
+            try:
+                boxes.append(preprocess_frame(frame.image, spec, out=buffer[len(kept)])[1])
+                kept.append(frame)
+            except UnusableFrame as exc:
+                self._skip_frame(exc)
+        return kept, boxes
+
     def _capture_allowed(self):
         return self.max_frames is None or self.stats.captured < self.max_frames
 
@@ -310,7 +342,11 @@ class Pipeline(object):
                 break
             self.stats.captured += 1
             t0 = time.perf_counter()
-            _, box = preprocess_frame(frame.image, spec, out=buffer[0])
+            try:
+                _, box = preprocess_frame(frame.image, spec, out=buffer[0])
+            except UnusableFrame as exc:
+                self._skip_frame(exc)
+                continue
             t1 = time.perf_counter()
             outputs = self.backend.infer(buffer)
             t2 = time.perf_counter()
@@ -380,9 +416,12 @@ class Pipeline(object):
                         except IndexError:
                             return
                         t0 = time.perf_counter()
-                        boxes = [preprocess_frame(f.image, spec, out=buffer[i])[1] for i, f in enumerate(frames)]
-                        q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
-                                      stop=self._abort)
+                        frames, boxes = self._preprocess_batch(frames, spec, buffer)
+                        if frames:
+                            q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
+                                          stop=self._abort)
+                        else:  # all unusable: nothing to infer
+                            self._pool.put(buffer)
                     except Exception as exc:  # noqa: BLE001
                         failed = True
                         self._fail(exc)
@@ -563,14 +602,16 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
                  health_file: Optional[str] = None, device_id: Optional[str] = None,
                  decoder: Optional[Callable[..., Any]] = None, threads: Optional[int] = None,
                  queue_size: Optional[int] = None, handle_signals: bool = True,
-                 on_start: Optional[Callable[..., Any]] = None, metrics_interval: float = 5.0) -> Any:
+                 on_start: Optional[Callable[..., Any]] = None, metrics_interval: float = 5.0,
+                 decoder_settings: Any = None, fit: Optional[str] = None) -> Any:
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
     are published, sinks (also those passed in) are closed, and the EdgeSdkError is raised with the stats as
     ``.stats``.
     ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
-    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`."""
+    every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`.
+    ``decoder_settings`` ({name: value}) and ``fit`` override the model metadata's."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
@@ -584,7 +625,12 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
 
         def snapshot():
             stats = current["pipeline"].stats if "pipeline" in current else PipelineStats()
-            return {"frames": stats.frames, "fps": round(stats.current_fps(), 2), "drops": stats.drops}
+            data = {"frames": stats.frames, "fps": round(stats.current_fps(), 2), "drops": stats.drops,
+                    "unusable": stats.unusable}
+            for sink in all_sinks:  # the MQTT publisher's delivery counters (losses are visible on the device)
+                if hasattr(sink, "health"):
+                    data.update(sink.health())
+            return data
 
         # created first, so that a model or source that fails to open still leaves an "error" document
         health = HealthFile(health_file, model or bundle or "model", snapshot)
@@ -593,6 +639,10 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
             from edge_sdk.runtime.backends.loader import load_backend
 
             backend = load_backend(model=model, bundle=bundle, prefer=prefer, threads=threads)
+        if decoder_settings or fit:
+            from edge_sdk.runtime.decoder_settings import apply_run_settings
+
+            apply_run_settings(backend.meta, decoder_settings, fit)
         opened_source = open_source(source)
         if save:
             all_sinks.append(JsonlSink(save))
@@ -616,9 +666,15 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
             health.stop(error=exc if not isinstance(exc, KeyboardInterrupt) else None)
         raise
     finally:
+        stopped = "pipeline" in current and current["pipeline"]._stopped_by_request
+        if health is not None and stopped:
+            health.status = "stopping"  # no longer "running" while the sinks close
         for sink in all_sinks:
             try:
-                sink.close()
+                if stopped and hasattr(sink, "shutdown"):  # a signal: bounded time, not the full flush timeout
+                    sink.shutdown()
+                else:
+                    sink.close()
             except Exception:  # noqa: BLE001 - closing must not hide the run's own error
                 pass
         if opened_source is not None:

@@ -25,6 +25,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from edge_sdk.errors import SourceError
+from edge_sdk.runtime.redact import redact_url
 
 try:
     import cv2
@@ -223,13 +224,13 @@ class LiveCaptureSource(Source):
                        "`pip uninstall opencv-python opencv-python-headless`".format(self.name, cv2.__version__)
             return "cannot start GStreamer pipeline for {}: {} -- check the camera (`nvgstcapture-1.0`) and that " \
                    "no other process holds it (`sudo systemctl restart nvargus-daemon`)".format(
-                       self.name, self.target)
+                       self.name, redact_url(self.target))
         if isinstance(self.target, int) or str(self.target).startswith("/dev/"):
             devices = sorted(n for n in os.listdir("/dev") if n.startswith("video")) if os.path.isdir("/dev") else []
             return "camera {} not found or busy; video devices here: {} -- pass another index or check " \
                    "the cable and `v4l2-ctl --list-devices`".format(self.target, ", ".join(devices) or "none")
         return "cannot open stream {}: no answer or not a video stream (check the URL, the credentials and " \
-               "that the camera is reachable)".format(self.target)
+               "that the camera is reachable)".format(redact_url(self.target))
 
     def frames(self):
         index = 0
@@ -448,4 +449,5 @@ def open_source(spec: Any, reconnect: int = 3, reconnect_delay: float = 1.0) -> 
             return ImageFolderSource(spec)
         return VideoFileSource(spec)
     raise SourceError("source {!r} not found: give a video file, an image folder, a camera index (0), "
-                      "csi://0, an rtsp:// or http:// URL, a GStreamer pipeline, or `synthetic`".format(spec))
+                      "csi://0, an rtsp:// or http:// URL, a GStreamer pipeline, or `synthetic`".format(
+                          redact_url(spec)))

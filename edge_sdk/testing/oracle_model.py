@@ -20,8 +20,8 @@ import numpy as np
 
 from edge_sdk.runtime.maps import render_maps
 from edge_sdk.runtime.model_meta import METADATA_KEY, InputSpec, ModelMeta
-from edge_sdk.runtime.preprocess import letterbox_params
-from edge_sdk.runtime.skeleton import NUM_PARTS, coco17_to_coco18, image_to_map
+from edge_sdk.runtime.preprocess import fit_params
+from edge_sdk.runtime.skeleton import DEFAULT_SKELETON, get_skeleton, image_to_map
 
 LEVELS = 8
 LEVEL_STEP = 32
@@ -81,8 +81,8 @@ def oracle_people(num_frames: int, width: int, height: int, people: int = 1, see
     return frames
 
 
-def _to_input_pixels(people17: np.ndarray, letterbox) -> np.ndarray:
-    people18 = coco17_to_coco18(people17)
+def _to_input_pixels(people17: np.ndarray, letterbox, skeleton) -> np.ndarray:
+    people18 = skeleton.from_coco17(people17)
     moved = people18.copy()
     moved[..., :2] = letterbox.frame_to_input(people18[..., :2])
     moved[people18[..., 2] <= 0] = 0.0
@@ -90,8 +90,9 @@ def _to_input_pixels(people17: np.ndarray, letterbox) -> np.ndarray:
 
 
 def _peaks_table(people18_input: np.ndarray, stride: int) -> np.ndarray:
-    peaks = np.zeros((NUM_PARTS, PEAK_SLOTS, 3), dtype=np.float32)
-    for part in range(NUM_PARTS):
+    parts = people18_input.shape[-2]
+    peaks = np.zeros((parts, PEAK_SLOTS, 3), dtype=np.float32)
+    for part in range(parts):
         slot = 0
         for person in people18_input:
             if person[part, 2] > 0 and slot < PEAK_SLOTS:
@@ -102,15 +103,19 @@ def _peaks_table(people18_input: np.ndarray, stride: int) -> np.ndarray:
 
 
 def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int], frame_height: int | list[int],
-                       input_spec: InputSpec | None = None, outputs: str = "maps", stride: int = 8):
+                       input_spec: InputSpec | None = None, outputs: str = "maps", stride: int = 8,
+                       skeleton: str | dict = DEFAULT_SKELETON):
     """The oracle ONNX ModelProto for frames of ``frame_width`` x ``frame_height`` whose people are
     ``expected[k]`` (COCO-17, frame pixels). ``outputs``: ``maps`` (heatmaps + pafs) or ``peaks``
     (peaks [N, 18, 8, 3] + pafs, like a graph with GPU peak extraction). Frames of different sizes (real
-    photos): pass one width and one height per frame."""
+    photos): pass one width and one height per frame. ``skeleton`` (a name or a skeleton object of
+    :func:`edge_sdk.runtime.skeleton.get_skeleton`): the maps are that topology's channels, from the
+    COCO-17 people (parts it adds, e.g. the neck, are midpoints; parts COCO-17 lacks, e.g. feet, absent)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     spec = input_spec or InputSpec(height=192, width=256)  # the `cpu` target's default input size
+    sk = get_skeleton(skeleton)
     if outputs not in ("maps", "peaks"):
         raise ValueError("outputs must be 'maps' or 'peaks', got {!r}".format(outputs))
     if spec.height % stride or spec.width % stride:
@@ -122,9 +127,9 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
     heights = frame_height if isinstance(frame_height, (list, tuple)) else [frame_height] * len(expected)
     first_table, paf_table = [], []
     for people17, width, height in zip(expected, widths, heights):
-        letterbox, _ = letterbox_params(height, width, spec.height, spec.width)
-        people18 = _to_input_pixels(np.asarray(people17, dtype=np.float32).reshape(-1, 17, 3), letterbox)
-        heatmaps, pafs = render_maps(people18, spec.height, spec.width, stride)
+        letterbox, _ = fit_params(height, width, spec.height, spec.width, spec.fit)
+        people18 = _to_input_pixels(np.asarray(people17, dtype=np.float32).reshape(-1, 17, 3), letterbox, sk)
+        heatmaps, pafs = render_maps(people18, spec.height, spec.width, stride, skeleton=sk)
         first_table.append(_peaks_table(people18, stride) if outputs == "peaks" else heatmaps)
         paf_table.append(pafs)
     first_table = np.stack(first_table).astype(np.float32)
@@ -142,7 +147,8 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
     elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8}[spec.dtype]
     first_name = "peaks" if outputs == "peaks" else "heatmaps"
     map_h, map_w = spec.height // stride, spec.width // stride
-    first_shape = [spec.batch, NUM_PARTS, PEAK_SLOTS, 3] if outputs == "peaks" else [spec.batch, 19, map_h, map_w]
+    first_shape = [spec.batch, sk.num_parts, PEAK_SLOTS, 3] if outputs == "peaks" \
+        else [spec.batch, sk.num_heatmaps, map_h, map_w]
 
     def const(name, array):
         return numpy_helper.from_array(np.asarray(array), name)
@@ -186,13 +192,14 @@ def build_oracle_model(expected: list[np.ndarray], frame_width: int | list[int],
         nodes, "edge_sdk_oracle",
         [helper.make_tensor_value_info("image", elem, list(spec.shape))],
         [helper.make_tensor_value_info(first_name, TensorProto.FLOAT, first_shape),
-         helper.make_tensor_value_info("pafs", TensorProto.FLOAT, [spec.batch, 38, map_h, map_w])],
+         helper.make_tensor_value_info("pafs", TensorProto.FLOAT, [spec.batch, sk.num_pafs, map_h, map_w])],
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="edge-sdk-oracle")
     model.ir_version = 7  # opset 13 / IR 7: loads in the onnxruntime and TensorRT of JetPack 4.6
     meta = ModelMeta(input_spec=spec, outputs={first_name: first_name, "pafs": "pafs"}, stride=stride,
-                     model="oracle", extra={"frames": len(expected), "frame_size": [frame_width, frame_height]})
+                     model="oracle", skeleton=skeleton,
+                     extra={"frames": len(expected), "frame_size": [frame_width, frame_height]})
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(model)
     return model
@@ -239,14 +246,16 @@ class OracleCase:
 
 def make_oracle(directory, num_frames: int = 20, width: int = 320, height: int = 240, people: int = 1,
                 input_spec: InputSpec | None = None, outputs: str = "maps", video: str | None = "oracle.avi",
-                fps: float = 10.0, seed: int = 0, missing_joints: bool = True) -> OracleCase:
-    """Write ``oracle.onnx`` and the oracle video (``video=None``: none) into ``directory``."""
+                fps: float = 10.0, seed: int = 0, missing_joints: bool = True,
+                skeleton: str | dict = DEFAULT_SKELETON) -> OracleCase:
+    """Write ``oracle.onnx`` and the oracle video (``video=None``: none) into ``directory``; ``skeleton``:
+    the topology of its maps (see :func:`build_oracle_model`)."""
     import onnx
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     expected = oracle_people(num_frames, width, height, people, seed, missing_joints)
-    model = build_oracle_model(expected, width, height, input_spec, outputs)
+    model = build_oracle_model(expected, width, height, input_spec, outputs, skeleton=skeleton)
     model_path = directory / "oracle.onnx"
     onnx.save(model, str(model_path))
     video_path = write_oracle_video(directory / video, num_frames, width, height, fps) if video else None
@@ -265,8 +274,8 @@ def stamp_frame_code(image: np.ndarray, index: int, input_spec: InputSpec) -> np
     photo's maps. Only the patch the graph reads is painted (plus a margin for resampling)."""
     out = image.copy()
     height, width = out.shape[:2]
-    letterbox, _ = letterbox_params(height, width, input_spec.height, input_spec.width)
-    half = int(np.ceil((PATCH / 2.0 + 2.0) / letterbox.scale))
+    letterbox, _ = fit_params(height, width, input_spec.height, input_spec.width, input_spec.fit)
+    half = int(np.ceil((PATCH / 2.0 + 2.0) / min(letterbox.scale_x, letterbox.scale_y)))
     cy, cx = height // 2, width // 2
     out[max(0, cy - half):cy + half, max(0, cx - half):cx + half] = frame_color(index)
     return out

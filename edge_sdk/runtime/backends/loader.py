@@ -102,16 +102,22 @@ def load_backend(model: Optional[str] = None, bundle: Optional[str] = None, pref
                 head = handle.read(4)
             if head[:2] == b"\x1f\x8b":
                 raise ConfigError("{} looks like a .tar.gz bundle; pass it with --bundle".format(model))
-        return load_onnxruntime(model, threads=threads, optimization=optimization)
+        backend = load_onnxruntime(model, threads=threads, optimization=optimization)
+        if getattr(backend.meta, "assumed", False):
+            from edge_sdk.runtime.model_meta import assumption_line
+
+            (say or _say_stderr)(assumption_line(backend.meta, model))
+        return backend
 
     from edge_sdk.runtime.bundle import open_bundle  # written by the build helper; imported only for bundles
 
-    opened = open_bundle(str(bundle), expected_target=target)
-    choice, reason = choose_for_bundle(opened, prefer)
-    (say or _say_stderr)("backend: {} ({})".format(choice, reason))
-    if choice == "tensorrt":
-        return load_tensorrt(opened)
-    if not opened.model_path or not os.path.isfile(str(opened.model_path)):
-        raise ModelError("bundle {} has no ONNX model for the ONNX Runtime backend".format(bundle))
-    return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization,
-                            config=opened.manifest.get("onnxruntime"))
+    # an archive is unpacked into a temporary directory: removed once the backend has read what it needs
+    with open_bundle(str(bundle), expected_target=target) as opened:
+        choice, reason = choose_for_bundle(opened, prefer)
+        (say or _say_stderr)("backend: {} ({})".format(choice, reason))
+        if choice == "tensorrt":
+            return load_tensorrt(opened)
+        if not opened.model_path or not os.path.isfile(str(opened.model_path)):
+            raise ModelError("bundle {} has no ONNX model for the ONNX Runtime backend".format(bundle))
+        return load_onnxruntime(opened.model_path, meta=opened.meta, threads=threads, optimization=optimization,
+                                config=opened.manifest.get("onnxruntime"))

@@ -13,8 +13,8 @@ import numpy as np
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.backends import Backend
-from edge_sdk.runtime.model_meta import METADATA_KEY, ModelMeta
-from edge_sdk.runtime.skeleton import NUM_HEATMAPS, NUM_PAFS, NUM_PARTS
+from edge_sdk.runtime.model_meta import METADATA_KEY, MetaAssumptionError, ModelMeta, assume_meta
+from edge_sdk.runtime.skeleton import get_skeleton
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -86,41 +86,48 @@ def check_model_io(path: str, meta: ModelMeta, inputs: List[Any], outputs: List[
     """
     spec = meta.input
     where = "model {}".format(path)
+    says = "edge-sdk assumed (the model has no metadata)" if getattr(meta, "assumed", False) else \
+        "its metadata says"
     if spec.name not in inputs:
         raise ModelError("{}: no input named {!r} (it has {}); the runtime feeds the input named in the model "
                          "metadata -- re-export the model with an input called 'image'".format(
                              where, spec.name, ", ".join(sorted(inputs)) or "none"))
     kind, shape = inputs[spec.name]
     if kind != _ORT_TYPES[spec.dtype]:
-        raise ModelError("{}: input {!r} is {} but its metadata says {} ({})".format(
-            where, spec.name, kind, spec.dtype, spec.layout))
+        raise ModelError("{}: input {!r} is {} but {} {} ({})".format(
+            where, spec.name, kind, says, spec.dtype, spec.layout))
     if len(shape) != 4:
         raise ModelError("{}: input {!r} has rank {} {}; expected {} {}".format(
             where, spec.name, len(shape), _shape_text(shape), spec.layout, list(spec.shape)))
     for got, want in zip(shape[1:], spec.shape[1:]):
         if _static(got) is not None and got != want:
-            raise ModelError("{}: input {!r} has shape {} but its metadata says {} {}; fix the metadata or "
-                             "re-export at that size".format(where, spec.name, _shape_text(shape), spec.layout,
-                                                              list(spec.shape)))
+            raise ModelError("{}: input {!r} has shape {} but {} {} {}; fix the metadata (`edge-sdk meta set`) "
+                             "or re-export at that size".format(where, spec.name, _shape_text(shape), says,
+                                                                 spec.layout, list(spec.shape)))
     if _static(shape[0]) is not None and shape[0] != spec.batch:
-        raise ModelError("{}: input batch is {} but the metadata says {}".format(where, shape[0], spec.batch))
+        raise ModelError("{}: input batch is {} but {} {}".format(where, shape[0], says, spec.batch))
 
     roles = meta.outputs
     if "pafs" not in roles or not ({"heatmaps", "peaks"} & set(roles)):
         raise ModelError("{}: metadata outputs {} must name 'pafs' and 'heatmaps' (or 'peaks')".format(
             where, roles))
     map_h, map_w = spec.height // meta.stride, spec.width // meta.stride
-    expect = {"pafs": (NUM_PAFS, map_h, map_w)}
+    try:
+        skeleton = get_skeleton(meta.skeleton)
+    except ValueError as exc:
+        raise ModelError("{}: {}".format(where, exc)) from None
+    expect = {"pafs": (skeleton.num_pafs, map_h, map_w)}
     if "peaks" in roles:
-        expect["peaks"] = (NUM_PARTS, None, 3)
+        expect["peaks"] = (skeleton.num_parts, None, 3)
     else:
-        expect["heatmaps"] = (NUM_HEATMAPS, map_h, map_w)
+        expect["heatmaps"] = (skeleton.num_heatmaps, map_h, map_w)
     for role, dims in sorted(expect.items()):
         name = roles[role]
         if name not in outputs:
             raise ModelError("{}: no output named {!r} for {} (outputs: {}); a pose model must output heatmaps "
-                             "[N, 19, H/8, W/8] and pafs [N, 38, H/8, W/8]".format(
-                                 where, name, role, ", ".join(sorted(outputs)) or "none"))
+                             "[N, {}, H/8, W/8] and pafs [N, {}, H/8, W/8]".format(
+                                 where, name, role, ", ".join(sorted(outputs)) or "none", skeleton.num_heatmaps,
+                                 skeleton.num_pafs))
         kind, shape = outputs[name]
         if kind not in ("tensor(float)", "tensor(float16)"):
             raise ModelError("{}: output {!r} ({}) is {}; expected float".format(where, name, role, kind))
@@ -164,15 +171,21 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError("cannot load ONNX model {}: {}; the file is corrupt or not an ONNX model -- "
                              "re-export it (or re-copy it if it was truncated)".format(
                                  model_path, text.splitlines()[0][:300])) from exc
-        if meta is None:
-            props = session.get_modelmeta().custom_metadata_map or {}
-            try:
-                meta = ModelMeta.from_props(props)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise ModelError("model {}: metadata key {!r} is not valid ModelMeta JSON ({}); re-export the "
-                                 "model with edge-sdk".format(model_path, METADATA_KEY, exc)) from exc
         inputs = {i.name: (i.type, list(i.shape)) for i in session.get_inputs()}
         outputs = {o.name: (o.type, list(o.shape)) for o in session.get_outputs()}
+        if meta is None:
+            props = session.get_modelmeta().custom_metadata_map or {}
+            if METADATA_KEY not in props:  # a plain ONNX: read what the graph says, the rest is assumed
+                try:
+                    meta = assume_meta(inputs, outputs, model_path)
+                except MetaAssumptionError as exc:
+                    raise ModelError(str(exc)) from None
+            try:
+                meta = meta or ModelMeta.from_props(props)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ModelError("model {}: metadata key {!r} is not valid ModelMeta JSON ({}); fix it with "
+                                 "`edge-sdk meta set {} --json ...` or re-export the model with edge-sdk".format(
+                                     model_path, METADATA_KEY, exc, model_path)) from None
         check_model_io(model_path, meta, inputs, outputs)
         Backend.__init__(self, meta)
         self.model_path = model_path

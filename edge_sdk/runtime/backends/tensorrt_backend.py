@@ -20,10 +20,11 @@ only runs where it was built); a bundle without a usable engine is built on firs
 import os
 import re
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edge_sdk.engine.tensorrt_builder import capturing_logger  # the builder and the backend log alike
 from edge_sdk.errors import BundleError, ModelError
 from edge_sdk.runtime.backends import Backend
 from edge_sdk.runtime.model_meta import ModelMeta
@@ -130,7 +131,8 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, engine, meta=None, dla_core=None, device=None, depth=2, log_severity=None):
+    def __init__(self, engine, meta=None, dla_core=None, device=None, depth=2, log_severity=None,
+                 allow_engine_host_code=False):
         import tensorrt as trt
 
         from edge_sdk.runtime.cuda import CudaDevice
@@ -141,16 +143,19 @@ class TensorRTBackend(Backend):
         data = _read(engine) if isinstance(engine, str) else bytes(engine)
         self.device = device or CudaDevice(0)
         self.dla_core = -1 if dla_core is None else int(dla_core)
-        self.logger = trt.Logger(trt.Logger.WARNING if log_severity is None else log_severity)
+        self.logger = capturing_logger(trt, log_severity)
         self.runtime = trt.Runtime(self.logger)
         if self.dla_core >= 0:
             self.runtime.DLA_core = self.dla_core
+        if allow_engine_host_code:  # a version-compatible engine runs the lean runtime it embeds (TensorRT 8.6+)
+            self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise ModelError(
-                "TensorRT {} could not load the engine {}: it was built by another TensorRT version or for another "
-                "GPU, or the file is damaged; rebuild it on this device (`edge-sdk build --target ...`, or delete "
-                "it and let the runtime build it from the bundle's ONNX)".format(trt.__version__, self.source))
+                "TensorRT {} could not load the engine {} ({}): it was built by another TensorRT version or for "
+                "another GPU, or the file is damaged; rebuild it on this device (`edge-sdk build --target ...`, or "
+                "delete it and let the runtime build it from the bundle's ONNX)".format(
+                    trt.__version__, self.source, self._last_log()))
         self.context = self.engine.create_execution_context()
         self.tensor_api = uses_tensor_api(self.engine, self.context)
         self.tensors = describe_io(trt, self.engine, self.tensor_api)
@@ -281,7 +286,7 @@ class TensorRTBackend(Backend):
         return self.context.execute_async_v2(bindings, self.stream.handle)
 
     def _last_log(self):
-        messages = getattr(self.logger, "messages", None) or getattr(self.trt, "log_messages", None)
+        messages = getattr(self.logger, "messages", None)
         return messages[-1][1] if messages else "see the TensorRT messages above"
 
     def describe(self):
@@ -311,6 +316,60 @@ class TensorRTBackend(Backend):
 
 
 # -- bundles: cached engines, first-start builds -------------------------------------------------------------
+
+def bundle_software(manifest: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The software stack a bundle was built for ({"jetpack", "l4t", "tensorrt", ...}), or None for a bundle
+    that records none (older bundles: the engine's ``tensorrt_expected``)."""
+    if "software" in manifest:  # None: built for a GPU whose TensorRT was not known (built on the device)
+        software = manifest["software"]
+        return software if software and software.get("tensorrt") else None
+    expected = (manifest.get("engine") or {}).get("tensorrt_expected")
+    return {"tensorrt": expected} if expected else None
+
+
+def same_release(wanted: Any, actual: Any) -> bool:
+    """'10.3' vs '10.3.0.30': the components the bundle states must match ('10' matches any 10.x)."""
+    want = str(wanted or "").split(".")
+    have = str(actual or "").split(".")
+    return len(have) >= len(want) and have[:len(want)] == want
+
+
+def describe_software(software: Optional[Dict[str, Any]]) -> str:
+    if not software:
+        return "an unrecorded software stack"
+    parts = ["TensorRT {}".format(software["tensorrt"])]
+    if software.get("l4t"):
+        parts.append("L4T {}".format(software["l4t"]))
+    return "JetPack {} ({})".format(software["jetpack"], ", ".join(parts)) if software.get("jetpack") else parts[0]
+
+
+def version_compatible_engine(manifest: Dict[str, Any], trt_version: str) -> bool:
+    """A bundle built VERSION_COMPATIBLE by an older TensorRT of the same major version loads on this one."""
+    software = bundle_software(manifest) or {}
+    options = (manifest.get("engine") or {}).get("options") or {}
+    if not options.get("version_compatible") or not software.get("tensorrt"):
+        return False
+
+    def parts(text):
+        return [int(p) for p in str(text).split(".")[:3] if p.isdigit()]
+    built, here = parts(software["tensorrt"]), parts(trt_version)
+    return bool(built) and bool(here) and built[0] == here[0] and here[:len(built)] >= built
+
+
+def check_bundle_tensorrt(manifest: Dict[str, Any], trt_version: str, where: str = "bundle") -> None:
+    """Refuse a bundle made for another TensorRT: its engine cannot load here, and its build choices (Q/DQ or
+    calibration cache, FP16 flags or an FP16 model) hold only for the release it was built for."""
+    software = bundle_software(manifest)
+    if not software or same_release(software["tensorrt"], trt_version) \
+            or version_compatible_engine(manifest, trt_version):
+        return
+    target = manifest.get("target") or "<target>"
+    raise BundleError(
+        "{} was built for {} but this device runs TensorRT {}; a bundle is only loaded by the TensorRT it was built "
+        "for. Rebuild it for this device: `edge-sdk build MODEL.onnx --target {} --jetpack <the JetPack this device "
+        "runs>` (`edge-sdk doctor` shows it), or build it --version-compatible on TensorRT 8.6+ to let later "
+        "releases of the same major version run it".format(where, describe_software(software), trt_version, target))
+
 
 def bundle_engine_settings(manifest: Dict[str, Any]) -> Dict[str, Any]:
     """The engine build options from the bundle manifest (``engine.options``, written by `edge-sdk build`),
@@ -357,6 +416,7 @@ def load_bundle_backend(bundle: Any, device: Any = None, build: bool = True, pro
 
     from edge_sdk.runtime.cuda import CudaDevice
 
+    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle.dir))
     device = device or CudaDevice(0)
     settings = bundle_engine_settings(bundle.manifest)
     dla_core = _runtime_dla_core(settings)
@@ -366,10 +426,12 @@ def load_bundle_backend(bundle: Any, device: Any = None, build: bool = True, pro
     candidates = [bundle.engine_path] if bundle.engine_path else []
     if _cached_engine_ok(cached):
         candidates.append(cached)
+    host_code = bool(settings.get("version_compatible")) and not settings.get("exclude_lean_runtime")
     for path in candidates:
         if os.path.isfile(path):
             try:
-                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)
+                return TensorRTBackend(path, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth,
+                                       allow_engine_host_code=host_code and path == bundle.engine_path)
             except ModelError as exc:
                 tried.append(str(exc))
     if not build:
