@@ -119,12 +119,14 @@ def build_engine_for_bundle(bundle: Bundle, engine_path: str, settings: Dict[str
              "only".format(model, settings["precision"], ", DLA core {}".format(settings["dla_core"])
                            if settings["dla_core"] is not None else ""))
     started = time.time()
-    if hasattr(tensorrt_builder, "build_engine_from_onnx"):
+    if hasattr(tensorrt_builder, "build_serialized_engine"):  # every option the bundle records
+        options = tensorrt_builder.EngineOptions.from_dict(settings, timing_cache=timing_cache, calib_cache=calib)
+        options.fp16_model = str(model).endswith(".fp16.onnx")  # what a strongly typed build takes for FP16
+        options.explicit_quantization = options.explicit_quantization or str(model).endswith(".qdq.onnx")
+        data, _ = tensorrt_builder.build_serialized_engine(model, options, log=progress)
+    else:  # a builder that offers only the simple entry point
         data = tensorrt_builder.build_engine_from_onnx(model, settings["precision"], settings["workspace_mb"],
                                                        settings["dla_core"], timing_cache, calib_cache=calib)
-    else:
-        options = tensorrt_builder.EngineOptions.from_dict(settings, timing_cache=timing_cache, calib_cache=calib)
-        data, _ = tensorrt_builder.build_serialized_engine(model, options, log=progress)
     data = bytes(data)
     _write_atomic(engine_path, data)
     _write_atomic(engine_path + ".sha256", _sha256(data).encode())
@@ -138,10 +140,6 @@ def build_on_device(bundle_path: str, log: Callable[[str], None] = print, device
                     device_model: Optional[str] = None, skip_target_check: bool = False) -> str:
     """`edge-sdk build --bundle B` on the device (Python 3.6): verify the bundle, check it was made for this
     kind of device, and build the engine exactly as the first start would. Returns the engine path."""
-    import tensorrt as trt
-
-    from edge_sdk.runtime.cuda import CudaDevice
-
     if os.path.isfile(bundle_path):  # an archive would be unpacked to a temporary copy, engine and all lost
         raise BundleError("`edge-sdk build --bundle` writes the engine beside the bundle directory, and {} is an "
                           "archive; unpack it first (tar xzf {}) and pass the directory".format(bundle_path,
@@ -153,6 +151,10 @@ def build_on_device(bundle_path: str, log: Callable[[str], None] = print, device
         raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
                           "`edge-sdk build MODEL.onnx --target <this device>`".format(
                               bundle_path, bundle.target, model or "not a Jetson"))
+    import tensorrt as trt
+
+    from edge_sdk.runtime.cuda import CudaDevice
+
     check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle_path))
     if bundle.engine_path and os.path.isfile(bundle.engine_path):
         log("the bundle has its engine: {}".format(bundle.engine_path))
