@@ -84,8 +84,13 @@ def check_model_io(path: str, meta: ModelMeta, inputs: List[Any], outputs: List[
 
     ``inputs`` / ``outputs``: {name: (ort type string, shape list)} as ONNX Runtime reports them.
     """
-    spec = meta.input
     where = "model {}".format(path)
+    _check_model_input(where, meta, inputs)
+    _check_model_outputs(where, meta, outputs)
+
+
+def _check_model_input(where, meta, inputs):
+    spec = meta.input
     says = "edge-sdk assumed (the model has no metadata)" if getattr(meta, "assumed", False) else \
         "its metadata says"
     if spec.name not in inputs:
@@ -107,6 +112,9 @@ def check_model_io(path: str, meta: ModelMeta, inputs: List[Any], outputs: List[
     if _static(shape[0]) is not None and shape[0] != spec.batch:
         raise ModelError("{}: input batch is {} but {} {}".format(where, shape[0], says, spec.batch))
 
+
+def _check_model_outputs(where, meta, outputs):
+    spec = meta.input
     roles = meta.outputs
     if "pafs" not in roles or not ({"heatmaps", "peaks"} & set(roles)):
         raise ModelError("{}: metadata outputs {} must name 'pafs' and 'heatmaps' (or 'peaks')".format(
