@@ -1,24 +1,31 @@
-"""Our PAF decoder vs HyperPose's Python post-processor on identical oracle maps: time per frame and COCO AP.
+"""Our PAF decoder vs HyperPose 2.2.0's Python PostProcessor on the same maps, like for like; and our decoder
+against its own budget at 1, 5 and 20 people.
 
-    python benchmarks/decode.py [--repeat 5] [--data tests/data]
+    python benchmarks/decode.py [--rounds 5] [--noise 0.02] [--data tests/data]     # -> results/decode*.json
 
 Frames: the real photos of coco_mini (maps at stride 8 of each photo's size) and the real crowd layouts of
-coco_layouts (640x640 canvas). Both decoders get the same [19|38, H/8, W/8] maps of each frame, in turns
-(interleaved, so machine load hits both alike); AP is pycocotools OKS of each decoder's people.
+coco_layouts (640x640 canvas). Maps are rendered from the annotations, then made realistic
+(``edge_sdk.eval.oracle.degrade_maps``: uneven peak heights, blur, noise; ``--noise 0`` keeps exact maps),
+with one seed, so both decoders get the very same maps. Like for like: both decode on the stride-8 grid;
+HyperPose runs with our thresholds (peak 0.1, PAF sample 0.05, 8 of 10 samples, 3 parts, person score 0.2);
+its maps have the background channel zeroed (neither decoder reads it for people; HyperPose would otherwise
+search it for peaks, and a flat background makes every cell one). Rounds interleave the decoders
+(benchmarks/runner.py); AP is pycocotools OKS of each decoder's people.
 
-Baseline: ``hyperpose.Model.openpose.processor.PostProcessor`` of hyperpose 2.2.0, unmodified, run as its
-own evaluation runs it (maps resized to the image size, then peaks and PAF scoring on that grid). Needs
-``pip install --no-deps hyperpose==2.2.0`` plus tensorflow, opencv, scipy. Its package ``__init__`` files load
-its training code (tensorlayer, easydict, ...) that the post-processor never uses, so this script loads
-only the three modules the post-processor lives in (processor.py, human.py, define.py) and gives
-``processor.py`` a stand-in for the training helpers module it imports names from; ``np.int`` (removed in
-numpy 1.24, used by its PAF sampling) is aliased to ``int``.
+Baseline: ``hyperpose.Model.openpose.processor.PostProcessor`` of hyperpose 2.2.0, unmodified. Needs
+``pip install --no-deps hyperpose==2.2.0 scipy`` plus tensorflow and opencv (the ``[train]`` extra). Its
+package ``__init__`` files load its training code (tensorlayer, easydict, ...) that the post-processor never
+uses, so this script loads only the three modules the post-processor lives in (processor.py, human.py,
+define.py) and gives ``processor.py`` a stand-in for the training helpers module it imports names from;
+``np.int`` (removed in numpy 1.24, used by its PAF sampling) is aliased to ``int``. Without hyperpose the
+script still measures our decoder and its budget, and says that the comparison was skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import statistics
 import sys
 import time
@@ -30,10 +37,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import runner  # noqa: E402
 from edge_sdk.eval import evaluate_keypoints, gt_from_results, load_coco_json  # noqa: E402
 from edge_sdk.eval.coco import poses_to_results  # noqa: E402
 from edge_sdk.eval.oracle import OracleFrame, degrade_maps, oracle_frames  # noqa: E402
-from edge_sdk.runtime.decode import decode_poses  # noqa: E402
+from edge_sdk.runtime.decode import DEFAULT_CONFIG, decode_poses  # noqa: E402
 from edge_sdk.runtime.skeleton import LIMBS, NUM_PARTS, coco18_to_coco17, map_to_image  # noqa: E402
 
 
@@ -69,20 +77,24 @@ def load_hyperpose():
 
 
 class HyperPoseDecoder:
-    """HyperPose's PostProcessor on our maps: PAF channels reordered to its limb order (same directions)."""
+    """HyperPose's PostProcessor on our maps: PAF channels reordered to its limb order (same directions), the
+    background channel zeroed, and our decoder's thresholds."""
 
-    def __init__(self, grid="image"):
+    def __init__(self, grid="map", config=DEFAULT_CONFIG):
         self.grid = grid
         post_processor, parts, limbs = load_hyperpose()
         ours = {tuple(limb): i for i, limb in enumerate(LIMBS)}
         order = [ours[(int(a), int(b))] for a, b in limbs]  # every HyperPose limb is one of ours
         self.paf_channels = np.array([[2 * i, 2 * i + 1] for i in order]).reshape(-1)
-        self.processor = post_processor(parts, limbs, hin=0, win=0, hout=0, wout=0)
+        self.thresholds = equal_thresholds(config)
+        self.processor = post_processor(parts, limbs, hin=0, win=0, hout=0, wout=0, **self.thresholds)
 
     def __call__(self, heatmaps, pafs, width, height):
         if self.grid == "map":  # no resize: peaks and PAF sampling on the stride-8 grid
             height, width = heatmaps.shape[1:]
-        humans = self.processor.process(heatmaps.copy(), pafs[self.paf_channels].copy(), height, width)
+        conf = heatmaps.copy()
+        conf[NUM_PARTS:] = 0.0  # no background peaks (see the module docstring)
+        humans = self.processor.process(conf, pafs[self.paf_channels].copy(), height, width)
         keypoints = np.zeros((len(humans), NUM_PARTS, 3), np.float32)
         for person, human in zip(keypoints, humans):
             for part, body_part in human.body_parts.items():
@@ -91,6 +103,16 @@ class HyperPoseDecoder:
             keypoints[..., :2] = map_to_image(keypoints[..., :2])
             keypoints[keypoints[..., 2] <= 0] = 0
         return coco18_to_coco17(keypoints), np.array([h.score for h in humans], np.float32)
+
+
+def equal_thresholds(config) -> dict:
+    """HyperPose PostProcessor arguments equal to our DecodeConfig's thresholds."""
+    return {"thresh_conf": config.peak_threshold, "thresh_vec": config.paf_sample_threshold,
+            "step_paf": config.paf_samples,
+            # HyperPose keeps a limb when more than thresh_vec_cnt samples agree; we need a fraction of them
+            "thresh_vec_cnt": math.ceil(config.paf_min_fraction * config.paf_samples) - 1,
+            "thresh_criterion2": config.min_limb_score, "thresh_part_cnt": config.min_parts,
+            "thresh_human_score": config.min_person_score}
 
 
 def ours(heatmaps, pafs, width, height):
@@ -132,89 +154,171 @@ def save_overlays(out_dir, gt, images_dir, results):
         cv2.imwrite(str(out_dir / image_info["file_name"]), np.hstack(panels))
 
 
-def run(datasets, decoders, repeat):
-    """{decoder: {dataset: (median ms per frame, AP stats, times, results)}}, decoders interleaved per frame."""
-    from tqdm import tqdm
+def compare(datasets, decoders, rounds):
+    """Both decoders over every frame of every dataset, interleaved round by round -> (Rounds, results)."""
+    results = {}
 
-    report = {}
-    first = next(iter(datasets.values()))[1][0]
-    for decode in decoders.values():  # warm-up: imports, TensorFlow's first op, caches
-        decode(first.heatmaps, first.pafs, first.width, first.height)
-    for data_name, (gt, frames) in datasets.items():
-        times = {name: [] for name in decoders}
-        results = {name: [] for name in decoders}
-        for frame in tqdm(frames, desc=data_name, unit="frame"):
-            for name, decode in decoders.items():
-                best = None
-                for _ in range(repeat):
+    def side(name, decode):
+        def measure():
+            metrics = {}
+            for data_name, (_gt, frames) in datasets.items():
+                times, found = [], []
+                for frame in frames:
                     start = time.perf_counter()
                     kp17, scores = decode(frame.heatmaps, frame.pafs, frame.width, frame.height)
-                    elapsed = time.perf_counter() - start
-                    best = elapsed if best is None else min(best, elapsed)
-                times[name].append(best)
-                results[name] += poses_to_results(kp17, scores, frame.image_id)
-        for name in decoders:
-            stats = evaluate_keypoints(gt, results[name])
-            report.setdefault(name, {})[data_name] = (1000 * statistics.median(times[name]), stats, times[name],
-                                                      results[name])
-    return report
+                    times.append(time.perf_counter() - start)
+                    found += poses_to_results(kp17, scores, frame.image_id)
+                metrics[data_name + " ms/frame"] = 1000 * statistics.median(times)
+                results[(name, data_name)] = found
+            return metrics
+        return measure
+
+    measured = runner.interleave({name: side(name, d) for name, d in decoders.items()}, rounds, warmup=1,
+                                 progress=lambda line: print("  decode:", line, flush=True))
+    return measured, results
+
+
+def crowd_frames(people, count, input_hw, noise, seed=0):
+    """``count`` frames of maps with ``people`` people side by side (one per grid cell), at the model input
+    size ``input_hw``, made realistic like the comparison's maps."""
+    from edge_sdk.runtime.maps import render_maps
+    from edge_sdk.runtime.skeleton import coco17_to_coco18
+    from edge_sdk.runtime.sources import synthetic_people
+
+    height, width = input_hw
+    cols = max(1, math.ceil(math.sqrt(people * width / height)))
+    rows = math.ceil(people / cols)
+    cell_w, cell_h = width / cols, height / rows
+    rng = np.random.default_rng(seed)
+    frames = []
+    for index in range(count):
+        kps = []
+        for p in range(people):
+            person = synthetic_people(index, int(cell_w), int(cell_h), 1, seed=seed * 1000 + p)
+            person[..., 0] += (p % cols) * cell_w
+            person[..., 1] += (p // cols) * cell_h
+            kps.append(person)
+        heatmaps, pafs = render_maps(coco17_to_coco18(np.concatenate(kps)), height, width)
+        if noise > 0:
+            heatmaps, pafs = degrade_maps(heatmaps, pafs, rng, noise)
+        frames.append((heatmaps, pafs))
+    return frames
+
+
+def budget(counts, frames_per_count, input_hw, noise, rounds, budget_ms):
+    """Our decoder alone at each crowd size, interleaved; ms per frame against ``budget_ms``."""
+    sets = {n: crowd_frames(n, frames_per_count, input_hw, noise, seed=n) for n in counts}
+
+    def side(frames):
+        def measure():
+            times = []
+            for heatmaps, pafs in frames:
+                start = time.perf_counter()
+                decode_poses(heatmaps, pafs)
+                times.append(time.perf_counter() - start)
+            return {"ms/frame": 1000 * statistics.median(times)}
+        return measure
+
+    label = {n: "{} {}".format(n, "person" if n == 1 else "people") for n in counts}
+    measured = runner.interleave({label[n]: side(sets[n]) for n in counts}, rounds, warmup=1)
+    found = {n: statistics.mean(len(decode_poses(h, p).to_frame(None)[1]) for h, p in sets[n]) for n in counts}
+    rows = [{"label": "edge-sdk, " + label[n], "metrics": {"ms/frame": measured.metric(label[n], "ms/frame"),
+                                                          "people found": runner.summary([found[n]])}}
+            for n in counts]
+    ratios = [{"label": "budget {:g} ms / edge-sdk ms, {}".format(budget_ms, label[n]),
+               "summary": runner.summary([budget_ms / v for v in measured.values[label[n]]["ms/frame"]]),
+               "goal": ">= 1x"} for n in counts]
+    return measured, rows, ratios
+
+
+def load_datasets(data, noise, max_frames):
+    mini_gt = load_coco_json(data / "coco_mini" / "person_keypoints.json")
+    layouts_gt = gt_from_results(data / "coco_layouts" / "person_keypoints_val2014_fakekeypoints100_results.json",
+                                 image_size=(640, 640))
+    datasets = {"coco_mini": (mini_gt, list(oracle_frames(mini_gt))[:max_frames]),
+                "coco_layouts": (layouts_gt, list(oracle_frames(layouts_gt))[:max_frames])}
+    if noise > 0:
+        rng = np.random.default_rng(0)
+        for _, frames in datasets.values():
+            frames[:] = [OracleFrame(f.image_id, f.width, f.height, *degrade_maps(f.heatmaps, f.pafs, rng, noise))
+                         for f in frames]
+    for gt, frames in datasets.values():  # AP over the frames decoded
+        ids = {frame.image_id for frame in frames}
+        gt["images"] = [im for im in gt["images"] if im["id"] in ids]
+        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in ids]
+    return datasets
+
+
+def comparison_doc(args, datasets, measured, results):
+    names = measured.sides
+    rows, ratios = [], []
+    for data_name, (gt, frames) in datasets.items():
+        people = len(gt["annotations"])
+        for name in names:
+            ap = evaluate_keypoints(gt, results[(name, data_name)])
+            rows.append({"label": "{}, {} ({} frames, {} people)".format(name, data_name, len(frames), people),
+                         "metrics": {"ms/frame": measured.metric(name, data_name + " ms/frame"),
+                                     "AP": runner.summary([ap["AP"]]), "AP50": runner.summary([ap["AP50"]])}})
+        if len(names) > 1:
+            ratios.append({"label": "{} / {} ms per frame, {}".format(names[1], names[0], data_name),
+                           "summary": measured.ratio(names[1], names[0], data_name + " ms/frame"),
+                           "goal": ">= 20x at equal or better AP"})
+    notes = ["Maps: {}; both decoders on the {} grid; HyperPose with our thresholds {} and its background "
+             "channel zeroed.".format("degraded with noise {}".format(args.noise) if args.noise else
+                                      "exact oracle maps", args.hyperpose_grid, equal_thresholds(DEFAULT_CONFIG))]
+    return runner.result("decode", "Post-processing: our PAF decoder vs HyperPose 2.2.0",
+                         "hyperpose 2.2.0 hyperpose.Model.openpose.processor.PostProcessor (Python)", measured,
+                         rows, ratios, {"rounds": args.rounds, "noise": args.noise, "grid": args.hyperpose_grid},
+                         notes)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "tests" / "data",
                         help="folder with coco_mini/ and coco_layouts/ (default: tests/data)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per frame and decoder; the fastest counts")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (after one warm-up round)")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many frames of each set")
-    parser.add_argument("--noise", type=float, default=0.0,
-                        help="degrade the oracle maps first (uneven peaks, blur, noise of this std; e.g. 0.02), "
-                             "the same maps for both decoders")
+    parser.add_argument("--noise", type=float, default=0.02,
+                        help="degrade the maps (uneven peaks, blur, noise of this std); 0: exact oracle maps")
     parser.add_argument("--overlays", type=Path, default=None,
                         help="save each coco_mini photo with both decoders' people drawn on it into this folder")
-    parser.add_argument("--hyperpose-grid", choices=["image", "map"], default="image",
-                        help="image: HyperPose resizes the maps to the image size first, as its own evaluation "
-                             "does (default); map: it decodes on the stride-8 grid (faster, coarser)")
+    parser.add_argument("--hyperpose-grid", choices=["map", "image"], default="map",
+                        help="map: HyperPose decodes on the stride-8 grid like ours (default, like for like); "
+                             "image: it resizes the maps to the image size first, as its own evaluation does")
+    parser.add_argument("--budget-ms", type=float, default=10.0,
+                        help="the decoder's budget per frame (default 10 ms: a third of a 30 fps frame period)")
+    parser.add_argument("--budget-input", default="368x656", help="model input HxW of the budget frames")
+    parser.add_argument("--budget-frames", type=int, default=20, help="frames per crowd size")
+    parser.add_argument("--out", type=Path, default=runner.RESULTS, help="folder for the JSON results")
     args = parser.parse_args(argv)
 
-    mini_gt = load_coco_json(args.data / "coco_mini" / "person_keypoints.json")
-    layouts_gt = gt_from_results(args.data / "coco_layouts" /
-                                 "person_keypoints_val2014_fakekeypoints100_results.json", image_size=(640, 640))
-    datasets = {"coco_mini": (mini_gt, list(oracle_frames(mini_gt))[:args.max_frames]),
-                "coco_layouts": (layouts_gt, list(oracle_frames(layouts_gt))[:args.max_frames])}
-    if args.noise > 0:
-        rng = np.random.default_rng(0)
-        for _, frames in datasets.values():
-            frames[:] = [OracleFrame(f.image_id, f.width, f.height, *degrade_maps(f.heatmaps, f.pafs, rng, args.noise))
-                         for f in frames]
-    for gt, frames in datasets.values():  # AP over the frames decoded
-        ids = {frame.image_id for frame in frames}
-        gt["images"] = [im for im in gt["images"] if im["id"] in ids]
-        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in ids]
-    decoders = {"edge-sdk": ours, "hyperpose-2.2.0": HyperPoseDecoder(args.hyperpose_grid)}
-    print("baseline: hyperpose 2.2.0 PostProcessor on the {} grid; {} run(s) per frame, fastest counts; "
-          "map noise {}".format(args.hyperpose_grid, args.repeat, args.noise or "none (exact oracle maps)"))
-    report = run(datasets, decoders, args.repeat)
-
-    print()
-    print("{:<16} {:<13} {:>8} {:>14} {:>7} {:>7} {:>7}".format(
-        "decoder", "frames", "n", "median ms/frame", "AP", "AP50", "AR"))
-    for name, per_data in report.items():
-        for data_name, (ms, stats, _, _) in per_data.items():
-            print("{:<16} {:<13} {:>8} {:>14.2f} {:>7.3f} {:>7.3f} {:>7.3f}".format(
-                name, data_name, len(datasets[data_name][1]), ms, stats["AP"], stats["AP50"], stats["AR"]))
-    if args.overlays:
+    datasets = load_datasets(args.data, args.noise, args.max_frames)
+    decoders = {"edge-sdk": ours}
+    try:
+        decoders["hyperpose-2.2.0"] = HyperPoseDecoder(args.hyperpose_grid)
+    except SystemExit as exc:
+        print("comparison skipped: {}".format(exc))
+    measured, results = compare(datasets, decoders, args.rounds)
+    doc = comparison_doc(args, datasets, measured, results)
+    runner.print_result(doc)
+    if len(decoders) > 1:
+        print("wrote", runner.write(doc, args.out / "decode.json"))
+    if args.overlays and len(decoders) > 1:
         save_overlays(args.overlays, datasets["coco_mini"][0], args.data / "coco_mini" / "images",
-                      {name: per_data["coco_mini"][3] for name, per_data in report.items()})
+                      {name: results[(name, "coco_mini")] for name in decoders})
         print("overlays of coco_mini saved in", args.overlays)
-    print()
-    for data_name in datasets:
-        ours_times = np.array(report["edge-sdk"][data_name][2])
-        base_times = np.array(report["hyperpose-2.2.0"][data_name][2])
-        print("{}: edge-sdk is {:.0f}x faster than HyperPose (ratio of median time per frame; "
-              "per-frame ratios: median {:.0f}x, min {:.0f}x); AP {:.3f} vs {:.3f}".format(
-                  data_name, np.median(base_times) / np.median(ours_times),
-                  np.median(base_times / ours_times), np.min(base_times / ours_times),
-                  report["edge-sdk"][data_name][1]["AP"], report["hyperpose-2.2.0"][data_name][1]["AP"]))
+
+    input_hw = tuple(int(v) for v in args.budget_input.lower().split("x"))
+    measured, rows, ratios = budget([1, 5, 20], args.budget_frames, input_hw, args.noise, args.rounds,
+                                    args.budget_ms)
+    doc = runner.result("decode_budget", "Post-processing: our PAF decoder against its budget",
+                        "the budget, {:g} ms per frame".format(args.budget_ms), measured, rows, ratios,
+                        {"rounds": args.rounds, "noise": args.noise, "input": args.budget_input,
+                         "frames per crowd size": args.budget_frames},
+                        ["Crowds: synthetic people side by side, one per cell of a grid over the input; maps "
+                         "made realistic with the same noise as the comparison."])
+    runner.print_result(doc)
+    print("wrote", runner.write(doc, args.out / "decode_budget.json"))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ Calibrates the model (entropy by default) into two Q/DQ models with the same sca
 CPU provider fuses QLinearConv). Times FP32 and both alternately on the same input (ORT_ENABLE_ALL) and
 prints median latencies, the ratios against FP32, and each one's pose agreement with FP32 (OKS AP of INT8
 poses against FP32 poses on held-out frames; map agreement without a decoder).
-Without --model it uses models/demo/*.onnx when present, else edge_sdk.calibration.synthetic's model;
-without --images it draws synthetic frames (edge_sdk.synthetic's figures for a trained model).
+Without --model it uses models/demo/*.onnx when present, else edge_sdk.calibration.hadamard_model's model;
+without --images it draws synthetic frames (edge_sdk.synthetic_people's figures for a trained model).
 Neither CPU time says much about Jetson INT8 speed; the accuracy of the TensorRT model carries over.
 """
 
@@ -32,18 +32,18 @@ def pick_model(arg, workdir: Path) -> Path:
     demos = [d for d in demos if ".int8" not in d.name]
     if demos:
         return demos[0]
-    from edge_sdk.calibration import synthetic
+    from edge_sdk.calibration import hadamard_model
 
     path = workdir / "synthetic_pose.onnx"
-    synthetic.build_model(path)
+    hadamard_model.build_model(path)
     return path
 
 
 def write_people_frames(folder: Path, count: int, spec):
-    """Frames of edge_sdk.synthetic's figures (what the demo model was trained on), when no --images."""
+    """Frames of edge_sdk.synthetic_people's figures (what the demo model was trained on), when no --images."""
     import cv2
 
-    from edge_sdk.synthetic import SyntheticPeople
+    from edge_sdk.synthetic_people import SyntheticPeople
 
     folder.mkdir(parents=True, exist_ok=True)
     people = SyntheticPeople(width=spec.width, height=spec.height, seed=12345)
@@ -73,7 +73,7 @@ def main(argv=None):
 
     import numpy as np
     import onnxruntime as ort
-    from edge_sdk.calibration import calibrate, synthetic
+    from edge_sdk.calibration import calibrate, hadamard_model
     from edge_sdk.calibration.api import model_meta
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +86,7 @@ def main(argv=None):
         if not images:
             images = workdir / "frames"
             if meta.model.startswith("synthetic-hadamard"):
-                synthetic.write_frames(images, args.count + 16, seed=0, spec=meta.input)
+                hadamard_model.write_frames(images, args.count + 16, seed=0, spec=meta.input)
             else:
                 write_people_frames(images, args.count + 16, meta.input)
         result = calibrate(model_path, images, workdir / "out", method=args.method, count=args.count,

@@ -5,8 +5,10 @@
 The model is a small real conv net (built here with onnx.helper: 5 strided/plain 3x3 convolutions, then
 heatmaps + PAF heads) whose outputs also carry rendered people, so the decoder does real work on every
 frame. Frames are rendered once and replayed from memory, so the source costs the same in every mode.
-Printed: frames/s of each mode, pipeline / sequential, and pipeline / pure inference (goal: >= 0.9, the
-pre- and post-processing hidden behind inference), as medians over interleaved rounds. On a CPU-only host
+Printed and written to benchmarks/results/ (benchmarks/runner.py): frames/s of each mode, pipeline /
+sequential, and pipeline / pure inference (goal: >= 0.9, the pre- and post-processing hidden behind
+inference), as medians and ranges over interleaved rounds. The decoder is always the real PAF decoder
+(``edge_sdk.runtime.decode``); if it cannot be made, the benchmark stops. On a CPU-only host
 the inference itself uses the cores that pre/post-processing need, so ``--threads`` (ONNX Runtime intra-op
 threads) below the core count models a device where the GPU runs inference (Jetson).
 """
@@ -23,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import runner  # noqa: E402
 from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from edge_sdk.runtime.maps import render_maps  # noqa: E402
 from edge_sdk.runtime.model_meta import METADATA_KEY, InputSpec, ModelMeta  # noqa: E402
@@ -82,37 +85,22 @@ class ReplaySource(Source):
         self.images = images
 
     def frames(self):
-        for index, image in enumerate(self.images):
-            yield index, image
+        yield from enumerate(self.images)
 
 
-def fallback_decoder():
-    """Used only while the PAF decoder is missing: per-part argmax (so the numbers still run)."""
-    from edge_sdk.runtime.skeleton import coco18_to_coco17, map_to_image
-
-    def decode(maps, letterbox, stride):
-        hm = maps["heatmaps"][:18]
-        flat = hm.reshape(18, -1)
-        idx = flat.argmax(1)
-        ys, xs = np.unravel_index(idx, hm.shape[1:])
-        kp = np.stack([xs, ys, flat.max(1)], 1).astype(np.float32)
-        kp[:, :2] = letterbox.input_to_frame(map_to_image(kp[:, :2], stride))
-        return coco18_to_coco17(kp)[None], np.ones(1, np.float32)
-
-    return decode
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100, help="frames per measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median of per-round ratios)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (after one warm-up round)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--size", default="256x384", help="model input HxW")
     parser.add_argument("--frame-size", default="480x640", help="source frame HxW")
     parser.add_argument("--people", type=int, default=3)
     parser.add_argument("--width-mult", type=int, default=32, help="conv channels (compute per frame)")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=str, default=None, help="result JSON (default benchmarks/results/pipeline"
+                                                             "[-threadsN].json)")
+    args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.lower().split("x"))
     frame_h, frame_w = (int(v) for v in args.frame_size.lower().split("x"))
 
@@ -127,56 +115,46 @@ def main() -> int:
         path = os.path.join(tmp, "bench.onnx")
         build_conv_model(path, height, width, people18, args.width_mult)
         backend = OnnxRuntimeBackend(path, threads=args.threads)
-        try:
-            decoder = default_decoder(backend.meta)
-            decoder_name = "edge_sdk.runtime.decode"
-        except Exception:  # noqa: BLE001 - the decoder is not merged yet
-            decoder, decoder_name = fallback_decoder(), "argmax fallback (PAF decoder missing)"
-
+        decoder = default_decoder(backend.meta)  # the real PAF decoder; any failure here stops the benchmark
         buffer = backend.new_input_buffer()
         preprocess_frame(images[0], backend.input_spec, out=buffer[0])
-        for _ in range(5):
-            backend.infer(buffer)
+        people_found = {}
 
-        fps = {"inference": [], "sequential": [], "pipelined": []}
-        people_found, p50 = {}, {}
-        # interleaved rounds; each round's ratios compare runs made seconds apart, and the median of the
-        # rounds is reported, so load from other processes on a shared machine skews it as little as possible
-        for _round in range(args.rounds):
-            start = time.perf_counter()  # pure inference: the backend alone on one preprocessed buffer
+        def pure_inference():  # the backend alone on one preprocessed buffer
+            start = time.perf_counter()
             for _ in range(args.frames):
                 backend.infer(buffer)
-            fps["inference"].append(args.frames / (time.perf_counter() - start))
-            for mode in ("sequential", "pipelined"):
+            return {"fps": args.frames / (time.perf_counter() - start)}
+
+        def runtime(mode):
+            def measure():
                 sink = MemorySink()
                 stats = Pipeline(backend, ReplaySource(images), [sink], workers=args.workers, decoder=decoder,
                                  sequential=mode == "sequential", device_id="bench").run()
-                assert stats.frames == args.frames and stats.error is None, stats.to_dict()
-                fps[mode].append(stats.fps)
-                p50[mode] = stats.to_dict()["latency_p50_ms"]
-                people_found[mode] = np.mean([len(m["people"]) for m in sink.messages])
+                if stats.frames != args.frames or stats.error is not None:
+                    raise SystemExit("the {} run failed: {}".format(mode, stats.to_dict()))
+                people_found[mode] = float(np.mean([len(m["people"]) for m in sink.messages]))
+                return {"fps": stats.fps, "people/frame": people_found[mode]}
+            return measure
 
-    def median(values):
-        return float(np.median(values))
-
-    vs_sequential = median([p / s for p, s in zip(fps["pipelined"], fps["sequential"])])
-    vs_inference = median([p / i for p, i in zip(fps["pipelined"], fps["inference"])])
-    print("model: conv net {}x{} (width {}), {} frames {}x{} x {} rounds, {} people, decoder: {}".format(
-        height, width, args.width_mult, args.frames, frame_w, frame_h, args.rounds, args.people, decoder_name))
-    print("onnxruntime threads: {}, decode workers: {}, cpu cores: {}, load average: {}".format(
-        args.threads or "auto", args.workers, os.cpu_count(),
-        " ".join("{:.1f}".format(v) for v in os.getloadavg())))
-    print("people per frame found: sequential {:.2f}, pipelined {:.2f}".format(
-        people_found["sequential"], people_found["pipelined"]))
-    for mode in ("sequential", "pipelined"):
-        print("{} p50 ms (last round): ".format(mode) + "  ".join(
-            "{} {}".format(k, v) for k, v in p50[mode].items()))
-    for mode, label in (("inference", "pure inference "), ("sequential", "sequential loop"),
-                        ("pipelined", "pipelined      ")):
-        print("{}  median {:7.1f} frames/s   rounds: {}".format(
-            label, median(fps[mode]), " ".join("{:.1f}".format(v) for v in fps[mode])))
-    print("ratio pipelined / sequential      = {:.2f}x  (median of per-round ratios)".format(vs_sequential))
-    print("ratio pipelined / pure inference  = {:.2f}x  (goal >= 0.9)".format(vs_inference))
+        measured = runner.interleave({"pure inference": pure_inference, "sequential loop": runtime("sequential"),
+                                      "pipelined runtime": runtime("pipelined")}, args.rounds, warmup=1)
+    rows = [{"label": side, "metrics": {k: measured.metric(side, k) for k in measured.values[side]}}
+            for side in measured.sides]
+    ratios = [{"label": "pipelined / sequential fps", "summary": measured.ratio("pipelined runtime",
+                                                                               "sequential loop", "fps")},
+              {"label": "pipelined / pure inference fps", "goal": ">= 0.9",
+               "summary": measured.ratio("pipelined runtime", "pure inference", "fps")}]
+    name = "pipeline" if args.threads is None else "pipeline-threads{}".format(args.threads)
+    doc = runner.result(
+        name, "The pipelined runtime ({} ONNX Runtime threads)".format(args.threads or "default"),
+        "the plain sequential loop and pure inference of the same backend, decoder edge_sdk.runtime.decode",
+        measured, rows, ratios,
+        {"model": "conv net {}x{} (width {})".format(height, width, args.width_mult), "frames": args.frames,
+         "frame size": "{}x{}".format(frame_w, frame_h), "people": args.people, "workers": args.workers,
+         "onnxruntime threads": args.threads or "default", "rounds": args.rounds})
+    runner.print_result(doc)
+    print("wrote", runner.write(doc, args.out))
     return 0
 
 

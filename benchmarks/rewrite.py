@@ -28,7 +28,7 @@ import onnxruntime as ort  # noqa: E402
 
 from edge_sdk.graph import run_passes  # noqa: E402
 from edge_sdk.graph.common import get_meta  # noqa: E402
-from edge_sdk.graph.synthetic import make_pose_model  # noqa: E402
+from edge_sdk.graph.synthetic_model import make_pose_model  # noqa: E402
 from edge_sdk.runtime.preprocess import preprocess_frame  # noqa: E402
 
 

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from edge_sdk.training.augment import AugmentConfig
     from edge_sdk.training.config import TrainConfig
     from edge_sdk.training.data import open_source
-    from edge_sdk.training.data.pipeline import make_dataset
+    from edge_sdk.training.data.input_pipeline import make_dataset
     from edge_sdk.training.loop import make_optimizer, make_train_step
     from edge_sdk.training.models import ModelConfig, build_model
 

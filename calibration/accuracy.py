@@ -116,7 +116,7 @@ def pose_agreement_stats(reference_people, candidate_people):
     return {key: max(0.0, float(evaluator.stats[i])) for i, key in enumerate(("ap", "ap50", "ap75"))}
 
 
-class Evaluator(object):
+class Evaluator:
     """Scores candidate (INT8 / mixed) models against the FP32 model on fixed held-out frames."""
 
     def __init__(self, fp32_model, frames, outputs: dict, stride=STRIDE):

@@ -29,7 +29,7 @@ class CalibrationWarning(UserWarning):
     """Calibration went on, but with less or other data than asked for."""
 
 
-class CalibrationSource(object):
+class CalibrationSource:
     """Where calibration frames come from: ``kind`` is "images", "video" or "coco"."""
 
     def __init__(self, kind: str, path, images_dir=None, every: int | None = None):
@@ -71,7 +71,7 @@ def parse_source(source) -> CalibrationSource:
                       "pass --images DIR, --video FILE or --coco JSON:IMAGES".format(path, ", ".join(VIDEO_EXTENSIONS)))
 
 
-class CalibrationFrames(object):
+class CalibrationFrames:
     """Preprocessed model inputs: ``calib`` [N, ...] and ``holdout`` [M, ...] plus their names."""
 
     def __init__(self, calib, holdout, calib_names, holdout_names, source, spec, from_cache=False):

@@ -28,7 +28,7 @@ MIN_AMAX = 1e-6
 FLOAT_TYPES = (1, 10)  # onnx.TensorProto.FLOAT, FLOAT16
 
 
-class TensorRange(object):
+class TensorRange:
     """Statistics of one activation tensor and the ``amax`` a calibrator chose for it."""
 
     def __init__(self, name, minimum, maximum, absmax, amax=None, clipped=0.0):

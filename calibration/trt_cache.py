@@ -46,7 +46,7 @@ def hex_to_scale(text: str) -> float:
     return struct.unpack(">f", bytes.fromhex(text.strip().rjust(8, "0")))[0]
 
 
-class CalibrationCache(object):
+class CalibrationCache:
     """A parsed cache: TensorRT ``version`` code, ``algorithm`` and {tensor name: scale}."""
 
     def __init__(self, scales, algorithm="EntropyCalibration2", version=DEFAULT_TRT_VERSION):
@@ -66,7 +66,7 @@ class CalibrationCache(object):
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def from_text(cls, text: str, where="calibration cache") -> "CalibrationCache":
+    def from_text(cls, text: str, where="calibration cache") -> CalibrationCache:
         lines = [line.rstrip("\r") for line in text.splitlines() if line.strip()]
         if not lines or not lines[0].startswith("TRT-") or lines[0].count("-") < 2:
             raise ConfigError("{} does not start with a TensorRT header like TRT-8201-EntropyCalibration2".format(

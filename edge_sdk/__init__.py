@@ -4,10 +4,12 @@ Importing this package stays lean (numpy only at most): the on-device runtime im
 JetPack 4.6 (Python 3.6) through JetPack 6/7.
 """
 
+from typing import Any, Iterator
+
 __version__ = "0.1.0"
 
 
-def subscribe(url, topic="edge-sdk/+/poses", **options):
+def subscribe(url: str, topic: str = "edge-sdk/+/poses", **options: Any) -> Iterator[dict]:
     """Receive pose messages: ``for msg in edge_sdk.subscribe("mqtt://host:1883"): ...``.
 
     See :func:`edge_sdk.subscriber.subscribe`; imported here lazily so ``import edge_sdk`` stays lean.

@@ -9,12 +9,13 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from typing import List, Optional
 
 from edge_sdk import __version__
 from edge_sdk.errors import EdgeSdkError
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every command module registered."""
     parser = argparse.ArgumentParser(
         prog="edge-sdk",
@@ -54,7 +55,7 @@ def _register_unavailable(subparsers, name, exc):
     parser.set_defaults(func=unavailable)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``edge-sdk`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,5 +1,7 @@
 """User-facing errors: what was wrong, where, and what to do. The CLI prints them without a traceback."""
 
+from typing import Iterable, List, Optional
+
 
 class EdgeSdkError(Exception):
     """An error the user can act on. The message must say what was wrong and what to do."""
@@ -27,7 +29,7 @@ class BrokerError(EdgeSdkError):
     """An MQTT broker that cannot be reached or refused us."""
 
 
-def nearest_names(name, known, limit=None):
+def nearest_names(name: str, known: Iterable[str], limit: Optional[int] = None) -> List[str]:
     """Sort ``known`` by similarity to ``name`` (nearest first), for 'did you mean' error messages."""
     import difflib
 

@@ -146,7 +146,27 @@ def apply_changes(meta: ModelMeta, changes: dict, inputs: dict, outputs: dict) -
     changes = {k: v for k, v in changes.items() if v is not None}
     if "json" in changes:
         meta = _from_json(changes.pop("json"))
-    spec = meta.input.to_dict()
+    spec = _changed_input(meta.input.to_dict(), changes)
+    _check_input_against_graph(spec, inputs)
+    roles = _changed_outputs(dict(meta.outputs), changes, outputs)
+    decoder = dict(meta.decoder)
+    decoder.update(check_decoder_settings(changes.get("decoder") or {}, "meta set"))
+    for name in changes.get("reset_decoder") or []:
+        decoder.pop(name, None)
+    skeleton = _skeleton(changes["skeleton"]) if "skeleton" in changes else meta.skeleton
+    _check_channels(skeleton, roles, outputs)
+    stride = int(changes.get("stride", meta.stride))
+    if stride not in (4, 8, 16, 32):
+        raise ConfigError(f"--stride must be 4, 8, 16 or 32, got {stride}")
+    try:
+        return ModelMeta(input_spec=InputSpec(**spec), outputs=roles, stride=stride, skeleton=skeleton,
+                         model=str(changes.get("model", meta.model)), extra=meta.extra, decoder=decoder)
+    except ValueError as exc:
+        raise ConfigError(f"meta set: {exc}") from None
+
+
+def _changed_input(spec: dict, changes: dict) -> dict:
+    """The input spec dict with the colour, scale, mean/std, fit and size changes applied (each checked)."""
     if "color" in changes:
         color = str(changes["color"]).upper()
         if color not in ("RGB", "BGR"):
@@ -168,8 +188,11 @@ def apply_changes(meta: ModelMeta, changes: dict, inputs: dict, outputs: dict) -
         spec["fit"] = changes["fit"]
     if "input" in changes:
         spec["width"], spec["height"] = _input_size(changes["input"])
-    _check_input_against_graph(spec, inputs)
-    roles = dict(meta.outputs)
+    return spec
+
+
+def _changed_outputs(roles: dict, changes: dict, outputs: dict) -> dict:
+    """The output roles with --heatmaps/--pafs/--peaks applied; every role must name an output of the graph."""
     for role in ("heatmaps", "pafs", "peaks"):
         if role in changes:
             if changes[role] not in outputs:
@@ -182,20 +205,7 @@ def apply_changes(meta: ModelMeta, changes: dict, inputs: dict, outputs: dict) -
     if missing:
         raise ConfigError(f"the metadata's outputs {', '.join(missing)} are not outputs of the graph "
                           f"({', '.join(sorted(outputs))}); name them with --heatmaps TENSOR --pafs TENSOR")
-    decoder = dict(meta.decoder)
-    decoder.update(check_decoder_settings(changes.get("decoder") or {}, "meta set"))
-    for name in changes.get("reset_decoder") or []:
-        decoder.pop(name, None)
-    skeleton = _skeleton(changes["skeleton"]) if "skeleton" in changes else meta.skeleton
-    _check_channels(skeleton, roles, outputs)
-    stride = int(changes.get("stride", meta.stride))
-    if stride not in (4, 8, 16, 32):
-        raise ConfigError(f"--stride must be 4, 8, 16 or 32, got {stride}")
-    try:
-        return ModelMeta(input_spec=InputSpec(**spec), outputs=roles, stride=stride, skeleton=skeleton,
-                         model=str(changes.get("model", meta.model)), extra=meta.extra, decoder=decoder)
-    except ValueError as exc:
-        raise ConfigError(f"meta set: {exc}") from None
+    return roles
 
 
 def _skeleton(text: str):

@@ -35,8 +35,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV" || die "python3 -m venv failed; install python3-venv (e.g. 'sudo apt-get install python3-venv')"
 fi
 EXTRAS="host"; [ "${TRAIN:-0}" = "1" ] && EXTRAS="host,train"
-echo "== installing edge-sdk[$EXTRAS] into $VENV (log: $OUT/pip.log)"
-{ "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"; } \
+# Once, in a venv made before the split: the old one-distribution edge-sdk owns the `edge-sdk` script, and
+# upgrading it after edge-sdk-runtime was installed would delete the script the runtime just wrote.
+if "$VENV/bin/python" -m pip show -q edge-sdk >/dev/null 2>&1 \
+        && ! "$VENV/bin/python" -m pip show -q edge-sdk-runtime >/dev/null 2>&1; then
+    "$VENV/bin/python" -m pip uninstall -q -y edge-sdk >/dev/null
+fi
+echo "== installing edge-sdk-runtime and edge-sdk[$EXTRAS] into $VENV (log: $OUT/pip.log)"
+{ "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e ./runtime -e ".[$EXTRAS]"; } \
     >"$OUT/pip.log" 2>&1 || { tail -n 15 "$OUT/pip.log" >&2; die "pip install failed (above; full log $OUT/pip.log)"; }
 VENV="$(cd "$VENV" && pwd)"
 export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
@@ -48,7 +54,7 @@ if [ "${TRAIN:-0}" = "1" ]; then
     bash models/demo/train.sh "$OUT/demo-run" "$OUT/demo.onnx"
     MODEL="$OUT/demo.onnx"
     echo "== generating 80 frames of synthetic people in $OUT/synthetic"
-    python -c "from edge_sdk.synthetic import write_dataset; write_dataset('$OUT/synthetic', 80, width=640, height=480, seed=7, people=(2, 4))"
+    python -c "from edge_sdk.synthetic_people import write_dataset; write_dataset('$OUT/synthetic', 80, width=640, height=480, seed=7, people=(2, 4))"
     SOURCE="${SOURCE:-$OUT/synthetic/images}"
 fi
 SOURCE="${SOURCE:-docs/media/street.mp4}"

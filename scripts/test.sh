@@ -22,7 +22,13 @@ fi
 VENV="${EDGE_SDK_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$VENV/bin/python" -m pip install -q -e '.[host,train,fleet,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
+# Once, in a venv made before the split: the old one-distribution edge-sdk owns the `edge-sdk` script, and
+# upgrading it after edge-sdk-runtime was installed would delete the script the runtime just wrote.
+if "$VENV/bin/python" -m pip show -q edge-sdk >/dev/null 2>&1 \
+        && ! "$VENV/bin/python" -m pip show -q edge-sdk-runtime >/dev/null 2>&1; then
+    "$VENV/bin/python" -m pip uninstall -q -y edge-sdk >/dev/null
+fi
+"$VENV/bin/python" -m pip install -q -e ./runtime -e '.[host,train,fleet,dev]' >/tmp/edge-sdk-pip.log 2>&1 \
     || { cat /tmp/edge-sdk-pip.log; exit 1; }
 VENV="$(cd "$VENV" && pwd)"
 

@@ -15,13 +15,13 @@ from edge_sdk.runtime.cuda import CudaApi, CudaError
 Call = namedtuple("Call", "name args")
 
 
-class SimEvent(object):
+class SimEvent:
     def __init__(self, timing):
         self.complete = True
         self.timing = timing
 
 
-class SimStream(object):
+class SimStream:
     def __init__(self, handle):
         self.handle = handle
         self.pending = []

@@ -214,7 +214,7 @@ ENUM_DEPRECATED = {
 
 # -- enums ---------------------------------------------------------------------------------------------------
 
-class EnumMember(object):
+class EnumMember:
     """An enum value like pybind11's: ``int(m)``, ``m.name``, hashable, equal to itself only."""
 
     def __init__(self, enum_name, name, value):
@@ -238,7 +238,7 @@ class EnumMember(object):
         return "<{}.{}: {}>".format(self.enum_name, self.name, self.value)
 
 
-class Enum(object):
+class Enum:
     """A namespace of EnumMembers; a member the flavour lacks raises AttributeError."""
 
     def __init__(self, module, name, members, missing=(), deprecated=()):
@@ -290,7 +290,7 @@ class Dims(tuple):
 
 # -- recorded objects ----------------------------------------------------------------------------------------
 
-class Recorded(object):
+class Recorded:
     """Base of every double class: records calls and sets, refuses APIs the flavour lacks."""
 
     _kind = "object"
@@ -346,7 +346,7 @@ class Logger(Recorded):
         pass  # TensorRT's own Logger prints to stderr; _log() below keeps every message in trt.log_messages
 
 
-class ILoggerBase(object):
+class ILoggerBase:
     """``trt.ILogger``: subclassed by code that wants TensorRT's messages (the documented pattern)::
 
         class MyLogger(trt.ILogger):
@@ -432,7 +432,7 @@ class INetworkDefinition(Recorded):
                 for t in self._inputs + self._outputs]
 
 
-class ParserError(object):
+class ParserError:
     def __init__(self, message):
         self._message = message
 

@@ -144,10 +144,10 @@ def test_cli_reports_a_corrupt_model_without_traceback(tmp_path, edge_sdk_cli):
 
 def write_cpu_bundle(out, case, target_name="cpu", **target_overrides):
     """A real bundle for the ``cpu`` target (or a Jetson one, engine to be built on the device) around
-    ``case``'s model (edge_sdk.bundle.write_bundle)."""
+    ``case``'s model (edge_sdk.bundle_writer.write_bundle)."""
     from edge_sdk.targets import get_target
 
-    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.bundle_writer import Precision, write_bundle
 
     target = get_target(target_name)
     if target.backend != "onnxruntime":

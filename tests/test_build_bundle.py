@@ -15,7 +15,7 @@ from edge_sdk.engine.build import BuildRequest, build
 from edge_sdk.engine.precision import decide_precision
 from edge_sdk.errors import BundleError, ConfigError, ModelError
 from edge_sdk.graph.common import get_meta
-from edge_sdk.graph.synthetic import make_pose_model
+from edge_sdk.graph.synthetic_model import make_pose_model
 from edge_sdk.runtime.bundle import open_bundle
 from edge_sdk.runtime.preprocess import preprocess_frame
 from tests.tensorrt_double import install_tensorrt_double
@@ -200,30 +200,45 @@ def test_local_engine_build_with_tensorrt_double(model_path, tmp_path, monkeypat
     assert "building with TensorRT on this machine" in text
 
 
+def sim_device():
+    from edge_sdk.runtime.cuda import CudaDevice
+    from tests.cuda_double import SimCudaApi
+
+    return CudaDevice(0, api=SimCudaApi(integrated=True))
+
+
 def test_first_start_build_on_device(tx2_bundle, tmp_path, monkeypatch):
-    """The device builds the engine the bundle asks for, and the bundle then verifies with the engine in it."""
+    """`build --bundle` builds the engine exactly as the first start does: into the cache for this GPU and
+    TensorRT version, recorded in the manifest; the bundle's hashed files stay as they were and it verifies."""
     from edge_sdk.engine.build import build_on_device
+    from edge_sdk.runtime.backends.tensorrt_backend import _cached_engine_ok, cached_engine_path
 
     copy = _copy(tx2_bundle.bundle_dir, tmp_path)
+    files_before = json.loads((copy / "manifest.json").read_text())["files"]
     trt = install_tensorrt_double(monkeypatch, "8.2")
     monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-tx2"))
     lines = []
-    path = build_on_device(str(copy), echo=lines.append)
-    assert os.path.basename(path) == "engine.plan"
+    path = build_on_device(str(copy), echo=lines.append, device=sim_device())
+    assert os.path.dirname(path) == str(copy) + ".engines" and os.path.isfile(path + ".sha256")
     bundle = open_bundle(str(copy), expected_target="jetson-tx2")
-    assert not bundle.needs_engine_build and bundle.manifest["engine"]["status"] == "built"
-    assert "engine.plan" in bundle.manifest["files"] and "timing.cache" in bundle.manifest["files"]
+    assert bundle.manifest["files"] == files_before
+    (key, record), = bundle.manifest["engine"]["built_on_device"].items()
+    assert key in path and record["tensorrt"] == trt.__version__ and record["size"] == os.path.getsize(path)
     assert trt.calls_named("IBuilderConfig.max_workspace_size=")[0].args == (512 << 20,)  # TX2 default, 8.2 API
     assert [c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag")] == ["FP16"]
+    builds = len(trt.calls_named("Builder.build_serialized_network"))
+    assert build_on_device(str(copy), echo=lines.append, device=sim_device()) == path
+    assert len(trt.calls_named("Builder.build_serialized_network")) == builds  # built once
+    assert cached_engine_path(str(copy), key) == path and _cached_engine_ok(path)  # where the first start looks
     monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-nano"))
     with pytest.raises(BundleError, match="built for target 'jetson-tx2'"):
-        build_on_device(str(copy), echo=lines.append)
+        build_on_device(str(copy), echo=lines.append, device=sim_device())
 
 
 @pytest.fixture(scope="module")
 def calibration_case(tmp_path_factory):
     """The calibration stage's own synthetic pose model (quantises cleanly) and frames drawn for it."""
-    from edge_sdk.calibration.synthetic import build_model, write_frames
+    from edge_sdk.calibration.hadamard_model import build_model, write_frames
 
     root = tmp_path_factory.mktemp("calib")
     build_model(str(root / "pose.onnx"))
@@ -265,7 +280,7 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
     # JetPack 5.1's TensorRT 8.5.2: the 8.6 flavour's API (the same for what we call), at 8.5's version
     trt = install_tensorrt_double(monkeypatch, "8.6", num_dla_cores=2, version="8.5.2.2")
     monkeypatch.setattr("edge_sdk.engine.build.detect_local_target", lambda: get_target("jetson-xavier-nx"))
-    build_on_device(str(out), echo=lambda line: None)
+    build_on_device(str(out), echo=lambda line: None, device=sim_device())
     flags = sorted(c.args[0].name for c in trt.calls_named("IBuilderConfig.set_flag"))
     calibrators = trt.calls_named("IBuilderConfig.int8_calibrator=")
     if dla is None:
@@ -275,7 +290,7 @@ def test_xavier_nx_int8_with_calibration(calibration_case, tmp_path, monkeypatch
         assert flags == ["FP16", "GPU_FALLBACK", "INT8"]
         assert calibrators[0].args[0].read_calibration_cache() == (out / "calib.cache").read_bytes()
         assert trt.calls_named("IBuilderConfig.DLA_core=")[0].args == (1,)
-    assert open_bundle(str(out), expected_target="jetson-xavier-nx").manifest["engine"]["status"] == "built"
+    assert len(open_bundle(str(out), expected_target="jetson-xavier-nx").manifest["engine"]["built_on_device"]) == 1
 
 
 def test_flash_agent_accepts_our_bundles_and_hints(tx2_bundle, tmp_path):
@@ -343,7 +358,7 @@ def test_a_bundle_is_never_loaded_by_another_tensorrt(tx2_bundle, tmp_path, monk
     with pytest.raises(BundleError, match=r"built for JetPack 4.6 \(TensorRT 8.2, L4T R32.7\) but this device runs "
                                           r"TensorRT 10.3.0.30.*--target jetson-tx2 --jetpack"):
         load_bundle_backend(bundle, device=CudaDevice(0, api=SimCudaApi(integrated=True)))
-    from edge_sdk.engine.tensorrt_builder import build_on_device as device_build
+    from edge_sdk.runtime.engine_on_device import build_on_device as device_build
 
     with pytest.raises(BundleError, match="TensorRT 10.3.0.30"):
         device_build(str(bundle.dir), log=lambda line: None, skip_target_check=True)
@@ -381,6 +396,11 @@ def test_runtime_tensorrt_backend_builds_our_bundle_at_first_start(tx2_bundle, t
         assert outputs["peaks"].shape == (1, 18, 5, 3) and outputs["pafs"].shape == (1, 38, 8, 12)
     finally:
         backend.close()
+    # recorded as `build --bundle` records it (test_first_start_build_on_device): same place, same fields
+    reopened = open_bundle(bundle.dir, expected_target="jetson-tx2")
+    (key, record), = reopened.manifest["engine"]["built_on_device"].items()
+    assert sorted(record) == ["file", "seconds", "sha256", "size", "tensorrt"] and record["tensorrt"] == trt.__version__
+    assert os.path.isfile(os.path.join(bundle.dir, record["file"])) and key in record["file"]
 
 
 def test_where_the_engine_is_built(monkeypatch):

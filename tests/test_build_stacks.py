@@ -11,10 +11,11 @@ import pytest
 from edge_sdk.targets import load_targets
 
 from edge_sdk.engine.build import BuildRequest, build
-from edge_sdk.engine.tensorrt_builder import build_on_device
-from edge_sdk.graph.synthetic import make_pose_model
+from edge_sdk.graph.synthetic_model import make_pose_model
 from edge_sdk.runtime.bundle import open_bundle
+from edge_sdk.runtime.engine_on_device import build_on_device as device_build
 from edge_sdk.runtime.preprocess import preprocess_frame
+from tests.cuda_double import SimCudaApi
 from tests.tensorrt_double import PLAN_MAGIC, install_tensorrt_double
 
 # The double flavour (API) and version of each TensorRT a JetPack ships.
@@ -35,6 +36,13 @@ def quiet_build(**kwargs):
     kwargs.setdefault("input_size", (96, 64))
     result = build(BuildRequest(**kwargs), echo=lines.append)
     return result, "\n".join(lines)
+
+
+def build_on_device(bundle_path, **kwargs):
+    """The one on-device build (the runtime's first start and `build --bundle`) on a simulated Jetson GPU."""
+    from edge_sdk.runtime.cuda import CudaDevice
+
+    return device_build(bundle_path, device=CudaDevice(0, api=SimCudaApi(integrated=True)), **kwargs)
 
 
 def plan_of(path):
@@ -80,7 +88,7 @@ def test_every_board_and_jetpack_builds_with_its_tensorrt(model_path, tmp_path, 
 
 @pytest.fixture(scope="module")
 def calibration_case(tmp_path_factory):
-    from edge_sdk.calibration.synthetic import build_model, write_frames
+    from edge_sdk.calibration.hadamard_model import build_model, write_frames
 
     root = tmp_path_factory.mktemp("calib")
     build_model(str(root / "pose.onnx"))

@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
     import cv2
     from edge_sdk.training.augment import AugmentConfig
     from edge_sdk.training.config import TrainConfig
-    from edge_sdk.training.data.sources import SyntheticSource
+    from edge_sdk.training.data.sample_sources import SyntheticSource
     from edge_sdk.training.export import export_onnx
     from edge_sdk.training.loop import train
     from edge_sdk.training.models import ModelConfig

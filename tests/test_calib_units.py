@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import COCO_MINI, VIDEOS
-from edge_sdk.calibration import synthetic
+from edge_sdk.calibration import hadamard_model
 from edge_sdk.calibration.accuracy import pose_agreement_ap
 from edge_sdk.calibration.data import CalibrationSource, CalibrationWarning, load_frames, parse_source
 from edge_sdk.calibration.qdq import build_qdq_model, check_not_quantized, prepare, quantizable_nodes
@@ -108,7 +108,7 @@ def test_trt_cache_format_and_round_trip(tmp_path):
 
 
 def test_qdq_placement_is_tensorrt_style():
-    prepared = prepare(synthetic.build_model())
+    prepared = prepare(hadamard_model.build_model())
     amax = {"image": 1.0, "stage1_conv": 1.0, "stage1_relu": 1.0, "heatmaps": 1.0, "pafs": 1.0}
     model = build_qdq_model(prepared, amax)
     onnx.checker.check_model(model)
@@ -139,7 +139,7 @@ def test_qdq_placement_is_tensorrt_style():
 
 
 def test_already_quantised_model_is_refused():
-    prepared = prepare(synthetic.build_model())
+    prepared = prepare(hadamard_model.build_model())
     model = build_qdq_model(prepared, {"image": 1.0, "stage1_relu": 1.0})
     with pytest.raises(ModelError, match="already quantised"):
         check_not_quantized(model, "model.int8.onnx")
@@ -148,12 +148,12 @@ def test_already_quantised_model_is_refused():
 @pytest.fixture(scope="module")
 def frame_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("frames")
-    synthetic.write_frames(folder, 6, seed=1)
+    hadamard_model.write_frames(folder, 6, seed=1)
     return folder
 
 
 def test_images_split_and_cache(frame_folder, tmp_path):
-    spec = synthetic.input_spec()
+    spec = hadamard_model.input_spec()
     first = load_frames(frame_folder, spec, count=4, holdout=2, cache_dir=tmp_path, progress=False)
     assert first.calib.shape == (4, 3, 128, 192) and first.holdout.shape == (2, 3, 128, 192)
     assert not set(first.calib_names) & set(first.holdout_names)
@@ -166,7 +166,7 @@ def test_images_split_and_cache(frame_folder, tmp_path):
 
 def test_fewer_images_than_asked_warns_and_goes_on(frame_folder):
     with pytest.warns(CalibrationWarning, match="asked for 50"):
-        frames = load_frames(frame_folder, synthetic.input_spec(), count=50, holdout=2, cache_dir=False,
+        frames = load_frames(frame_folder, hadamard_model.input_spec(), count=50, holdout=2, cache_dir=False,
                              progress=False)
     assert len(frames.calib) == 5 and len(frames.holdout) == 1  # a fifth is held out when frames are short
 
@@ -228,7 +228,7 @@ def test_coco_subset():
 
 def test_pose_agreement_ap_with_pycocotools():
     rng = np.random.default_rng(0)
-    people = [synthetic.random_people(rng, 128, 192) for _ in range(4)]
+    people = [hadamard_model.random_people(rng, 128, 192) for _ in range(4)]
     reference = [(p[:, :17].copy(), np.ones(len(p), np.float32)) for p in people]
     assert pose_agreement_ap(reference, reference) == pytest.approx(1.0)
     shaken = [(k + np.concatenate([rng.normal(0, 4, k[..., :2].shape), np.zeros(k[..., 2:].shape)], -1), s)
@@ -240,7 +240,7 @@ def test_pose_agreement_ap_with_pycocotools():
 
 
 def test_onnxruntime_style_quantises_conv_outputs_too():
-    prepared = prepare(synthetic.build_model())
+    prepared = prepare(hadamard_model.build_model())
     amax = {"image": 1.0, "stage1_conv": 1.0, "stage1_relu": 1.0, "heatmaps": 1.0, "pafs": 1.0}
     trt_style = build_qdq_model(prepared, amax)
     ort_style = build_qdq_model(prepared, amax, style="onnxruntime")

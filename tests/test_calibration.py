@@ -1,8 +1,8 @@
 """End to end: calibrate() and `edge-sdk calibrate` on a real ONNX pose model, run in real ONNX Runtime.
 
-The model is edge_sdk.calibration.synthetic's hand-built 2-stage conv net, whose FP32 outputs are the oracle maps of
-the people drawn in its frames (so agreement numbers mean something); ``outlier=True`` gives it a hot channel
-that no per-tensor INT8 range survives, so the sensitive-layer fallback must act.
+The model is edge_sdk.calibration.hadamard_model's hand-built 2-stage conv net, whose FP32 outputs are the
+oracle maps of the people drawn in its frames (so agreement numbers mean something); ``outlier=True`` gives it
+a hot channel that no per-tensor INT8 range survives, so the sensitive-layer fallback must act.
 """
 
 import hashlib
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from edge_sdk.calibration import calibrate, read_cache, synthetic
+from edge_sdk.calibration import calibrate, hadamard_model, read_cache
 from edge_sdk.calibration.accuracy import load_decoder, run_outputs
 from edge_sdk.calibration.qdq import float_nodes_of
 
@@ -22,9 +22,9 @@ from edge_sdk.errors import ModelError
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("calib")
-    synthetic.build_model(root / "pose.onnx")
-    synthetic.build_model(root / "pose_hot.onnx", outlier=True)
-    synthetic.write_frames(root / "frames", 28, seed=7)
+    hadamard_model.build_model(root / "pose.onnx")
+    hadamard_model.build_model(root / "pose_hot.onnx", outlier=True)
+    hadamard_model.write_frames(root / "frames", 28, seed=7)
     return root
 
 
@@ -49,8 +49,9 @@ def test_qdq_model_runs_and_agrees_with_fp32(entropy_run, workdir):
     # the INT8 model really is INT8 on every Conv, and really runs in ONNX Runtime
     qdq = onnx.load(result["qdq_model"])
     assert float_nodes_of(qdq, ["stage1", "heatmap_head", "paf_head"]) == []
-    frames = np.stack([synthetic.draw_frame(synthetic.random_people(np.random.default_rng(1), 128, 192), 128, 192)
-                       [:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0])
+    people = hadamard_model.random_people(np.random.default_rng(1), 128, 192)
+    frames = np.stack([hadamard_model.draw_frame(people, 128, 192)[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+                       / 255.0])
     fp32 = run_outputs(onnx.load(workdir / "pose.onnx"), frames, ["heatmaps", "pafs"])
     int8 = run_outputs(qdq, frames, ["heatmaps", "pafs"])
     assert not np.array_equal(fp32["heatmaps"], int8["heatmaps"])  # quantisation happened

@@ -228,7 +228,7 @@ def test_tensorrt_backend_moves_real_gpu_memory(device, monkeypatch, flavour, ze
     _binding_or_skip("cuda-python")
     runtime_api = get_api(0, "cuda-python")  # the fake engine's own memory access (unified addressing)
 
-    class DeviceMemory(object):
+    class DeviceMemory:
         def read(self, ptr, nbytes):
             device.api.synchronize()  # the engine runs after the queued input copy
             out = np.empty(nbytes, np.uint8)

@@ -69,7 +69,7 @@ def test_doctor_with_tensorrt_but_no_cuda_binding_says_so(monkeypatch):
     assert re.search(r"DLA cores\s+2\n", format_report(report))
 
 
-class Opened(object):
+class Opened:
     def __init__(self, directory, engine=None, model=None):
         self.dir = str(directory)
         self.engine_path = engine
@@ -114,7 +114,7 @@ def test_doctor_judges_a_bundle(tmp_path, edge_sdk_cli):
     import onnx
 
     from edge_sdk.engine.build import BuildRequest, build
-    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.graph.synthetic_model import make_pose_model
 
     onnx.save(make_pose_model(seed=5), str(tmp_path / "pose.onnx"))
     request = BuildRequest(model=str(tmp_path / "pose.onnx"), target="jetson-orin-nano", output=str(tmp_path / "b"),

@@ -29,10 +29,10 @@ def runtime_command(mode="healthy"):
 
 
 def make_bundle(where, target="jetson-tx2", payload=b"model-v1", big=0):
-    """A bundle written by the build step's own writer (edge_sdk.bundle), around a tiny stand-in model file."""
+    """A bundle written by the build step's own writer (edge_sdk.bundle_writer), around a tiny stand-in model file."""
     from edge_sdk.targets import get_target, load_targets
 
-    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.bundle_writer import Precision, write_bundle
     from edge_sdk.runtime.model_meta import ModelMeta
 
     where = Path(where)
@@ -460,7 +460,7 @@ def test_flash_starts_the_real_runtime_from_the_installed_wheel(lab, tmp_path, r
     MQTT status is what `devices status --mqtt` shows."""
     from edge_sdk.targets import get_target
 
-    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.bundle_writer import Precision, write_bundle
     from edge_sdk.deploy.mqtt_status import read_retained_status
     from edge_sdk.testing.oracle_model import make_oracle
 

@@ -136,6 +136,34 @@ def test_bundle_unpack_refuses_path_traversal_and_links(tmp_path):
         agent.unpack_bundle(str(tmp_path / "link.tar.gz"), str(tmp_path / "out2"))
 
 
+def test_the_agent_and_the_runtime_unpack_bundles_with_the_same_code():
+    """The agent cannot import edge_sdk (it runs before anything is installed), so it carries its own copy of
+    edge_sdk/runtime/bundle_archive.py's functions: the two must stay the same code, annotations aside."""
+    from edge_sdk.runtime import bundle_archive
+
+    def functions(path):
+        tree = ast.parse(Path(path).read_text())
+        found = {}
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                node.returns = None
+                for arg in node.args.args + node.args.kwonlyargs:
+                    arg.annotation = None
+                if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+                    node.body = node.body[1:] or node.body  # docstrings may differ
+                found[node.name] = ast.dump(node)
+            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+                found[node.targets[0].id] = ast.dump(node)
+        return found
+
+    runtime = functions(bundle_archive.__file__)
+    device = functions(agent.__file__)
+    names = [n for n in runtime if n != "AgentError"]
+    assert "unpack_bundle" in names and "plan_unpack" in names
+    differ = [n for n in names if runtime[n] != device.get(n)]
+    assert not differ, "edge_sdk/deploy/agent.py and edge_sdk/runtime/bundle_archive.py differ in {}".format(differ)
+
+
 def test_bundle_verification_lists_every_problem(tmp_path):
     files = {"model.onnx": b"abc", "engine.plan": b"plan"}
     members = dict(files, **{"manifest.json": manifest_for(files)})
@@ -156,24 +184,25 @@ def test_bundle_verification_lists_every_problem(tmp_path):
     assert not list(tmp_path.glob("out2*"))
 
 
-def make_wheel(path, files):
+def make_wheel(path, files, dist="edge_sdk_runtime-0.0.1"):
     """A pure-Python wheel with a proper RECORD (sha256 of every file)."""
     files = dict(files)
-    files["edge_sdk-0.0.1.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+    files[dist + ".dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
     record = ""
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record += "{},sha256={},{}\n".format(name, digest, len(data))
-    record += "edge_sdk-0.0.1.dist-info/RECORD,,\n"
+    record += dist + ".dist-info/RECORD,,\n"
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-        zf.writestr("edge_sdk-0.0.1.dist-info/RECORD", record)
+        zf.writestr(dist + ".dist-info/RECORD", record)
     return path
 
 
 def test_damaged_runtime_wheel_is_refused(tmp_path):
-    good = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b"print('hi')\n"})
+    good = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl",
+                      {"edge_sdk/__init__.py": b"print('hi')\n"})
     agent.install_wheel(str(good), str(tmp_path / "site"))
     assert (tmp_path / "site" / "edge_sdk" / "__init__.py").read_bytes() == b"print('hi')\n"
     bad = tmp_path / "bad" / good.name
@@ -192,6 +221,14 @@ def test_damaged_runtime_wheel_is_refused(tmp_path):
         agent.install_wheel(str(sneaky), str(tmp_path / "site3"))
 
 
+def test_host_wheel_is_refused_on_the_device(tmp_path):
+    host = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/graph/__init__.py": b""},
+                      dist="edge_sdk-0.0.1")
+    with pytest.raises(agent.AgentError, match="devices take only the runtime wheel"):
+        agent.install_wheel(str(host), str(tmp_path / "site"))
+    assert not (tmp_path / "site").exists()
+
+
 def run_agent_inprocess(capsys, *argv):
     code = agent.main(list(argv))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -202,7 +239,7 @@ def test_first_install_that_never_gets_healthy_leaves_nothing_running(tmp_path, 
     files = {"model.onnx": b"m"}
     bundle = tmp_path / "b.tar.gz"
     write_tar(bundle, dict(files, **{"manifest.json": manifest_for(files, target="cpu")}))
-    wheel = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
+    wheel = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
     code, result, steps = run_agent_inprocess(
         capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),
         "--bundle", str(bundle), "--service", "process", "--health-timeout", "5",
@@ -288,7 +325,7 @@ def test_health_needs_the_mqtt_status_when_asked(tmp_path, capsys, mosquitto):
     files = {"model.onnx": b"m"}
     bundle = tmp_path / "b.tar.gz"
     write_tar(bundle, dict(files, **{"manifest.json": manifest_for(files, target="cpu")}))
-    wheel = make_wheel(tmp_path / "edge_sdk-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
+    wheel = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
     fake = REPO / "tests" / "fake_runtime.py"
     code, result, steps = run_agent_inprocess(
         capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),

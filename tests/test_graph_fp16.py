@@ -11,7 +11,7 @@ from edge_sdk.errors import ModelError
 from edge_sdk.graph import run_passes
 from edge_sdk.graph.common import get_meta
 from edge_sdk.graph.fp16 import convert_to_fp16, output_error
-from edge_sdk.graph.synthetic import make_pose_model
+from edge_sdk.graph.synthetic_model import make_pose_model
 from edge_sdk.runtime.preprocess import preprocess_frame
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo" / "demo.onnx"

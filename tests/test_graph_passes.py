@@ -13,7 +13,7 @@ import pytest
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.graph import run_passes
 from edge_sdk.graph.common import check_outputs, get_meta, load_model
-from edge_sdk.graph.synthetic import make_pose_model
+from edge_sdk.graph.synthetic_model import make_pose_model
 from edge_sdk.runtime.decode import DecodeConfig, decode_peaks, decode_poses, find_peaks
 from edge_sdk.runtime.preprocess import preprocess_frame
 

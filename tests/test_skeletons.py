@@ -116,7 +116,7 @@ def test_plain_trt_pose_model_is_recognised_and_meta_set_skeleton(tmp_path, edge
 
 
 def test_bundle_manifest_carries_the_skeleton(tmp_path):
-    from edge_sdk.bundle import skeleton_spec
+    from edge_sdk.bundle_writer import skeleton_spec
 
     case = make_oracle(tmp_path, num_frames=2, video=None, skeleton="body25-openpose")
     spec = skeleton_spec(case.meta)

@@ -132,7 +132,7 @@ def test_mismatched_engines_are_refused_with_a_fix(trt, sim):
         TensorRTBackend(plan_bytes(trt.flavour, io=DEFAULT_IO), meta=SMALL_META, device=device)
 
 
-class FakeBundle(object):
+class FakeBundle:
     """The attributes of edge_sdk.runtime.bundle.Bundle that the backend uses."""
 
     def __init__(self, directory, manifest, engine_path=None):
@@ -230,7 +230,7 @@ def orin_bundle(tmp_path_factory):
     import onnx
 
     from edge_sdk.engine.build import BuildRequest, build
-    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.graph.synthetic_model import make_pose_model
 
     root = tmp_path_factory.mktemp("bundle")
     onnx.save(make_pose_model(seed=3), str(root / "pose.onnx"))

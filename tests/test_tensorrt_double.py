@@ -97,7 +97,7 @@ def test_tensorrt_11_has_no_precision_flags_calibrators_or_platform_queries():
     assert trt.deprecated_uses == ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]
 
 
-class _Calibrator(object):
+class _Calibrator:
     pass
 
 

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 from edge_sdk.training.augment import AugmentConfig, apply_geometry, random_transform, transform_keypoints
-from edge_sdk.training.data.pipeline import make_example
-from edge_sdk.training.data.sources import Sample
+from edge_sdk.training.data.input_pipeline import make_example
+from edge_sdk.training.data.sample_sources import Sample
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.skeleton import COCO18_FLIP, COCO18_PARTS, image_to_map
@@ -122,7 +122,7 @@ def test_augment_spec_parsing():
 def test_tf_data_pipeline_batches_normalised_images_and_targets():
     pytest.importorskip("tensorflow")
     from edge_sdk.training.data import open_source
-    from edge_sdk.training.data.pipeline import make_dataset
+    from edge_sdk.training.data.input_pipeline import make_dataset
 
     dataset = make_dataset(open_source("synthetic:6", (64, 96)), (64, 96), batch=3, seed=1)
     images, targets = next(iter(dataset))

@@ -7,7 +7,7 @@ import pytest
 from conftest import COCO_MINI
 from edge_sdk.training.augment import AugmentConfig
 from edge_sdk.training.data import open_source
-from edge_sdk.training.data.pipeline import make_example
+from edge_sdk.training.data.input_pipeline import make_example
 
 from edge_sdk.errors import ConfigError, ModelError
 from edge_sdk.runtime.skeleton import COCO18_FROM_COCO17, image_to_map

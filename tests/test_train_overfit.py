@@ -9,8 +9,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from edge_sdk.training.augment import AugmentConfig  # noqa: E402
 from edge_sdk.training.config import TrainConfig  # noqa: E402
-from edge_sdk.training.data.pipeline import make_dataset  # noqa: E402
-from edge_sdk.training.data.sources import SyntheticSource  # noqa: E402
+from edge_sdk.training.data.input_pipeline import make_dataset  # noqa: E402
+from edge_sdk.training.data.sample_sources import SyntheticSource  # noqa: E402
 from edge_sdk.training.export import export_onnx, load_trained_model  # noqa: E402
 from edge_sdk.training.loop import train  # noqa: E402
 from edge_sdk.training.models import ModelConfig  # noqa: E402
@@ -18,7 +18,7 @@ from edge_sdk.training.models import ModelConfig  # noqa: E402
 from edge_sdk.eval.coco import evaluate_keypoints, poses_to_results  # noqa: E402
 from edge_sdk.runtime.decode import decode_poses  # noqa: E402
 from edge_sdk.runtime.model_meta import ModelMeta  # noqa: E402
-from edge_sdk.synthetic import to_coco  # noqa: E402
+from edge_sdk.synthetic_people import to_coco  # noqa: E402
 
 HEIGHT, WIDTH, IMAGES = 96, 128, 3
 

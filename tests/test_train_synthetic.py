@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.synthetic import SyntheticPeople, to_coco, write_dataset
+from edge_sdk.synthetic_people import SyntheticPeople, to_coco, write_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,9 +67,9 @@ def test_written_dataset_loads_in_pycocotools(tmp_path):
 def test_synthetic_module_runs_on_python36_and_imports_nothing_heavy():
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     proc = subprocess.run([vermin, "--target=3.6-", "--no-tips", "--violations", "--eval-annotations",
-                           str(REPO / "edge_sdk" / "synthetic.py")], capture_output=True, text=True)
+                           str(REPO / "edge_sdk" / "synthetic_people.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    code = ("import sys, edge_sdk.synthetic; "
+    code = ("import sys, edge_sdk.synthetic_people; "
             "print(sorted(m for m in ('tensorflow', 'onnx', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
     assert out.stdout.strip() == "[]", out.stderr

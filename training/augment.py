@@ -3,7 +3,7 @@
 The geometric part is ONE affine warp (OpenCV) applied to the image, the ignore mask and the keypoints
 alike, so they can never disagree; a flip also swaps left and right parts (``COCO18_FLIP``). Colour jitter
 runs as TensorFlow ops on the decoded batch element. Both run inside the ``tf.data`` map of
-:mod:`edge_sdk.training.data.pipeline` (parallel calls + prefetch).
+:mod:`edge_sdk.training.data.input_pipeline` (parallel calls + prefetch).
 
 From the command line: ``--augment "scale=0.6:1.2,rotate=30,flip=0.5,translate=0.2,color=0.3"`` or
 ``--augment none``.
@@ -39,12 +39,12 @@ class AugmentConfig:
     enabled: bool = True
 
     @classmethod
-    def none(cls) -> "AugmentConfig":
+    def none(cls) -> AugmentConfig:
         return cls(scale=(1.0, 1.0), rotate=0.0, flip=0.0, translate=0.0, brightness=0.0, contrast=0.0,
                    saturation=0.0, hue=0.0, enabled=False)
 
     @classmethod
-    def parse(cls, spec: str | None) -> "AugmentConfig":
+    def parse(cls, spec: str | None) -> AugmentConfig:
         """``"scale=0.6:1.2,rotate=30,flip=0.5,translate=0.2,color=0.3,hue=0.03"``, ``"none"`` or empty."""
         if spec is None or not spec.strip() or spec.strip() == "default":
             return cls()
@@ -74,7 +74,7 @@ class AugmentConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
+    def from_dict(cls, data: dict) -> AugmentConfig:
         data = dict(data)
         if "scale" in data:
             data["scale"] = tuple(data["scale"])

@@ -50,7 +50,7 @@ class TrainConfig:
         fields.update(height=self.model.input_height, width=self.model.input_width)
         return InputSpec.from_dict(dict(InputSpec().to_dict(), **fields))
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         self.model = self.model.resolved()
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError("unknown optimizer {!r}; known: adam, sgd".format(self.optimizer))
@@ -68,7 +68,7 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         values["model"] = ModelConfig.from_dict(values.get("model", {}))

@@ -15,8 +15,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edge_sdk.training.config import CHECKPOINT_DIR, HISTORY_FILE, TENSORBOARD_DIR, TrainConfig, latest_checkpoint
 
@@ -139,12 +139,28 @@ def _is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
+class _Throughput:
+    """Images per second after the first step (which compiles the graph and is not timed)."""
+
+    def __init__(self, batch: int):
+        self.batch, self.start, self.images = batch, None, 0
+
+    def step(self) -> float:
+        if self.start is None:
+            self.start = time.perf_counter()
+        else:
+            self.images += self.batch
+        return self.rate()
+
+    def rate(self) -> float:
+        return self.images / max(1e-9, time.perf_counter() - self.start) if self.images else 0.0
+
+
 def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Run (or continue) a training run; returns when ``config.steps`` global steps are done."""
     import tensorflow as tf
     from edge_sdk.training.data import open_source
-    from edge_sdk.training.data.pipeline import make_dataset
-    from edge_sdk.training.models import build_model
+    from edge_sdk.training.data.input_pipeline import make_dataset
     from tqdm import tqdm
 
     config.validate()
@@ -152,44 +168,24 @@ def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None
     import keras
 
     keras.utils.set_random_seed(config.seed)  # weight init and shuffling: a run is reproducible
-    replicas = strategy.num_replicas_in_sync
-    if config.batch % replicas:
-        raise ConfigError("--batch {} must be a multiple of the number of replicas ({})".format(
-            config.batch, replicas))
-    run_dir = Path(config.output)
-    resume_dir = Path(config.resume) if config.resume else None
-    if resume_dir is not None and latest_checkpoint(resume_dir) is None:
-        raise ConfigError("cannot resume from {}: {}".format(
-            resume_dir, "no such directory" if not resume_dir.exists() else "it has no checkpoints/ (give a run "
-            "directory written by `edge-sdk train -o`)"))
+    replicas = _check_replicas(config, strategy)
+    resume_dir = _resume_dir(config)
     chief = _is_chief(strategy)
+    run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     input_hw = (config.model.input_height, config.model.input_width)
     source = source if source is not None else open_source(config.data, input_hw, seed=config.seed)
-    steps_per_epoch = max(1, len(source) // config.batch)
-    total_steps = int(config.steps if config.steps is not None else round(config.epochs * steps_per_epoch))
+    total_steps = _total_steps(config, len(source))
     if chief:
         config.save(run_dir)
-
     dataset = make_dataset(source, input_hw, config.batch, config.augment, config.spec(), seed=config.seed)
     distributed = strategy.experimental_distribute_dataset(dataset)
-    with strategy.scope():
-        model = build_model(config.model)
-        optimizer = make_optimizer(config, total_steps)
-        optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    model, optimizer, step = _build_state(strategy, config, total_steps)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     checkpoint_dir = run_dir / CHECKPOINT_DIR if chief else Path(tempfile.mkdtemp(prefix="edge_sdk_worker_ckpt_"))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
-    restore_from = latest_checkpoint(resume_dir) if resume_dir is not None else manager.latest_checkpoint
-    if restore_from:
-        try:
-            checkpoint.restore(restore_from).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as exc:
-            raise ConfigError("checkpoint {} does not fit this model ({}); train into a new -o directory or "
-                              "give the same --model/--width/--stages/--input".format(restore_from,
-                                                                                      str(exc)[:200])) from None
-        print("resumed from {} at step {}".format(restore_from, int(step.numpy())))
+    _restore(checkpoint, latest_checkpoint(resume_dir) if resume_dir is not None else manager.latest_checkpoint,
+             step)
 
     train_step = make_train_step(strategy, model, optimizer, config.batch, step)
     writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR)) if chief else tf.summary.create_noop_writer()
@@ -198,34 +194,20 @@ def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None
     losses: list[float] = []
     bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (config.progress and chief),
                dynamic_ncols=True, desc="train " + config.model.backbone)
-    timer, timed_images = None, 0
+    throughput = _Throughput(config.batch)
     iterator = iter(distributed)
     try:
         for current in range(start + 1, total_steps + 1):
-            images, targets = next(iterator)
-            loss, stages = train_step(images, targets)
+            loss, stages = train_step(*next(iterator))
             value = float(loss.numpy())
             losses.append(value)
-            if timer is None:
-                timer = time.perf_counter()  # the first step compiles the graph: not timed
-            else:
-                timed_images += config.batch
-            rate = timed_images / max(1e-9, time.perf_counter() - timer) if timed_images else 0.0
+            rate = throughput.step()
             bar.update(1)
             bar.set_postfix(loss="{:.4f}".format(value), img_s="{:.1f}".format(rate))
             if on_step is not None:
                 on_step(current, value)
             if current % config.log_every == 0 or current == total_steps:
-                lr = optimizer.learning_rate
-                lr = float(lr.numpy() if hasattr(lr, "numpy") else lr)
-                scalars = {"loss/total": value, "learning_rate": lr, "images_per_second": rate}
-                scalars.update({"loss/stage{}".format(i + 1): float(s) for i, s in enumerate(stages.numpy())})
-                write_scalars(writer, scalars, current)
-                if history is not None:
-                    history.write(json.dumps({"step": current, "loss": value, "stages": [float(s) for s in
-                                                                                        stages.numpy()],
-                                              "lr": lr, "images_per_second": rate}) + "\n")
-                    history.flush()
+                _log_step(writer, history, optimizer, current, value, stages, rate)
             if current % config.checkpoint_every == 0 and current != total_steps:
                 manager.save(checkpoint_number=current)
         if total_steps > start or manager.latest_checkpoint is None:
@@ -237,5 +219,69 @@ def train(config: TrainConfig, source=None, on_step: Callable[[int, float], None
             history.close()
         if not chief:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    rate = timed_images / max(1e-9, time.perf_counter() - timer) if timed_images else 0.0
-    return TrainResult(run_dir, int(step.numpy()), losses, rate, replicas)
+    return TrainResult(run_dir, int(step.numpy()), losses, throughput.rate(), replicas)
+
+
+def _check_replicas(config: TrainConfig, strategy) -> int:
+    replicas = strategy.num_replicas_in_sync
+    if config.batch % replicas:
+        raise ConfigError("--batch {} must be a multiple of the number of replicas ({})".format(
+            config.batch, replicas))
+    return replicas
+
+
+def _resume_dir(config: TrainConfig) -> Path | None:
+    """The run to resume from (``--resume``), refused when it has no checkpoint."""
+    resume_dir = Path(config.resume) if config.resume else None
+    if resume_dir is not None and latest_checkpoint(resume_dir) is None:
+        raise ConfigError("cannot resume from {}: {}".format(
+            resume_dir, "no such directory" if not resume_dir.exists() else "it has no checkpoints/ (give a run "
+            "directory written by `edge-sdk train -o`)"))
+    return resume_dir
+
+
+def _total_steps(config: TrainConfig, examples: int) -> int:
+    steps_per_epoch = max(1, examples // config.batch)
+    return int(config.steps if config.steps is not None else round(config.epochs * steps_per_epoch))
+
+
+def _build_state(strategy, config: TrainConfig, total_steps: int):
+    """(model, optimizer, global step), created under the strategy so they are mirrored."""
+    import tensorflow as tf
+    from edge_sdk.training.models import build_model
+
+    with strategy.scope():
+        model = build_model(config.model)
+        optimizer = make_optimizer(config, total_steps)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    return model, optimizer, step
+
+
+def _restore(checkpoint, restore_from: str | None, step) -> None:
+    """Continue from a checkpoint (the run's own, or --resume's); one that does not fit the model is refused."""
+    import tensorflow as tf
+
+    if not restore_from:
+        return
+    try:
+        checkpoint.restore(restore_from).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        raise ConfigError("checkpoint {} does not fit this model ({}); train into a new -o directory or "
+                          "give the same --model/--width/--stages/--input".format(restore_from,
+                                                                                  str(exc)[:200])) from None
+    print("resumed from {} at step {}".format(restore_from, int(step.numpy())))
+
+
+def _log_step(writer, history, optimizer, current: int, value: float, stages, rate: float) -> None:
+    """TensorBoard scalars, and a line of history.jsonl on the chief."""
+    lr = optimizer.learning_rate
+    lr = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+    per_stage = [float(s) for s in stages.numpy()]
+    scalars = {"loss/total": value, "learning_rate": lr, "images_per_second": rate}
+    scalars.update({"loss/stage{}".format(i + 1): s for i, s in enumerate(per_stage)})
+    write_scalars(writer, scalars, current)
+    if history is not None:
+        history.write(json.dumps({"step": current, "loss": value, "stages": per_stage, "lr": lr,
+                                  "images_per_second": rate}) + "\n")
+        history.flush()

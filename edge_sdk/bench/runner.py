@@ -13,6 +13,7 @@ import platform
 import socket
 import sys
 import time
+from typing import Any, Dict, List, Optional
 
 from edge_sdk import __version__
 from edge_sdk.bench.stats import fps_over_time, latency_summary
@@ -85,7 +86,7 @@ class LoopingSource(Source):
             self._current = None
 
 
-def bench_source(source, frames):
+def bench_source(source: Any, frames: int) -> Any:
     """``source`` as the bench runs it: a file source path replays up to ``frames`` frames; others as given."""
     if isinstance(source, str) and not source.startswith("synthetic") and os.path.exists(source):
         return LoopingSource(source, frames)
@@ -133,7 +134,7 @@ def _label(path):
     return os.path.basename(os.path.normpath(str(path))) or str(path)
 
 
-def paced_source(source, rate):
+def paced_source(source: str, rate: float) -> str:
     """The synthetic source spec ``source`` made live at ``rate`` frames per second (a camera's pace), so
     that latency is measured at the rate frames really arrive, not only at full speed."""
     source = str(source)
@@ -148,103 +149,43 @@ def paced_source(source, rate):
     return "synthetic:live?" + "&".join(options + ["fps={:g}".format(float(rate))])
 
 
-def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mode="pipelined",
-              prefer="auto", rounds=None, command=None, sample_interval=0.5, threads=None, rate=None,
-              decoder_settings=None, fit=None):
+def run_bench(bundles: List[str], frames: int = 1000, warmup: int = 50, source: str = "synthetic", workers: int = 2,
+              mode: str = "pipelined", prefer: str = "auto", rounds: Optional[int] = None,
+              command: Optional[str] = None, sample_interval: float = 0.5, threads: Optional[int] = None,
+              rate: Optional[float] = None, decoder_settings: Any = None,
+              fit: Optional[str] = None) -> Dict[str, Any]:
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
     bundle, 5 when comparing). ``threads``: ONNX Runtime intra-op threads (None: its default, all cores);
     ``rate``: pace the synthetic source at this many frames per second (see paced_source);
     ``decoder_settings`` and ``fit`` override each model's metadata."""
-    from edge_sdk.runtime.backends.loader import load_backend
     from edge_sdk.runtime.decoder_settings import apply_run_settings
-    from edge_sdk.runtime.pipeline import run_pipeline
 
-    if mode not in MODES:
-        raise ConfigError("unknown bench mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
-    if not bundles:
-        raise ConfigError("nothing to benchmark: pass --bundle B (or --model M.onnx), or --compare B1 B2")
-    if frames < 1:
-        raise ConfigError("--frames must be at least 1")
-    if threads is not None and int(threads) < 1:
-        raise ConfigError("--threads must be at least 1 (got {})".format(threads))
+    _check_request(bundles, frames, mode, threads)
     if rate is not None:
         source = paced_source(source, rate)
     modes = ["pipelined", "sequential"] if mode == "both" else [mode]
     rounds = int(rounds or (5 if len(bundles) > 1 else 1))
     per_round = max(1, frames // rounds)
-
     backends = []
     try:
-        for path in bundles:
-            path = str(path)
-            if path.endswith(".onnx"):
-                backends.append((path, load_backend(model=path, prefer=prefer, threads=threads)))
-            else:
-                backends.append((path, load_backend(bundle=path, prefer=prefer, threads=threads)))
-            apply_run_settings(backends[-1][1].meta, decoder_settings, fit)
-        runs = {}
-        for path, backend in backends:
-            for m in modes:
-                runs[(path, m)] = {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
-            if warmup > 0:
-                run_pipeline(backend=backend, source=bench_source(source, warmup), max_frames=warmup, workers=workers,
-                             handle_signals=False, sequential=False)
+        for path, backend in _load_backends(bundles, prefer, threads):
+            backends.append((path, backend))
+            apply_run_settings(backend.meta, decoder_settings, fit)
+        runs = {(path, m): {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
+                for path, _backend in backends for m in modes}
+        _warm_up(backends, source, warmup, workers)
         with SystemSampler(sample_interval, extra=_gpu_memory_probe(backends)) as sampler:
-            for _ in range(rounds):
-                for path, backend in backends:
-                    for m in modes:
-                        run = runs[(path, m)]
-                        stats = run_pipeline(backend=backend, source=bench_source(source, per_round),
-                                             max_frames=per_round,
-                                             workers=workers, sinks=[run["collector"]], handle_signals=False,
-                                             sequential=(m == "sequential"))
-                        run["elapsed"] += stats.elapsed_s
-                        run["drops"] += stats.drops
+            _measure(backends, modes, runs, rounds, per_round, source, workers)
     finally:
         for _path, backend in backends:
             backend.close()
-
-    result_runs = []
-    for path, backend in backends:
-        for m in modes:
-            run = runs[(path, m)]
-            col = run["collector"]
-            n = len(col.done)
-            result_runs.append({
-                "name": _label(path) + ("" if len(modes) == 1 else " ({})".format(m)),
-                "bundle": path,
-                "backend": backend.describe(),
-                "mode": m,
-                "frames": n,
-                "duration_s": round(run["elapsed"], 3),
-                "fps": round(n / run["elapsed"], 2) if run["elapsed"] > 0 else 0.0,
-                "drops": run["drops"],
-                "people_per_frame": round(col.people / float(n), 2) if n else 0.0,
-                "latency_ms": {stage: latency_summary(v) for stage, v in col.latency.items()},
-                "fps_over_time": fps_over_time(col.done) if rounds == 1 else [],
-            })
-    notes = []
-    for run in result_runs:
-        if run["frames"] < per_round * rounds:
-            notes.append("{}: the source {} gave {} of the {} frames asked for; only file sources (image folder, "
-                         "image, video) are replayed, so the figures cover fewer frames".format(
-                             run["name"], source, run["frames"], per_round * rounds))
-    ratios = {}
-    if mode == "both":
-        for path, _backend in backends:
-            pipelined = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "pipelined")
-            sequential = next(r for r in result_runs if r["bundle"] == path and r["mode"] == "sequential")
-            if sequential["fps"] > 0:
-                ratios["{}: pipelined / sequential fps".format(_label(path))] = pipelined["fps"] / sequential["fps"]
-            p50 = [r["latency_ms"].get("end_to_end", {}).get("p50") for r in (pipelined, sequential)]
-            if p50[0] is not None and p50[1]:
-                ratios["{}: pipelined / sequential end-to-end p50 latency".format(_label(path))] = p50[0] / p50[1]
-    if len(backends) > 1:
-        base = result_runs[0]
-        for other in result_runs[1:]:
-            if base["fps"] > 0 and other["mode"] == base["mode"]:
-                ratios["{} / {} fps".format(other["name"], base["name"])] = other["fps"] / base["fps"]
+    result_runs = [_run_summary(path, backend, m, runs[(path, m)], len(modes) == 1, rounds)
+                   for path, backend in backends for m in modes]
+    notes = ["{}: the source {} gave {} of the {} frames asked for; only file sources (image folder, image, "
+             "video) are replayed, so the figures cover fewer frames".format(
+                 run["name"], source, run["frames"], per_round * rounds)
+             for run in result_runs if run["frames"] < per_round * rounds]
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -254,13 +195,99 @@ def run_bench(bundles, frames=1000, warmup=50, source="synthetic", workers=2, mo
         "settings": {"frames": frames, "warmup": warmup, "source": redact_url(str(source)), "workers": workers,
                      "mode": mode, "rounds": rounds, "backend": prefer, "threads": threads, "rate": rate},
         "runs": result_runs,
-        "ratios": ratios,
+        "ratios": _ratios(result_runs, [path for path, _backend in backends], mode),
         "notes": notes,
         "system": {"summary": sampler.summary(), "samples": sampler.samples},
     }
 
 
-def write_result(result, path):
+def _check_request(bundles, frames, mode, threads):
+    if mode not in MODES:
+        raise ConfigError("unknown bench mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
+    if not bundles:
+        raise ConfigError("nothing to benchmark: pass --bundle B (or --model M.onnx), or --compare B1 B2")
+    if frames < 1:
+        raise ConfigError("--frames must be at least 1")
+    if threads is not None and int(threads) < 1:
+        raise ConfigError("--threads must be at least 1 (got {})".format(threads))
+
+
+def _load_backends(bundles, prefer, threads):
+    """Yield (path, backend) per bundle dir or .onnx file, so the caller can close the ones already loaded."""
+    from edge_sdk.runtime.backends.loader import load_backend
+
+    for path in bundles:
+        path = str(path)
+        if path.endswith(".onnx"):
+            yield path, load_backend(model=path, prefer=prefer, threads=threads)
+        else:
+            yield path, load_backend(bundle=path, prefer=prefer, threads=threads)
+
+
+def _warm_up(backends, source, warmup, workers):
+    from edge_sdk.runtime.pipeline import run_pipeline
+
+    if warmup <= 0:
+        return
+    for _path, backend in backends:
+        run_pipeline(backend=backend, source=bench_source(source, warmup), max_frames=warmup, workers=workers,
+                     handle_signals=False, sequential=False)
+
+
+def _measure(backends, modes, runs, rounds, per_round, source, workers):
+    """Round by round, every bundle in every mode: a machine that slows down hurts every side alike."""
+    from edge_sdk.runtime.pipeline import run_pipeline
+
+    for _ in range(rounds):
+        for path, backend in backends:
+            for m in modes:
+                run = runs[(path, m)]
+                stats = run_pipeline(backend=backend, source=bench_source(source, per_round), max_frames=per_round,
+                                     workers=workers,
+                                     sinks=[run["collector"]], handle_signals=False, sequential=(m == "sequential"))
+                run["elapsed"] += stats.elapsed_s
+                run["drops"] += stats.drops
+
+
+def _run_summary(path, backend, mode, run, single_mode, rounds):
+    col = run["collector"]
+    n = len(col.done)
+    return {
+        "name": _label(path) + ("" if single_mode else " ({})".format(mode)),
+        "bundle": path,
+        "backend": backend.describe(),
+        "mode": mode,
+        "frames": n,
+        "duration_s": round(run["elapsed"], 3),
+        "fps": round(n / run["elapsed"], 2) if run["elapsed"] > 0 else 0.0,
+        "drops": run["drops"],
+        "people_per_frame": round(col.people / float(n), 2) if n else 0.0,
+        "latency_ms": {stage: latency_summary(v) for stage, v in col.latency.items()},
+        "fps_over_time": fps_over_time(col.done) if rounds == 1 else [],
+    }
+
+
+def _ratios(result_runs, paths, mode):
+    """pipelined / sequential per bundle (mode "both"), and every other bundle / the first one."""
+    ratios = {}
+    if mode == "both":
+        for path in paths:
+            by_mode = {r["mode"]: r for r in result_runs if r["bundle"] == path}
+            if by_mode["sequential"]["fps"] > 0:
+                ratios["{}: pipelined / sequential fps".format(_label(path))] = (
+                    by_mode["pipelined"]["fps"] / by_mode["sequential"]["fps"])
+            p50 = [by_mode[m]["latency_ms"].get("end_to_end", {}).get("p50") for m in ("pipelined", "sequential")]
+            if p50[0] is not None and p50[1]:
+                ratios["{}: pipelined / sequential end-to-end p50 latency".format(_label(path))] = p50[0] / p50[1]
+    if len(paths) > 1:
+        base = result_runs[0]
+        for other in result_runs[1:]:
+            if base["fps"] > 0 and other["mode"] == base["mode"]:
+                ratios["{} / {} fps".format(other["name"], base["name"])] = other["fps"] / base["fps"]
+    return ratios
+
+
+def write_result(result: Dict[str, Any], path: str) -> str:
     """Write the bench JSON (creating the folder)."""
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -270,7 +297,7 @@ def write_result(result, path):
     return path
 
 
-def format_table(result):
+def format_table(result: Dict[str, Any]) -> str:
     """Human-readable table for the terminal."""
     lines = ["{:<28} {:<26} {:>7} {:>8} {:>9} {:>9} {:>9}".format(
         "run", "backend", "frames", "fps", "e2e p50", "e2e p90", "e2e p99")]

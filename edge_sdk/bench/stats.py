@@ -1,11 +1,13 @@
 """Latency statistics shared by `bench` and its report (percentiles without numpy quirks across versions)."""
 
+from typing import Dict, List, Optional, Sequence, Tuple
+
 import numpy as np
 
 PERCENTILES = (50, 90, 99)
 
 
-def latency_summary(values_ms):
+def latency_summary(values_ms: Sequence[float]) -> Dict[str, float]:
     """{"count", "mean", "min", "max", "p50", "p90", "p99"} of a list of milliseconds (empty -> count 0)."""
     values = np.asarray([v for v in values_ms if v is not None], dtype=np.float64)
     if values.size == 0:
@@ -21,7 +23,7 @@ def latency_summary(values_ms):
     return out
 
 
-def fps_over_time(timestamps, window=None):
+def fps_over_time(timestamps: Sequence[float], window: Optional[float] = None) -> List[Tuple[float, float]]:
     """[(t, fps)] from completion times (s): frames completed per ``window``-second bin (default: 1/20 of
     the run, between 0.01 and 1 s, so short runs still show a curve). The last, partial bin is left out."""
     ts = np.sort(np.asarray(timestamps, dtype=np.float64))

@@ -1,9 +1,10 @@
 """`edge-sdk bench`: throughput and latency of the real runtime pipeline on this device."""
 
+import argparse
 import sys
 
 
-def register(subparsers):
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench", help="benchmark a bundle (or several, interleaved) with the real runtime pipeline",
         description="Runs the runtime pipeline on a source and reports fps, per-stage latency percentiles, CPU, "
@@ -35,8 +36,8 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
-def run(args):
-    from edge_sdk.bench.report import markdown_report, plot_result
+def run(args: argparse.Namespace) -> int:
+    from edge_sdk.bench.render import markdown_report, plot_result
     from edge_sdk.bench.runner import format_table, run_bench, write_result
     from edge_sdk.runtime.decoder_settings import check_fit, settings_from_args
 

@@ -1,8 +1,10 @@
 """`edge-sdk build MODEL.onnx --target T [--fp16|--int8|--best] ... -o OUT`: make a deployable bundle.
 On the device: `edge-sdk build --bundle B` builds the TensorRT engine the bundle asks for."""
 
+import argparse
 
-def register(subparsers):
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build", help="rewrite, calibrate and compile a model into a deployable bundle for a target",
         description="Make a bundle (directory + .tar.gz) for a target device. The TensorRT engine is built here "
@@ -46,11 +48,11 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from edge_sdk.errors import ConfigError
 
     if args.bundle:  # on the device: Python 3.6 code path (no host dependencies)
-        from edge_sdk.engine.tensorrt_builder import build_on_device
+        from edge_sdk.runtime.engine_on_device import build_on_device
 
         build_on_device(args.bundle, skip_target_check=args.skip_target_check)
         return 0
@@ -61,8 +63,12 @@ def run(args):
     if missing:
         raise ConfigError("edge-sdk build needs {}: e.g. `edge-sdk build model.onnx --target jetson-orin-nano "
                           "--fp16 -o bundles/orin`".format(", ".join(missing)))
-    from edge_sdk.commands.rewrite import parse_size
-    from edge_sdk.engine.build import BuildRequest, build
+    try:  # host package (edge-sdk); a device has the runtime only
+        from edge_sdk.commands.rewrite import parse_size
+        from edge_sdk.engine.build import BuildRequest, build
+    except ImportError as exc:
+        raise ConfigError("`edge-sdk build MODEL.onnx` runs on a workstation with the host package ({}); on a "
+                          "device, `edge-sdk build --bundle B` builds a bundle's engine".format(exc)) from None
 
     build(BuildRequest(
         model=args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,

@@ -1,7 +1,9 @@
 """`edge-sdk doctor`: report Python, packages, TensorRT, CUDA, GPU, JetPack, DLA, ONNX Runtime, and the backend."""
 
+import argparse
 
-def register(subparsers):
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor", help="check this machine for the runtime and say which backend it will use",
         description="Report Python, numpy, OpenCV, paho-mqtt, TensorRT, CUDA (driver/runtime), cuda-python or "
@@ -17,7 +19,7 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from edge_sdk.runtime.doctor import run_doctor
 
     run_doctor(bundle_path=args.bundle, prefer=args.backend, as_json=args.json, root=args.root)

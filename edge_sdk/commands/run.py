@@ -1,5 +1,6 @@
 """`edge-sdk run`: run a pose model over a video, camera, stream or image folder; publish/save poses."""
 
+import argparse
 import socket
 import sys
 
@@ -23,7 +24,7 @@ def _add_mqtt_arguments(parser):
                             help="device name in messages and MQTT topics (default: the hostname)")
 
 
-def register(subparsers):
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="run a pose model on a video/camera/stream/images and publish the poses",
         description="Run a pose model (ONNX file or bundle) over a source; publish one JSON message per frame "
@@ -60,7 +61,7 @@ def _announce(pipeline):
         "sequential" if pipeline.sequential else "pipelined", pipeline.workers, pipeline.device_id), file=sys.stderr)
 
 
-def run_command(args):
+def run_command(args: argparse.Namespace) -> int:
     from edge_sdk.errors import ConfigError
     from edge_sdk.runtime.pipeline import run_pipeline
 

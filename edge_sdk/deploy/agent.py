@@ -393,9 +393,13 @@ def install_wheel(wheel_path, site_dir):
         wheel_meta = [n for n in names if n.endswith(".dist-info/WHEEL") and n.count("/") == 1]
         if not record_name or not wheel_meta:
             raise AgentError("{} is not a wheel (no .dist-info/RECORD)".format(wheel_path), "corrupt")
+        dist = record_name[0].split("/")[0].split("-", 1)[0]
+        if dist != "edge_sdk_runtime":  # the host package (edge_sdk) needs Python 3.10 and host libraries
+            raise AgentError("{} is the {} wheel; devices take only the runtime wheel edge_sdk_runtime-*.whl "
+                             "(`pip wheel --no-deps runtime/`)".format(wheel_path, dist), "corrupt")
         meta = zf.read(wheel_meta[0]).decode("utf-8")
         if "Root-Is-Purelib: true" not in meta:
-            raise AgentError("runtime wheel {} is not pure Python; build it with `pip wheel --no-deps .`"
+            raise AgentError("runtime wheel {} is not pure Python; build it with `pip wheel --no-deps runtime/`"
                              .format(wheel_path), "corrupt")
         records = {}
         for row in csv.reader(io.StringIO(zf.read(record_name[0]).decode("utf-8"))):

@@ -1,5 +1,8 @@
 """What `edge-sdk flash` pushes: the runtime wheel + the bundle tarball, checked on the host before any upload.
 
+The runtime wheel is `edge-sdk-runtime` (runtime/pyproject.toml: the on-device files only, Python 3.6+);
+the host package `edge-sdk` never goes to a device.
+
 The version label on the device is ``<runtime version>-<8 hex>``, the hex a sha256 over the bundle's
 manifest.json and the wheel's RECORD: the same bundle and runtime always get the same label (re-flashing is a
 no-op), any change to either gets a new one.
@@ -20,7 +23,8 @@ from pathlib import Path
 from edge_sdk.deploy import agent
 from edge_sdk.errors import BundleError, ConfigError
 
-REPO_MARKERS = ("pyproject.toml", "edge_sdk")
+REPO_MARKERS = ("pyproject.toml", "edge_sdk", "runtime/pyproject.toml")
+RUNTIME_DIST = "edge_sdk_runtime"  # the wheel file name's first field (PEP 427 escaping of edge-sdk-runtime)
 
 
 @dataclass
@@ -62,11 +66,17 @@ def project_root() -> Path | None:
 
 
 def build_runtime_wheel(outdir: Path, source: Path | None = None) -> Path:
-    """`pip wheel --no-deps` of the edge-sdk source tree -> the wheel file (pure Python, installs anywhere)."""
+    """`pip wheel --no-deps runtime/` of the edge-sdk source tree -> the edge-sdk-runtime wheel file (pure Python,
+    installs anywhere)."""
     source = source or project_root()
     if source is None:
         raise ConfigError("cannot build the runtime wheel: edge-sdk is not running from its source tree; pass "
-                          "--runtime-wheel PATH (make it with `pip wheel --no-deps .` in the edge-sdk sources)")
+                          "--runtime-wheel PATH (make it with `pip wheel --no-deps runtime/` in the edge-sdk "
+                          "sources)")
+    source = Path(source) / "runtime"
+    # setuptools stages files in runtime/build/lib and never removes one: a module deleted or renamed since the
+    # last build would still ship to the devices. Its scratch folder goes first (it is in .gitignore).
+    shutil.rmtree(source / "build", ignore_errors=True)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(outdir)]
@@ -80,17 +90,18 @@ def build_runtime_wheel(outdir: Path, source: Path | None = None) -> Path:
     if proc.returncode != 0:
         raise ConfigError("building the runtime wheel failed (`{}`):\n{}".format(
             " ".join(attempts[-1]), (proc.stderr or proc.stdout).strip()[-2000:]))
-    wheels = sorted(outdir.glob("edge_sdk-*.whl"), key=lambda p: p.stat().st_mtime)
+    wheels = sorted(outdir.glob(RUNTIME_DIST + "-*.whl"), key=lambda p: p.stat().st_mtime)
     if not wheels:
-        raise ConfigError("pip wheel made no edge_sdk-*.whl in {}".format(outdir))
+        raise ConfigError("pip wheel made no {}-*.whl in {}".format(RUNTIME_DIST, outdir))
     return wheels[-1]
 
 
 def wheel_identity(wheel: Path) -> tuple[str, bytes]:
-    """(version, RECORD bytes) of an edge-sdk wheel; refuses anything else."""
+    """(version, RECORD bytes) of an edge-sdk-runtime wheel; refuses anything else (the host package too)."""
     parts = wheel.name.split("-")
-    if not wheel.name.endswith(".whl") or len(parts) < 5 or parts[0] != "edge_sdk":
-        raise ConfigError("{}: not an edge-sdk wheel (expected edge_sdk-VERSION-py3-none-any.whl)".format(wheel))
+    if not wheel.name.endswith(".whl") or len(parts) < 5 or parts[0] != RUNTIME_DIST:
+        raise ConfigError("{}: not the edge-sdk runtime wheel (expected {}-VERSION-py3-none-any.whl; make it with "
+                          "`pip wheel --no-deps runtime/`)".format(wheel, RUNTIME_DIST))
     try:
         with zipfile.ZipFile(wheel) as zf:
             record = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD")]

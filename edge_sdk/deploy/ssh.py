@@ -12,9 +12,9 @@ import asyncio
 import json
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edge_sdk.deploy.inventory import Device
 from edge_sdk.errors import EdgeSdkError

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.targets import Target, detect_local_target, get_target, local_compute_capability
@@ -159,7 +160,7 @@ class BuildState:
 
 def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult:
     """Run the whole build; raises EdgeSdkError subclasses on bad input (before any slow step where possible)."""
-    from edge_sdk.bundle import human_size
+    from edge_sdk.bundle_writer import human_size
 
     state = BuildState(req, echo)
     select_target(state)
@@ -186,7 +187,7 @@ def build(req: BuildRequest, echo: Callable[[str], None] = print) -> BuildResult
 
 def select_target(state: BuildState) -> None:
     """The profile, set for the JetPack release the device runs (--jetpack; default: the newest it lists)."""
-    from edge_sdk.bundle import check_output_dir
+    from edge_sdk.bundle_writer import check_output_dir
 
     req = state.req
     state.target = get_target(req.target).with_stack(req.jetpack)
@@ -436,7 +437,7 @@ def make_engine(state: BuildState) -> None:
 
 def write_output(state: BuildState):
     """The bundle directory (+ archive): manifest with hashes, target profile and the software stack."""
-    from edge_sdk.bundle import Precision, write_bundle
+    from edge_sdk.bundle_writer import Precision, write_bundle
 
     req, decision = state.req, state.decision
     state.progress("bundle -> {}".format(req.output))
@@ -471,12 +472,11 @@ def summary_table(reports, decision, result, human_size) -> str:
     return "\n".join(lines)
 
 
-def build_on_device(bundle_path: str, echo: Callable[[str], None] = print) -> str:
-    """`edge-sdk build --bundle B`: build the engine the bundle asks for on this device (see
-    tensorrt_builder.build_on_device, which the Python 3.6 device CLI calls directly)."""
-    from edge_sdk.engine import tensorrt_builder
+def build_on_device(bundle_path: str, echo: Callable[[str], None] = print, device=None) -> str:
+    """`edge-sdk build --bundle B`: build the engine the bundle asks for on this device, exactly as the runtime's
+    first start does (edge_sdk.runtime.engine_on_device, which the Python 3.6 device CLI calls directly)."""
+    from edge_sdk.runtime.engine_on_device import build_on_device as build_here
 
     local = detect_local_target()
-    return tensorrt_builder.build_on_device(bundle_path, log=echo,
-                                            device_model=local.detect_model[0] if local and local.detect_model
-                                            else None)
+    return build_here(bundle_path, log=echo, device=device,
+                      device_model=local.detect_model[0] if local and local.detect_model else None)

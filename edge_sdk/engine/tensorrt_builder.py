@@ -23,6 +23,7 @@ Version differences are handled by feature detection, not version numbers, where
 
 import os
 import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edge_sdk.errors import EdgeSdkError
 
@@ -80,22 +81,43 @@ class EngineOptions(object):
         return cls(timing_cache=timing_cache, calib_cache=calib_cache, **kwargs)
 
 
-def last_message(logger, default="see the TensorRT messages above"):
+def capturing_logger(trt: Any, severity: Any = None) -> Any:
+    """A ``trt.ILogger`` subclass (TensorRT's documented way to receive its messages) that prints like
+    ``trt.Logger`` and keeps ``messages`` [(severity, text)], so an error can quote what TensorRT said."""
+    base = trt.ILogger
+    threshold = int(trt.Logger.WARNING if severity is None else severity)
+
+    class CapturingLogger(base):
+        def __init__(self):
+            base.__init__(self)
+            self.messages = []
+
+        def log(self, level, msg):
+            if int(level) <= threshold:
+                self.messages.append((level, msg))
+                import sys
+
+                sys.stderr.write("[TensorRT] {}\n".format(msg))
+
+    return CapturingLogger()
+
+
+def last_message(logger: Any, default: str = "see the TensorRT messages above") -> str:
     """The last message a capturing logger kept (``default`` for any other logger)."""
     messages = getattr(logger, "messages", None)
     return messages[-1][1] if messages else default
 
 
-def tensorrt_major(trt):
+def tensorrt_major(trt: Any) -> int:
     return tensorrt_version(trt)[0]
 
 
-def tensorrt_version(trt):
+def tensorrt_version(trt: Any) -> Tuple[int, int]:
     """(major, minor) of a tensorrt module ((0, 0) when unreadable)."""
     return parse_version(getattr(trt, "__version__", ""))
 
 
-def parse_version(text):
+def parse_version(text: Any) -> Tuple[int, int]:
     """(major, minor) of a version string like '10.3.0.30' or '8.6' ((0, 0) when unreadable)."""
     parts = (str(text or "").split(".") + ["0"])[:2]
     try:
@@ -104,20 +126,20 @@ def parse_version(text):
         return 0, 0
 
 
-def has_precision_flags(trt):
+def has_precision_flags(trt: Any) -> bool:
     """TensorRT before 11 picks precisions from builder flags (FP16, INT8). TensorRT 11 removed them: every
     network is strongly typed and precision comes from the tensor types in the ONNX (FP16 weights, Q/DQ)."""
     members = getattr(getattr(trt, "BuilderFlag", None), "__members__", None) or {}
     return "FP16" in members and "INT8" in members  # looked up, not touched: touching a deprecated flag warns
 
 
-def builds_strongly_typed(trt):
+def builds_strongly_typed(trt: Any) -> bool:
     """Whether engines are built strongly typed (precision from the ONNX tensor types): on TensorRT 11 (no
     FP16/INT8 flags) and from 10.12 (the flags are deprecated there, "superseded by strong typing")."""
     return not has_precision_flags(trt) or tensorrt_version(trt) >= STRONGLY_TYPED_FROM
 
 
-def engine_source(trt, engine, default="model.onnx"):
+def engine_source(trt: Any, engine: Dict[str, Any], default: Optional[str] = "model.onnx") -> Optional[str]:
     """The bundle file to build from: ``engine["source_model"]``, or on a strongly typed TensorRT (10.12+) the
     FP16 model a bundle for a GPU of unknown TensorRT ships as ``engine["strongly_typed_source"]``."""
     if engine.get("strongly_typed_source") and builds_strongly_typed(trt):
@@ -125,7 +147,7 @@ def engine_source(trt, engine, default="model.onnx"):
     return engine.get("source_model") or default
 
 
-def prefers_explicit_quantization(tensorrt_version_text, dla=False):
+def prefers_explicit_quantization(tensorrt_version_text: Any, dla: bool = False) -> bool:
     """Whether an INT8 build for this TensorRT uses the Q/DQ model rather than a calibration cache: always from
     TensorRT 11 (implicit calibration removed), on the GPU from 10.1 (the calibrator API is deprecated there,
     "superseded by explicit quantization"); 8.x and DLA before 11 keep the cache (DLA INT8 on JetPack 4.6-6
@@ -136,7 +158,7 @@ def prefers_explicit_quantization(tensorrt_version_text, dla=False):
     return version >= (10, 1) and not dla
 
 
-def network_flags(trt):
+def network_flags(trt: Any) -> int:
     """Creation flags for an ONNX network: EXPLICIT_BATCH before TensorRT 10 (required there); STRONGLY_TYPED
     on 10.12+ (where the precision flags are deprecated, "superseded by strong typing"); none on 11 (always
     strongly typed, the flag deprecated and ignored)."""
@@ -152,7 +174,7 @@ def network_flags(trt):
     return 1 << int(flag_enum.EXPLICIT_BATCH)
 
 
-def set_workspace(trt, config, workspace_bytes):
+def set_workspace(trt: Any, config: Any, workspace_bytes: int) -> str:
     """Workspace limit via the memory-pool API where it exists (8.4+), else max_workspace_size."""
     if hasattr(trt, "MemoryPoolType") and hasattr(config, "set_memory_pool_limit"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
@@ -170,14 +192,14 @@ CALIBRATOR_FOR_ALGORITHM = {
 """TensorRT only replays a cache whose header names the algorithm of the calibrator that reads it."""
 
 
-def calibrator_class_name(cache_bytes):
+def calibrator_class_name(cache_bytes: bytes) -> str:
     """The TensorRT calibrator class for a cache, from its header ``TRT-<version>-<algorithm>``."""
     first = bytes(cache_bytes).split(b"\n", 1)[0].decode("ascii", "replace").strip()
     algorithm = first.split("-", 2)[2] if first.startswith("TRT-") and first.count("-") >= 2 else ""
     return CALIBRATOR_FOR_ALGORITHM.get(algorithm, "IInt8EntropyCalibrator2")
 
 
-def make_cache_calibrator(trt, cache_bytes):
+def make_cache_calibrator(trt: Any, cache_bytes: bytes) -> Any:
     """An INT8 calibrator that serves a calibration cache and no batches (implicit quantisation from a cache
     made on the host by `calibration/`; TensorRT reads the cache and never asks for images). Its class follows
     the cache header (a MinMaxCalibration cache needs IInt8MinMaxCalibrator, or TensorRT ignores it)."""
@@ -246,7 +268,7 @@ def _add_profile(trt, builder, config, network, options):
     return profile
 
 
-def set_precision(trt, config, options):
+def set_precision(trt: Any, config: Any, options: EngineOptions) -> str:
     """Precision through builder flags (TensorRT < 11), or a check that the ONNX carries it (TensorRT 11:
     strongly typed, FP16 from an FP16 model, INT8 from Q/DQ; also from 10.12, where the flags are deprecated).
     Returns how precision was expressed."""
@@ -274,7 +296,7 @@ def set_precision(trt, config, options):
     return "builder-flags"
 
 
-def set_compatibility(trt, config, options):
+def set_compatibility(trt: Any, config: Any, options: EngineOptions) -> List[str]:
     """Version-compatible (TensorRT 8.6+: a later TensorRT of the same major version can run the engine) and
     hardware-compatible (8.6+, Ampere and later GPUs) engines, where asked for and where this TensorRT has
     them. Returns the flags used (a request this TensorRT cannot honour is an error, never silently dropped)."""
@@ -297,7 +319,7 @@ def set_compatibility(trt, config, options):
     return used
 
 
-def configure(trt, builder, network, config, options):
+def configure(trt: Any, builder: Any, network: Any, config: Any, options: EngineOptions) -> Dict[str, Any]:
     """Apply precision, workspace, DLA, profile and timing cache to ``config``; returns what was done."""
     done = {"workspace_api": set_workspace(trt, config, options.workspace_mb * MIB)}
     done["precision_api"] = set_precision(trt, config, options)
@@ -326,14 +348,13 @@ def configure(trt, builder, network, config, options):
     return done
 
 
-def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None):
+def build_serialized_engine(onnx_path: str, options: EngineOptions, trt: Any = None, logger: Any = None,
+                            log: Optional[Callable[[str], None]] = None) -> Tuple[bytes, Dict[str, Any]]:
     """Parse ``onnx_path`` and build; returns (plan bytes, info dict). Writes the timing cache back."""
     if trt is None:
         import tensorrt as trt  # noqa: F811 - the real module on a device / GPU host
     say = log or (lambda message: None)
     if logger is None:
-        from edge_sdk.runtime.backends.tensorrt_backend import capturing_logger
-
         logger = capturing_logger(trt)
     builder = trt.Builder(logger)
     if options.dla_core is not None and getattr(builder, "num_DLA_cores", 0) <= options.dla_core:
@@ -370,8 +391,9 @@ def build_serialized_engine(onnx_path, options, trt=None, logger=None, log=None)
     return bytes(plan), info
 
 
-def build_engine_from_onnx(onnx_path, precision, workspace_mb, dla_core=-1, timing_cache=None, calib_cache=None,
-                           trt=None, log=None):
+def build_engine_from_onnx(onnx_path: str, precision: str, workspace_mb: int, dla_core: Optional[int] = -1,
+                           timing_cache: Optional[str] = None, calib_cache: Optional[str] = None, trt: Any = None,
+                           log: Optional[Callable[[str], None]] = None) -> bytes:
     """Plan bytes for ``onnx_path``: the entry point the TensorRT backend calls at first start
     (``dla_core`` -1 or None: GPU only; INT8 with a float model replays ``calib_cache``; a model with
     QuantizeLinear nodes is built as explicit quantisation; ``*.fp16.onnx`` is an FP16 model, what a strongly
@@ -392,77 +414,3 @@ def _has_qdq(onnx_path):
             return b"QuantizeLinear" in handle.read()
     except OSError:
         return False
-
-
-def build_bundle_engine(bundle, trt=None, log=None):
-    """Build the engine a bundle asks for (``manifest['engine']`` options) on this device and record it in the
-    manifest with its hash: what the runtime does at first start. ``bundle``: runtime.bundle.Bundle."""
-    engine = bundle.manifest.get("engine") or {}
-    build = engine.get("options") or {}
-    if not build:
-        raise EngineBuildError("bundle {} has no engine build options; it was made for a CPU target".format(
-            bundle.dir))
-    calib = bundle.file_path(engine["calib_cache"]) if engine.get("calib_cache") else None
-    options = EngineOptions.from_dict(build, timing_cache=bundle.file_path("timing.cache"), calib_cache=calib)
-    if trt is None:
-        import tensorrt as trt  # noqa: F811 - the real module on the device
-    source_name = engine_source(trt, engine, bundle.manifest.get("model", "model.onnx"))
-    if source_name != engine.get("source_model"):
-        options.fp16_model = source_name.endswith(".fp16.onnx")
-    plan, info = build_serialized_engine(bundle.file_path(source_name), options, trt=trt, log=log)
-    path = bundle.file_path("engine.plan")
-    with open(path + ".tmp", "wb") as handle:
-        handle.write(plan)
-    os.replace(path + ".tmp", path)
-    engine["built_on_device"] = dict(info)
-    if os.path.isfile(bundle.file_path("timing.cache")):
-        bundle.manifest.setdefault("files", {})
-        bundle.add_file("timing.cache")
-    bundle.add_file("engine.plan", engine_file=True)
-    return path, info
-
-
-def read_device_model(sysroot="/"):
-    """``/proc/device-tree/model`` of this machine ('' when it is not a Jetson)."""
-    try:
-        with open(os.path.join(sysroot, "proc/device-tree/model"), "rb") as handle:
-            return handle.read().decode("utf-8", "replace").strip("\x00 \n")
-    except (IOError, OSError):
-        return ""
-
-
-def device_matches(profile, device_model):
-    """Whether a device model string matches a bundle's target profile (its ``detect_model`` hints)."""
-    hints = (profile or {}).get("detect_model") or []
-    lowered = (device_model or "").lower()
-    return any(hint.lower() in lowered for hint in hints)
-
-
-def build_on_device(bundle_path, log=print, trt=None, device_model=None, skip_target_check=False):
-    """`edge-sdk build --bundle B` on the device (Python 3.6): verify the bundle, check it was made for this
-    kind of device, build the engine it asks for and record it in the manifest. Returns the engine path."""
-    from edge_sdk.errors import BundleError
-    from edge_sdk.runtime.bundle import open_bundle
-
-    if os.path.isfile(bundle_path):  # an archive would be unpacked to a temporary copy, engine and all lost
-        raise BundleError("`edge-sdk build --bundle` writes the engine into the bundle directory, and {} is an "
-                          "archive; unpack it first (tar xzf {}) and pass the directory".format(bundle_path,
-                                                                                            bundle_path))
-    bundle = open_bundle(bundle_path)
-    profile = bundle.manifest.get("target_profile") or {}
-    model = read_device_model() if device_model is None else device_model
-    if not skip_target_check and profile.get("kind") == "jetson" and not device_matches(profile, model):
-        raise BundleError("bundle {} was built for target '{}', but this device is {!r}; rebuild it with "
-                          "`edge-sdk build MODEL.onnx --target <this device>`".format(
-                              bundle_path, bundle.target, model or "not a Jetson"))
-    if trt is None:
-        import tensorrt as trt  # noqa: F811 - the real module on the device
-    from edge_sdk.runtime.backends.tensorrt_backend import check_bundle_tensorrt
-
-    check_bundle_tensorrt(bundle.manifest, trt.__version__, where="bundle {}".format(bundle_path))
-    if bundle.engine_path and os.path.isfile(bundle.engine_path):
-        log("engine already built: {}".format(bundle.engine_path))
-        return bundle.engine_path
-    path, info = build_bundle_engine(bundle, trt=trt, log=log)
-    log("built {} in {} s with TensorRT {}".format(path, info.get("seconds"), info.get("tensorrt")))
-    return path

@@ -70,6 +70,53 @@ def _stage_summary(values: list[float]) -> dict:
             "p90": round(float(np.percentile(array, 90)), 3)}
 
 
+def _progress_bar():
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is in the [host] extra; evaluation works without a bar
+        def tqdm(it, **_kw):
+            return it
+    return tqdm
+
+
+def _sweep_decoders(backend, decoder_settings, fit, sweep):
+    """The settings of each sweep step (on top of the model's and ``decoder_settings``) and a decoder per step;
+    ``backend.meta`` is left with the first step's settings."""
+    from edge_sdk.runtime.decoder_settings import apply_run_settings, merge_settings
+    from edge_sdk.runtime.pipeline import default_decoder
+
+    apply_run_settings(backend.meta, decoder_settings, fit)
+    base = dict(backend.meta.decoder)
+    settings_list = [merge_settings(base, one) for one in (sweep or [{}])]
+    decoders = []
+    for settings in settings_list:
+        backend.meta.decoder = settings
+        decoders.append(default_decoder(backend.meta))
+    backend.meta.decoder = settings_list[0]
+    return settings_list, decoders
+
+
+def _evaluate_image(backend, frame, buffer, image_id, decoders, runs, stage_ms):
+    """Preprocess and infer one image once, then decode it with every decoder of the sweep (timed per stage)."""
+    from edge_sdk.runtime.preprocess import preprocess_frame
+
+    t0 = time.perf_counter()
+    _, box = preprocess_frame(frame, backend.input_spec, out=buffer[0])
+    t1 = time.perf_counter()
+    outputs = backend.infer(buffer)
+    t2 = time.perf_counter()
+    stage_ms["preprocess"].append((t1 - t0) * 1000.0)
+    stage_ms["infer"].append((t2 - t1) * 1000.0)
+    maps = {role: np.asarray(outputs[name][0], dtype=np.float32) for role, name in backend.meta.outputs.items()}
+    for decode, run in zip(decoders, runs):
+        t3 = time.perf_counter()
+        keypoints, scores = decode(maps, box, backend.meta.stride)
+        run["decode_ms"].append((time.perf_counter() - t3) * 1000.0)
+        found = poses_to_results(keypoints, scores, image_id)
+        run["results"].extend(found)
+        run["people"].append(len(found))
+
+
 def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model: str | None = None,
                      bundle: str | None = None, backend=None, prefer: str = "auto", limit: int | None = None,
                      results_path: str | Path | None = None, progress: bool = True, threads: int | None = None,
@@ -85,9 +132,6 @@ def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model
     import cv2
 
     from edge_sdk.runtime.backends.loader import load_backend
-    from edge_sdk.runtime.decoder_settings import apply_run_settings, merge_settings
-    from edge_sdk.runtime.pipeline import default_decoder
-    from edge_sdk.runtime.preprocess import preprocess_frame
 
     if threads is not None and not 1 <= int(threads) <= 256:
         raise ConfigError(f"--threads must be in [1, 256], got {threads}")
@@ -102,20 +146,9 @@ def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model
     own = backend is None
     if own:
         backend = load_backend(model=model, bundle=bundle, prefer=prefer, threads=threads)
+    tqdm = _progress_bar()
     try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is in the [host] extra; evaluation works without a bar
-        def tqdm(it, **_kw):
-            return it
-    try:
-        apply_run_settings(backend.meta, decoder_settings, fit)
-        base = dict(backend.meta.decoder)
-        settings_list = [merge_settings(base, one) for one in (sweep or [{}])]
-        decoders = []
-        for settings in settings_list:
-            backend.meta.decoder = settings
-            decoders.append(default_decoder(backend.meta))
-        backend.meta.decoder = settings_list[0]
+        settings_list, decoders = _sweep_decoders(backend, decoder_settings, fit, sweep)
     except BaseException:
         if own:
             backend.close()
@@ -133,22 +166,7 @@ def evaluate_dataset(coco_json: str | Path | dict, images_dir: str | Path, model
             if frame is None:
                 missing.append(image["file_name"])
                 continue
-            t0 = time.perf_counter()
-            _, box = preprocess_frame(frame, spec, out=buffer[0])
-            t1 = time.perf_counter()
-            outputs = backend.infer(buffer)
-            t2 = time.perf_counter()
-            stage_ms["preprocess"].append((t1 - t0) * 1000.0)
-            stage_ms["infer"].append((t2 - t1) * 1000.0)
-            maps = {role: np.asarray(outputs[name][0], dtype=np.float32)
-                    for role, name in backend.meta.outputs.items()}
-            for decode, run in zip(decoders, runs):
-                t3 = time.perf_counter()
-                keypoints, scores = decode(maps, box, backend.meta.stride)
-                run["decode_ms"].append((time.perf_counter() - t3) * 1000.0)
-                found = poses_to_results(keypoints, scores, image["id"])
-                run["results"].extend(found)
-                run["people"].append(len(found))
+            _evaluate_image(backend, frame, buffer, image["id"], decoders, runs, stage_ms)
             evaluated.append(image["id"])
             per_image_files.append((image["id"], image["file_name"]))
     finally:

@@ -6,8 +6,8 @@ network in the way (a perfect network would output exactly these maps).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -309,6 +309,29 @@ def _worker_main(config: RecorderConfig, worker: int, results, ready, go, stop) 
         ready.put(worker)
 
 
+def _collect(collected: list, workers: int, results, procs, stop, stop_event) -> None:
+    """Each worker's stats as it ends; ``stop`` (or one worker's error) stops them all."""
+    while len(collected) < workers:
+        if stop is not None and stop.is_set():
+            stop_event.set()
+        try:
+            collected.append(results.get(timeout=0.5))
+            if "error" in collected[-1]:
+                stop_event.set()  # one worker failed: stop the others and report it
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs) and results.empty():
+                break
+
+
+def _drain(collected: list, workers: int, results) -> None:
+    """After an interrupt: the stats of the workers still stopping (each given 10 s)."""
+    for _ in range(workers - len(collected)):
+        try:
+            collected.append(results.get(timeout=10))
+        except queue.Empty:
+            break
+
+
 def record(config: RecorderConfig, workers: int = 1, on_ready=None, stop=None) -> list[dict]:
     """Run ``workers`` recorder workers (processes when more than one) until they stop; their stats.
 
@@ -337,23 +360,10 @@ def record(config: RecorderConfig, workers: int = 1, on_ready=None, stop=None) -
         go.set()
         if on_ready:
             on_ready()
-        while len(collected) < workers:
-            if stop is not None and stop.is_set():
-                stop_event.set()
-            try:
-                collected.append(results.get(timeout=0.5))
-                if "error" in collected[-1]:
-                    stop_event.set()  # one worker failed: stop the others and report it
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs) and results.empty():
-                    break
+        _collect(collected, workers, results, procs, stop, stop_event)
     except KeyboardInterrupt:
         stop_event.set()
-        for _ in range(workers - len(collected)):
-            try:
-                collected.append(results.get(timeout=10))
-            except queue.Empty:
-                break
+        _drain(collected, workers, results)
     finally:
         for proc in procs:
             proc.join(10)

@@ -10,7 +10,8 @@ This package module imports no onnx at import time (the CLI registers commands f
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from edge_sdk.errors import ConfigError, nearest_names
 

@@ -55,8 +55,17 @@ def convert(model: onnx.ModelProto, output_names: list[str], keep_final: bool) -
     """The FP16 model (FP32 I/O); returns it and the number of layers kept FP32."""
     graph = to_graph(onnx.shape_inference.infer_shapes(model))  # every tensor typed, so every float is seen
     keep = final_layers(graph, output_names) if keep_final else set()
-    fp32, fp16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     io = {id(t) for t in graph.inputs + graph.outputs}
+    _halve_layers(graph, keep, io)
+    _cast_inputs_to_fp16(graph, keep)
+    _cast_back_to_fp32(graph, keep, io)
+    graph.cleanup().toposort()
+    return gs.export_onnx(graph, do_type_check=False), len(keep)
+
+
+def _halve_layers(graph: gs.Graph, keep: set, io: set) -> None:
+    """Every layer not kept: FP16 weights (one converted copy per constant), FP16 casts and outputs."""
+    fp32, fp16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     half_constants: dict[int, gs.Constant] = {}
     for node in list(graph.nodes):
         if id(node) in keep:
@@ -72,15 +81,22 @@ def convert(model: onnx.ModelProto, output_names: list[str], keep_final: bool) -
         for out in node.outputs:
             if out.dtype == np.float32 and id(out) not in io:
                 out.dtype = np.float16
-    # FP32 graph inputs feed FP16 layers through a Cast
+
+
+def _cast_inputs_to_fp16(graph: gs.Graph, keep: set) -> None:
+    """FP32 graph inputs feed FP16 layers through a Cast."""
     for tensor in graph.inputs:
         if tensor.dtype == np.float32:
             consumers = [n for n in tensor.outputs if id(n) not in keep]
             if consumers:
-                half = _cast(graph, tensor, fp16, tensor.name + "_to_fp16")
+                half = _cast(graph, tensor, onnx.TensorProto.FLOAT16, tensor.name + "_to_fp16")
                 for node in consumers:
                     node.inputs = [half if t is tensor else t for t in node.inputs]
-    # FP16 tensors entering a kept FP32 layer, or leaving the graph, are cast back
+
+
+def _cast_back_to_fp32(graph: gs.Graph, keep: set, io: set) -> None:
+    """FP16 tensors entering a kept FP32 layer, or leaving the graph, are cast back."""
+    fp32 = onnx.TensorProto.FLOAT
     for node in list(graph.nodes):
         if id(node) not in keep:
             continue
@@ -90,15 +106,12 @@ def convert(model: onnx.ModelProto, output_names: list[str], keep_final: bool) -
     for position, tensor in enumerate(graph.outputs):
         producer = tensor.inputs[0] if tensor.inputs else None
         if tensor.dtype == np.float32 and producer is not None and id(producer) not in keep:
-            producer = tensor.inputs[0]
             half = gs.Variable(tensor.name + "_fp16", dtype=np.float16, shape=tensor.shape)
             producer.outputs = [half if t is tensor else t for t in producer.outputs]
             graph.nodes.append(gs.Node("Cast", name=tensor.name + "_to_fp32", attrs={"to": fp32}, inputs=[half],
                                        outputs=[tensor]))
             tensor.dtype = np.float32
             graph.outputs[position] = tensor
-    graph.cleanup().toposort()
-    return gs.export_onnx(graph, do_type_check=False), len(keep)
 
 
 def output_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, meta: ModelMeta,

@@ -36,7 +36,7 @@ LOG_FLOOR = 1e-6  # the decoder's floor before the log
 EPS = 1e-9  # the decoder's "curved" test: curvature < -EPS
 
 
-class _Builder(object):
+class _Builder:
     """Small helper that appends named nodes to a graphsurgeon graph."""
 
     def __init__(self, graph: gs.Graph, shape: list[int]):

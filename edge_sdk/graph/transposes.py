@@ -38,9 +38,21 @@ def _replace_uses(old: gs.Variable, new: gs.Tensor) -> None:
 
 def remove_layout_transposes(model: onnx.ModelProto, meta: ModelMeta) -> tuple[onnx.ModelProto, ModelMeta,
                                                                                 list[str]]:
+    """The pass: input side, output side, inverse pairs inside; ``changes`` says what each step did."""
     graph = to_graph(model)
     changes: list[str] = []
-    # input side: NHWC input whose every consumer is Transpose(0,3,1,2)
+    changes += _input_to_nchw(graph, meta)
+    changes += _outputs_to_nchw(graph, meta)
+    changes += _cancel_inverse_pairs(graph)
+    graph.cleanup().toposort()
+    if not changes:
+        changes.append("no layout Transposes found")
+    return to_model(graph, model, meta), meta, changes
+
+
+def _input_to_nchw(graph: gs.Graph, meta: ModelMeta) -> list[str]:
+    """An NHWC input whose every consumer is Transpose(0,3,1,2) becomes an NCHW input without them."""
+    changes = []
     for inp in graph.inputs:
         consumers = list(inp.outputs)
         if len(inp.shape or []) != 4 or not consumers or any(_perm(c) != TO_NCHW for c in consumers):
@@ -54,56 +66,66 @@ def remove_layout_transposes(model: onnx.ModelProto, meta: ModelMeta) -> tuple[o
         changes.append("input '{}': NHWC -> NCHW, removed {} Transpose".format(inp.name, len(consumers)))
         if inp.name == meta.input.name:
             meta.input.layout = "NCHW"
-    # output side: output produced by Transpose(0,2,3,1) from an NCHW tensor. The maps the runtime reads
-    # (meta.outputs) change layout together or not at all, so the metadata stays true for all of them.
-    def convertible(out):
-        producer = out.inputs[0] if out.inputs else None
-        return producer is not None and _perm(producer) == TO_NHWC and producer.inputs[0] not in graph.inputs \
-            and producer.inputs[0] not in graph.outputs
+    return changes
 
+
+def _ends_in_nhwc_transpose(graph: gs.Graph, out: gs.Variable) -> bool:
+    """The output is made by Transpose(0,2,3,1) from an inner NCHW tensor."""
+    producer = out.inputs[0] if out.inputs else None
+    return producer is not None and _perm(producer) == TO_NHWC and producer.inputs[0] not in graph.inputs \
+        and producer.inputs[0] not in graph.outputs
+
+
+def _outputs_to_nchw(graph: gs.Graph, meta: ModelMeta) -> list[str]:
+    """Outputs made by Transpose(0,2,3,1) give the NCHW tensor instead. The maps the runtime reads
+    (meta.outputs) change layout together or not at all, so the metadata stays true for all of them."""
+    changes = []
     roles = set(meta.outputs.values())
     role_outputs = [t for t in graph.outputs if t.name in roles]
-    roles_convertible = bool(role_outputs) and all(convertible(t) for t in role_outputs)
-    if role_outputs and not roles_convertible and any(convertible(t) for t in role_outputs):
+    roles_convertible = bool(role_outputs) and all(_ends_in_nhwc_transpose(graph, t) for t in role_outputs)
+    if role_outputs and not roles_convertible and any(_ends_in_nhwc_transpose(graph, t) for t in role_outputs):
         changes.append("outputs {} kept as they are: not all of them end in an NCHW->NHWC Transpose".format(
             ", ".join(t.name for t in role_outputs)))
     for index, out in enumerate(list(graph.outputs)):
-        if not convertible(out) or (out.name in roles and not roles_convertible):
+        if not _ends_in_nhwc_transpose(graph, out) or (out.name in roles and not roles_convertible):
             continue
-        producer = out.inputs[0]
-        src = producer.inputs[0]
-        producer.outputs.clear()
-        producer.inputs.clear()
-        name, dtype = out.name, out.dtype
-        out.name = name + "__nhwc_removed"
-        src.name = name
-        src.dtype = dtype
-        n, h, w, c = out.shape if out.shape and len(out.shape) == 4 else (None,) * 4
-        src.shape = [n, c, h, w] if out.shape else None
-        graph.outputs[index] = src
-        changes.append("output '{}': NHWC -> NCHW, removed Transpose".format(name))
+        graph.outputs[index] = _drop_output_transpose(out)
+        changes.append("output '{}': NHWC -> NCHW, removed Transpose".format(graph.outputs[index].name))
     if roles_convertible:
         meta.extra["output_layout"] = "NCHW"
-    # inside: Transpose(p) followed only by Transpose(inverse p)
+    return changes
+
+
+def _drop_output_transpose(out: gs.Variable) -> gs.Variable:
+    """Detach the output's Transpose; its NCHW input takes the output's name and dtype. Returns it."""
+    producer = out.inputs[0]
+    src = producer.inputs[0]
+    producer.outputs.clear()
+    producer.inputs.clear()
+    name, dtype = out.name, out.dtype
+    out.name = name + "__nhwc_removed"
+    src.name = name
+    src.dtype = dtype
+    n, h, w, c = out.shape if out.shape and len(out.shape) == 4 else (None,) * 4
+    src.shape = [n, c, h, w] if out.shape else None
+    return src
+
+
+def _cancel_inverse_pairs(graph: gs.Graph) -> list[str]:
+    """Transpose(p) followed only by Transpose(inverse p) inside the graph: both go."""
     cancelled = 0
     for node in list(graph.nodes):
         p = _perm(node)
         if not p or not node.outputs or not node.inputs:
             continue
         mid = node.outputs[0]
-        if mid in graph.outputs or not mid.outputs:
+        if mid in graph.outputs or not mid.outputs or any(_perm(c) != _inverse(p) for c in mid.outputs):
             continue
-        if all(_perm(c) == _inverse(p) for c in mid.outputs):
-            for second in list(mid.outputs):
-                out = second.outputs[0]
-                if out in graph.outputs:
-                    continue
-                _replace_uses(out, node.inputs[0])
-                second.outputs.clear()
-                cancelled += 1
-    if cancelled:
-        changes.append("cancelled {} inverse Transpose pair(s)".format(cancelled))
-    graph.cleanup().toposort()
-    if not changes:
-        changes.append("no layout Transposes found")
-    return to_model(graph, model, meta), meta, changes
+        for second in list(mid.outputs):
+            out = second.outputs[0]
+            if out in graph.outputs:
+                continue
+            _replace_uses(out, node.inputs[0])
+            second.outputs.clear()
+            cancelled += 1
+    return ["cancelled {} inverse Transpose pair(s)".format(cancelled)] if cancelled else []

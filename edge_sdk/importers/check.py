@@ -3,9 +3,9 @@ the same preprocessed photos. A model that does not match is never written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -34,11 +34,11 @@ class CheckResult:
 
 def check_frames(folder: str | Path | None, limit: int, width: int, height: int) -> tuple[list[np.ndarray], str]:
     """BGR frames to check on: the photos of ``folder`` (sorted by name, at most ``limit``), or synthetic
-    people (edge_sdk.synthetic, deterministic) when no folder is given."""
+    people (edge_sdk.synthetic_people, deterministic) when no folder is given."""
     import cv2
 
     if folder is None:
-        from edge_sdk.synthetic import SyntheticPeople
+        from edge_sdk.synthetic_people import SyntheticPeople
 
         people = SyntheticPeople(width=width, height=height, people=(1, 3), seed=12)
         return [people.sample(i).image for i in range(limit)], "{} synthetic frames".format(limit)

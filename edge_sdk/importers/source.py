@@ -4,8 +4,8 @@ run the source framework on the same input (the numerical check's reference)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import onnx

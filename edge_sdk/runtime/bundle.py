@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from typing import Any, Dict, Optional
 
 from edge_sdk.errors import BundleError
 from edge_sdk.runtime.model_meta import ModelMeta
@@ -23,7 +24,7 @@ BUNDLE_KIND = "edge-sdk-bundle"
 BUNDLE_FORMAT_VERSION = 1
 
 
-def sha256_file(path, chunk_size=1 << 20):
+def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (engines can be hundreds of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -106,7 +107,7 @@ class Bundle(object):
         return "Bundle({!r}, target={!r}, precision={!r})".format(self.dir, self.target, self.precision)
 
 
-def write_manifest(directory, manifest):
+def write_manifest(directory: str, manifest: Dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically (write + rename), so a power cut never leaves half a manifest."""
     final = os.path.join(directory, MANIFEST_NAME)
     tmp = final + ".tmp"
@@ -117,14 +118,14 @@ def write_manifest(directory, manifest):
 
 
 def _unpack_archive(archive_path, destination):
-    """Unpack a .tar.gz into ``destination``/bundle with the flash agent's checks (one implementation for the
-    device agent, the host pre-check and the runtime; Python 3.6 has no tarfile filters): regular files only,
-    each the size its manifest says, a bounded total, enough free disk; nothing left behind on failure."""
-    from edge_sdk.deploy import agent  # standard library only, Python 3.6, like this module
+    """Unpack a .tar.gz into ``destination``/bundle with the flash agent's checks (:mod:`bundle_archive`, the
+    same code as the device agent's; Python 3.6 has no tarfile filters): regular files only, each the size its
+    manifest says, a bounded total, enough free disk; nothing left behind on failure."""
+    from edge_sdk.runtime import bundle_archive
 
     try:
-        return agent.unpack_bundle(archive_path, os.path.join(destination, "bundle"))
-    except agent.AgentError as exc:
+        return bundle_archive.unpack_bundle(archive_path, os.path.join(destination, "bundle"))
+    except bundle_archive.AgentError as exc:
         raise BundleError(str(exc)) from None
 
 
@@ -242,7 +243,7 @@ def _verify_files(path, directory, manifest_path, manifest):
                               "corrupted -- copy the bundle again or rebuild it".format(path, name))
 
 
-def open_bundle(path, expected_target=None, extract_to=None):
+def open_bundle(path: str, expected_target: Optional[str] = None, extract_to: Optional[str] = None) -> Bundle:
     """Open and verify a bundle directory or ``.tar.gz``; raises BundleError saying which file is wrong and
     what to do. ``expected_target``: refuse a bundle built for another device.
 

@@ -18,6 +18,7 @@ numpy at import time.
 import contextlib
 import ctypes
 import threading
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
@@ -401,7 +402,7 @@ def _host_bytes(ptr, nbytes):
     return (ctypes.c_uint8 * nbytes).from_address(ptr)
 
 
-def host_array(ptr, shape, dtype):
+def host_array(ptr: int, shape: Sequence[int], dtype: Any) -> np.ndarray:
     """A numpy array viewing host memory at ``ptr`` (no copy; the caller keeps the memory alive)."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -413,7 +414,7 @@ _API_LOCK = threading.Lock()
 _APIS = {}
 
 
-def available_backends():
+def available_backends() -> List[str]:
     """Names of the CUDA Python bindings importable here, in order of preference."""
     import importlib
 
@@ -429,7 +430,7 @@ def available_backends():
     return names
 
 
-def get_api(device=0, prefer=None):
+def get_api(device: int = 0, prefer: Optional[str] = None) -> CudaApi:
     """The process-wide :class:`CudaApi` (cuda-python if importable, else pycuda)."""
     with _API_LOCK:
         key = (device, prefer)

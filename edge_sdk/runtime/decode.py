@@ -37,6 +37,8 @@ same people. Work is capped (candidates per frame, fragments merged), so a frame
 Pure numpy, vectorised over candidates; Python 3.6 syntax (the on-device rule).
 """
 
+from typing import Any, Optional
+
 import numpy as np
 
 from edge_sdk.errors import ConfigError, ModelError
@@ -231,7 +233,7 @@ def _check_pafs(pafs, map_shape=None, skeleton=COCO18):
 # ----------------------------------------------------------------------------------------------- peaks
 
 
-def find_peaks(heatmaps, config=None, skeleton=None):
+def find_peaks(heatmaps: np.ndarray, config: Optional[DecodeConfig] = None, skeleton: Any = None) -> np.ndarray:
     """[19 (or 18), H, W] heatmaps -> peaks [18, K, 3] (x, y, score in map cells, score 0 = empty slot).
 
     The host-side twin of the GPU peak pass: 3x3 non-maximum suppression, threshold, top-K per part, then
@@ -427,7 +429,8 @@ def _peak_limit(counts, cfg, limbs):
 # ----------------------------------------------------------------------------------------------- limbs
 
 
-def score_limb(cand_a, cand_b, paf_x, paf_y, cfg, map_height):
+def score_limb(cand_a: np.ndarray, cand_b: np.ndarray, paf_x: np.ndarray, paf_y: np.ndarray, cfg: DecodeConfig,
+               map_height: int) -> np.ndarray:
     """Scores [na, nb] of every candidate pair of one limb (-inf where the pair is not a limb)."""
     na, nb = cand_a.shape[0], cand_b.shape[0]
     start = np.repeat(np.asarray(cand_a, np.float32)[:, :2], nb, axis=0)
@@ -894,7 +897,8 @@ def _engine_limb_scores(engine_scores, cands, slots, skeleton=COCO18):
 # ------------------------------------------------------------------------------------------ public API
 
 
-def decode_poses(heatmaps, pafs, config=None, skeleton=None):
+def decode_poses(heatmaps: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None,
+                 skeleton: Any = None) -> Poses:
     """Heatmaps [19, H, W] + PAFs [38, H, W] of one image -> Poses (map cells); other channel counts for
     another ``skeleton`` (a Skeleton or a metadata skeleton value)."""
     cfg = config or DEFAULT_CONFIG
@@ -905,7 +909,8 @@ def decode_poses(heatmaps, pafs, config=None, skeleton=None):
     return _decode(_find_peaks(hm, cfg, capped), pafs, cfg, sk, capped)
 
 
-def decode_peaks(peaks, pafs, config=None, skeleton=None):
+def decode_peaks(peaks: np.ndarray, pafs: np.ndarray, config: Optional[DecodeConfig] = None,
+                 skeleton: Any = None) -> Poses:
     """GPU-extracted peaks [18, K, 3] (x, y, score; score 0 = empty) + PAFs [38, H, W] -> Poses.
 
     Peaks are used as given: integral cell coordinates give one-cell precision unless the GPU pass also

@@ -7,6 +7,8 @@ value is checked against the bounds below, so a typo is a one-line error instead
 Device side: Python 3.6 syntax, numpy only.
 """
 
+from typing import Any, Dict, Optional
+
 from edge_sdk.errors import ConfigError
 
 REFINE_METHODS = ("log_quadratic", "quadratic", "centroid", "none")
@@ -55,7 +57,7 @@ _BY_NAME = dict((s[0], s) for s in SETTINGS)
 _NULLABLE = ("max_people", "max_limb_fraction", "max_limb_pairs")
 
 
-def check_setting(name, value, where="decoder setting"):
+def check_setting(name: str, value: Any, where: str = "decoder setting") -> Any:
     """``value`` (a number, or text from a flag) checked and converted for setting ``name``; ConfigError
     with the bounds when it cannot work."""
     if name not in _BY_NAME:
@@ -97,7 +99,7 @@ def check_setting(name, value, where="decoder setting"):
     return number
 
 
-def check_decoder_settings(settings, where="decoder settings"):
+def check_decoder_settings(settings: Any, where: str = "decoder settings") -> Dict[str, Any]:
     """A dict of settings, every one checked (ValueError-compatible ConfigError on the first bad one)."""
     if not isinstance(settings, dict):
         raise ConfigError("{} must be a JSON object of decoder settings, got {}".format(
@@ -105,21 +107,23 @@ def check_decoder_settings(settings, where="decoder settings"):
     return dict((name, check_setting(name, value, where)) for name, value in sorted(settings.items()))
 
 
-def merge_settings(meta_settings=None, overrides=None):
+def merge_settings(meta_settings: Optional[Dict[str, Any]] = None,
+                   overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The settings that apply: ``overrides`` (the command line) over ``meta_settings`` (the model's)."""
     merged = dict(meta_settings or {})
     merged.update(overrides or {})
     return merged
 
 
-def decode_config(settings=None):
+def decode_config(settings: Optional[Dict[str, Any]] = None) -> Any:
     """A DecodeConfig from (checked) settings; names not given keep DecodeConfig's defaults."""
     from edge_sdk.runtime.decode import DecodeConfig
 
     return DecodeConfig(**check_decoder_settings(settings or {}))
 
 
-def add_decoder_arguments(parser, title="decoder settings (override the model's metadata and the defaults)"):
+def add_decoder_arguments(parser: Any,
+                          title: str = "decoder settings (override the model's metadata and the defaults)") -> None:
     """One ``--name-with-dashes`` flag per setting, default None (= not given)."""
     group = parser.add_argument_group(title)
     for name, kind, _low, _high, text in SETTINGS:
@@ -128,13 +132,13 @@ def add_decoder_arguments(parser, title="decoder settings (override the model's 
     return group
 
 
-def add_fit_argument(parser):
+def add_fit_argument(parser: Any) -> None:
     """``--fit letterbox|stretch`` (run, eval, bench); None keeps the model's metadata (default letterbox)."""
     parser.add_argument("--fit", default=None, help="how frames fit the model input: letterbox (keep the aspect "
                                                     "ratio, pad; the default) or stretch (fill the input)")
 
 
-def settings_from_args(args, where="command line"):
+def settings_from_args(args: Any, where: str = "command line") -> Dict[str, Any]:
     """{name: checked value} of the decoder flags that were given."""
     given = {}
     for name in NAMES:
@@ -144,7 +148,7 @@ def settings_from_args(args, where="command line"):
     return given
 
 
-def check_fit(fit):
+def check_fit(fit: Optional[str]) -> Optional[str]:
     """``fit`` if it is None, letterbox or stretch; else ConfigError."""
     from edge_sdk.runtime.model_meta import FITS
 
@@ -153,7 +157,7 @@ def check_fit(fit):
     return fit
 
 
-def apply_run_settings(meta, decoder=None, fit=None):
+def apply_run_settings(meta: Any, decoder: Optional[Dict[str, Any]] = None, fit: Optional[str] = None) -> Any:
     """Apply command-line ``decoder`` settings and ``fit`` onto a loaded model's ``meta`` (in place)."""
     if decoder:
         meta.decoder = merge_settings(meta.decoder, check_decoder_settings(decoder, "command line"))

@@ -9,6 +9,7 @@ import json
 import platform
 import re
 import sys
+from typing import Any, Dict, List, Optional, TextIO
 
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
 
@@ -22,7 +23,7 @@ L4T_TO_JETPACK = {
 }
 
 
-def parse_nv_tegra_release(text):
+def parse_nv_tegra_release(text: str) -> Dict[str, Any]:
     """Parse /etc/nv_tegra_release, e.g. ``# R32 (release), REVISION: 7.1, GCID: ..., BOARD: t210ref, ...``.
 
     Returns {l4t: "32.7.1", major, revision, board, jetpack (or None)}, or None when the text is not one.
@@ -57,7 +58,7 @@ def _read(path):
         return None
 
 
-def probe_jetson(release_path=NV_TEGRA_RELEASE, model_path="/proc/device-tree/model"):
+def probe_jetson(release_path: str = NV_TEGRA_RELEASE, model_path: str = "/proc/device-tree/model") -> Dict[str, Any]:
     text = _read(release_path)
     info = parse_nv_tegra_release(text) if text else None
     if info is None:
@@ -67,7 +68,7 @@ def probe_jetson(release_path=NV_TEGRA_RELEASE, model_path="/proc/device-tree/mo
     return info
 
 
-def probe_cuda():
+def probe_cuda() -> Dict[str, Any]:
     """CUDA binding, driver/runtime versions and GPUs (through edge_sdk.runtime.cuda), or why not."""
     from edge_sdk.runtime.cuda import CudaDevice, available_backends, get_api
 
@@ -110,7 +111,7 @@ def _driver_version_ctypes():
     return None
 
 
-def probe_tensorrt_details():
+def probe_tensorrt_details() -> Dict[str, Any]:
     version, reason = _version_of("tensorrt")
     result = {"version": version, "error": reason, "dla_cores": None}
     if version is not None:
@@ -124,7 +125,7 @@ def probe_tensorrt_details():
     return result
 
 
-def probe_onnxruntime():
+def probe_onnxruntime() -> Dict[str, Any]:
     version, reason = _version_of("onnxruntime")
     result = {"version": version, "error": reason, "providers": []}
     if version is not None:
@@ -137,7 +138,7 @@ def probe_onnxruntime():
     return result
 
 
-def collect(bundle=None, prefer="auto", root=None):
+def collect(bundle: Any = None, prefer: str = "auto", root: Optional[str] = None) -> Dict[str, Any]:
     """The whole report as a dict (JSON-serialisable)."""
     from edge_sdk.runtime.backends.selection import select_backend
 
@@ -170,13 +171,13 @@ def collect(bundle=None, prefer="auto", root=None):
     }
 
 
-def bundle_stack(bundle, tensorrt_version):
+def bundle_stack(bundle: Any, tensorrt_version: Optional[str]) -> Optional[Dict[str, Any]]:
     """The software stack a bundle was built for and whether this device's TensorRT is it (None without a
     bundle, or for a bundle that records none)."""
     return None if bundle is None else manifest_stack(bundle.manifest, tensorrt_version)
 
 
-def manifest_stack(manifest, tensorrt_version):
+def manifest_stack(manifest: Dict[str, Any], tensorrt_version: Optional[str]) -> Optional[Dict[str, Any]]:
     from edge_sdk.runtime.backends.tensorrt_backend import (
         bundle_software,
         describe_software,
@@ -201,7 +202,7 @@ def manifest_stack(manifest, tensorrt_version):
 DEFAULT_ROOT = "/opt/edge-sdk"  # where `edge-sdk flash` installs releases (the agent's --root)
 
 
-def installed_bundles(root, tensorrt_version):
+def installed_bundles(root: Optional[str], tensorrt_version: Optional[str]) -> List[Dict[str, Any]]:
     """The releases `edge-sdk flash` installed under ``root`` (versions/<v>/bundle/...), newest name last, each
     with the stack its bundle was built for and whether this device runs it."""
     import os
@@ -234,7 +235,7 @@ def _missing(value, error=""):
     return value if value else "not available ({})".format(error) if error else "not available"
 
 
-def format_report(report):
+def format_report(report: Dict[str, Any]) -> str:
     """Human-readable lines, one fact a line, the decision last."""
     cuda, trt, ort, jetson = report["cuda"], report["tensorrt"], report["onnxruntime"], report["jetson"]
     lines = [
@@ -280,7 +281,8 @@ def format_report(report):
     return "\n".join(text)
 
 
-def run_doctor(bundle_path=None, prefer="auto", as_json=False, out=None, root=None):
+def run_doctor(bundle_path: Optional[str] = None, prefer: str = "auto", as_json: bool = False,
+               out: Optional[TextIO] = None, root: Optional[str] = None) -> Dict[str, Any]:
     """Collect and print the report (text or JSON); returns the report dict."""
     bundle = None
     if bundle_path:

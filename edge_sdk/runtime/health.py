@@ -13,12 +13,13 @@ import os
 import tempfile
 import threading
 import time
+from typing import Any
 
 from edge_sdk.runtime.message_check import finite_or_none
 from edge_sdk.runtime.redact import redact_text
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path: str, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` via a unique temporary file (O_EXCL, 0600) in the same folder and a
     rename; the temporary file is removed if anything fails."""
     folder = os.path.dirname(os.path.abspath(path))

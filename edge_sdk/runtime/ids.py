@@ -6,6 +6,7 @@ leaves the folder it names). No spaces, control characters, '/', '+', '#' or new
 """
 
 import re
+from typing import Any
 
 from edge_sdk.errors import ConfigError
 
@@ -13,12 +14,12 @@ DEVICE_ID_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 _DEVICE_ID_RE = re.compile(r"\A" + DEVICE_ID_PATTERN + r"\Z")
 
 
-def is_device_id(text):
+def is_device_id(text: Any) -> bool:
     """True if ``text`` is a str that follows the device id rule (see the module docstring)."""
     return isinstance(text, str) and bool(_DEVICE_ID_RE.match(text)) and text not in (".", "..")
 
 
-def check_device_id(device_id, what="device id"):
+def check_device_id(device_id: Any, what: str = "device id") -> str:
     """``device_id`` unchanged if it follows the rule, else ConfigError saying the rule."""
     if not is_device_id(device_id):
         shown = device_id if not isinstance(device_id, str) else device_id[:80]

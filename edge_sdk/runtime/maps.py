@@ -6,6 +6,8 @@ Coordinates: keypoints in input-image pixels; maps on the stride grid of
 :func:`edge_sdk.runtime.skeleton.image_to_map`.
 """
 
+from typing import Any, Tuple
+
 import numpy as np
 
 from edge_sdk.runtime.skeleton import STRIDE, get_skeleton, image_to_map
@@ -17,12 +19,13 @@ DEFAULT_PAF_WIDTH = 1.0
 """Half-width of a limb in the PAF, in map cells."""
 
 
-def map_size_for(image_height, image_width, stride=STRIDE):
+def map_size_for(image_height: int, image_width: int, stride: int = STRIDE) -> Tuple[int, int]:
     """(H, W) of the stride grid for an image of the given size (ceil division)."""
     return (int(image_height) + stride - 1) // stride, (int(image_width) + stride - 1) // stride
 
 
-def render_heatmaps(people18, map_shape, stride=STRIDE, sigma=DEFAULT_SIGMA, skeleton=None):
+def render_heatmaps(people18: np.ndarray, map_shape: Tuple[int, int], stride: int = STRIDE,
+                    sigma: float = DEFAULT_SIGMA, skeleton: Any = None) -> np.ndarray:
     """[P, 18, 3] keypoints (x, y, v; v > 0 = present) in image pixels -> [19, H, W] float32.
 
     Each part channel is the max over people of a Gaussian with peak 1.0 at the joint; channel 18 is the
@@ -54,7 +57,8 @@ def render_heatmaps(people18, map_shape, stride=STRIDE, sigma=DEFAULT_SIGMA, ske
     return heatmaps
 
 
-def render_pafs(people18, map_shape, stride=STRIDE, limb_width=DEFAULT_PAF_WIDTH, skeleton=None):
+def render_pafs(people18: np.ndarray, map_shape: Tuple[int, int], stride: int = STRIDE,
+                limb_width: float = DEFAULT_PAF_WIDTH, skeleton: Any = None) -> np.ndarray:
     """[P, 18, 3] keypoints in image pixels -> [38, H, W] float32 part affinity fields.
 
     For limb ``i`` (parts a -> b), every cell within ``limb_width`` cells of the segment holds the unit
@@ -100,8 +104,9 @@ def render_pafs(people18, map_shape, stride=STRIDE, limb_width=DEFAULT_PAF_WIDTH
     return pafs
 
 
-def render_maps(people18, image_height, image_width, stride=STRIDE, sigma=DEFAULT_SIGMA,
-                limb_width=DEFAULT_PAF_WIDTH, skeleton=None):
+def render_maps(people18: np.ndarray, image_height: int, image_width: int, stride: int = STRIDE,
+                sigma: float = DEFAULT_SIGMA, limb_width: float = DEFAULT_PAF_WIDTH,
+                skeleton: Any = None) -> Tuple[np.ndarray, np.ndarray]:
     """Heatmaps [19, H/8, W/8] and PAFs [38, H/8, W/8] for an image of the given size (another
     ``skeleton``: its channels, from [P, parts, 3] keypoints)."""
     shape = map_size_for(image_height, image_width, stride)

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import re
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -44,13 +45,13 @@ class MessageError(ValueError):
     """A payload that is not a valid message: what was wrong, in one line. Readers count it and go on."""
 
 
-def topic_device(topic):
+def topic_device(topic: Any) -> Optional[str]:
     """The device level of ``{prefix}/{device}/{kind}`` (None if the topic has fewer than two levels)."""
     parts = topic.split("/") if isinstance(topic, str) else []
     return parts[-2] if len(parts) >= 2 else None
 
 
-def finite_or_none(value):
+def finite_or_none(value: Any) -> Any:
     """``value`` with every non-finite float (in dicts / lists too) replaced by None: for documents a device
     sends, so that no NaN or Infinity is ever put on the wire."""
     if isinstance(value, float):
@@ -94,7 +95,7 @@ def _longest_digit_run(text):
     return int((edges[1::2] - edges[0::2]).max()) if edges.size else 0
 
 
-def load_json_object(payload, what="message"):
+def load_json_object(payload: Any, what: str = "message") -> Dict[str, Any]:
     """Bounded bytes -> a JSON object (dict); MessageError for anything else."""
     if not isinstance(payload, (bytes, bytearray, memoryview, str)):
         raise MessageError("{} payload of type {}".format(what, type(payload).__name__))
@@ -223,7 +224,7 @@ def _people(people, w, h):
     return [{"score": s, "keypoints": k} for s, k in zip(score.tolist(), kps.tolist())]
 
 
-def check_pose_message(msg, topic_device=None):
+def check_pose_message(msg: Any, topic_device: Optional[str] = None) -> Dict[str, Any]:
     """A decoded pose message (dict) -> a fresh normalised dict with only the schema's fields; MessageError."""
     if not isinstance(msg, dict):
         raise MessageError("pose message must be a JSON object, got {}".format(type(msg).__name__))
@@ -258,7 +259,7 @@ def check_pose_message(msg, topic_device=None):
             "frame": {"w": w, "h": h, "source": source}, "people": out_people, "latency_ms": out_latency}
 
 
-def parse_pose_payload(payload, topic_device=None):
+def parse_pose_payload(payload: Any, topic_device: Optional[str] = None) -> Dict[str, Any]:
     """Pose payload bytes (JSON schema v1 or the compact encoding) -> normalised message dict.
 
     ``topic_device``: the device level of the topic it came on; a payload naming another device is refused.
@@ -316,13 +317,13 @@ def _parse_side_payload(payload, topic_device, what):
     return body
 
 
-def parse_metrics_payload(payload, topic_device=None):
+def parse_metrics_payload(payload: Any, topic_device: Optional[str] = None) -> Dict[str, Any]:
     """Metrics payload bytes (a flat JSON object: counters, fps, per-stage latency objects) -> normalised dict;
     MessageError for non-finite numbers, long strings, too many fields, or another device's name."""
     return _parse_side_payload(payload, topic_device, "metrics")
 
 
-def parse_status_payload(payload, topic_device=None):
+def parse_status_payload(payload: Any, topic_device: Optional[str] = None) -> Dict[str, Any]:
     """Retained status payload bytes (``{"state": ..., "device": ..., ...}``) -> normalised dict; MessageError."""
     body = _parse_side_payload(payload, topic_device, "status")
     if "state" in body and not isinstance(body["state"], str):

@@ -12,13 +12,14 @@ No NaN or Infinity is ever written: a non-finite keypoint becomes [0, 0, 0], a n
 import json
 import math
 import struct
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 
 
-def people_to_json(keypoints17, scores):
+def people_to_json(keypoints17: Any, scores: Any) -> List[Dict[str, Any]]:
     """[P, 17, 3] keypoints + [P] scores -> the message's ``people`` list (rounded for compactness)."""
     people = []
     keypoints17 = np.asarray(keypoints17, dtype=np.float32).reshape(-1, 17, 3)
@@ -35,7 +36,7 @@ def _finite(value):
     return value if math.isfinite(value) else 0.0
 
 
-def clean_people(people, frame_w, frame_h):
+def clean_people(people: List[Dict[str, Any]], frame_w: int, frame_h: int) -> List[Dict[str, Any]]:
     """``people`` with every keypoint finite and inside the frame (x in [0, w-1], y in [0, h-1]); a joint with
     a non-finite value becomes [0, 0, 0] (not found), a non-finite score 0."""
     out = []
@@ -53,7 +54,8 @@ def clean_people(people, frame_w, frame_h):
     return out
 
 
-def build_pose_message(device, seq, ts, frame_w, frame_h, source, people, latency_ms=None):
+def build_pose_message(device: str, seq: int, ts: float, frame_w: int, frame_h: int, source: str,
+                       people: List[Dict[str, Any]], latency_ms: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
     """A schema-v1 pose message as a dict (``people`` from :func:`people_to_json`), keypoints clipped to the
     frame and every number finite (see the module docstring)."""
     return {
@@ -67,7 +69,7 @@ def build_pose_message(device, seq, ts, frame_w, frame_h, source, people, latenc
     }
 
 
-def validate_pose_message(msg):
+def validate_pose_message(msg: Dict[str, Any]) -> Dict[str, Any]:
     """Raise ValueError (:class:`~edge_sdk.runtime.message_check.MessageError`) saying what is wrong if ``msg``
     is not a schema-v1 pose message within bounds; returns ``msg``. The rules live in ``message_check``."""
     from edge_sdk.runtime.message_check import check_pose_message
@@ -76,7 +78,7 @@ def validate_pose_message(msg):
     return msg
 
 
-def encode_json(msg):
+def encode_json(msg: Dict[str, Any]) -> bytes:
     """Compact JSON bytes of a message; never NaN or Infinity (they become 0, see the module docstring)."""
     try:
         return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -88,7 +90,7 @@ def encode_json(msg):
         return json.dumps(clean, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def decode_json(payload):
+def decode_json(payload: Any) -> Dict[str, Any]:
     """Bytes -> checked, normalised message dict (ValueError on anything malformed or out of bounds)."""
     from edge_sdk.runtime.message_check import check_pose_message, load_json_object
 
@@ -109,7 +111,7 @@ def _short_bytes(text, limit):
     return data
 
 
-def encode_compact(msg):
+def encode_compact(msg: Dict[str, Any]) -> bytes:
     """Message dict -> compact bytes: fixed header, then arrays; coordinates quantised to 1/q px (q=4 normally).
 
     Layout (little-endian): header ``<3sBIdHHBHB`` (magic ``\\0EP``, schema version, seq, ts, frame w, h,
@@ -143,7 +145,7 @@ def encode_compact(msg):
     return b"".join(parts)
 
 
-def decode_compact(payload):
+def decode_compact(payload: bytes) -> Dict[str, Any]:
     """Compact bytes -> message dict (ValueError if the layout is broken; the values are checked by
     :func:`edge_sdk.runtime.message_check.parse_pose_payload`, which readers use)."""
     try:
@@ -190,7 +192,7 @@ def decode_compact(payload):
             "people": people, "latency_ms": latency}
 
 
-def decode_message(payload, topic_device=None):
+def decode_message(payload: Any, topic_device: Optional[str] = None) -> Dict[str, Any]:
     """JSON or compact bytes (told apart by the first bytes) -> checked, normalised message dict; ValueError
     (``message_check.MessageError``) if malformed, out of bounds, or naming a device other than ``topic_device``."""
     from edge_sdk.runtime.message_check import parse_pose_payload

@@ -8,6 +8,7 @@ its output shapes): ``ModelMeta.assumed`` is then True, so messages never claim 
 """
 
 import json
+from typing import Any, Dict
 
 from edge_sdk.runtime.skeleton import DEFAULT_SKELETON, SKELETONS, STRIDE, get_skeleton
 
@@ -200,7 +201,7 @@ def _static_dim(dim):
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def assume_meta(inputs, outputs, name="model"):
+def assume_meta(inputs: Dict[str, Any], outputs: Dict[str, Any], name: str = "model") -> "ModelMeta":
     """The ModelMeta of a model WITHOUT metadata, read off its graph: ``inputs`` / ``outputs`` are
     {tensor name: (ONNX Runtime type string, shape list)}. The input size is the graph's static input
     shape; the layout is where its 3 channels are; the outputs are the tensors named heatmaps/pafs/peaks,
@@ -265,7 +266,7 @@ def _skeleton_by_channels(by_channels):
     return found[0] if len(found) == 1 else DEFAULT_SKELETON
 
 
-def assumption_line(meta, path):
+def assumption_line(meta: "ModelMeta", path: str) -> str:
     """The one line the runtime prints when it runs a model without metadata: what it assumed, how to set it."""
     return ("note: {} has no edge_sdk metadata; assumed {}; if the model was trained otherwise, set it: "
             "`edge-sdk meta set {} --color bgr|rgb --scale S --mean R,G,B --std R,G,B`".format(

@@ -23,6 +23,7 @@ import ssl
 import threading
 import time
 import warnings
+from typing import Any, Dict, Optional, Tuple
 
 from edge_sdk.errors import BrokerError, ConfigError
 from edge_sdk.runtime import messages
@@ -43,14 +44,14 @@ _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), 
 # --------------------------------------------------------------------------------------------------------------
 # paho-mqtt 1.x / 2.x compatibility (detected by feature, not by version string)
 
-def paho_major_version():
+def paho_major_version() -> int:
     """2 if the installed paho-mqtt has the 2.x callback API (``CallbackAPIVersion``), else 1."""
     import paho.mqtt.client as paho
 
     return 2 if hasattr(paho, "CallbackAPIVersion") else 1
 
 
-def new_client(client_id="", clean_session=True, callback_api=None):
+def new_client(client_id: str = "", clean_session: bool = True, callback_api: Optional[int] = None) -> Any:
     """A paho ``Client`` on either major version.
 
     ``callback_api``: None picks the newest callback style the library has (2 on paho 2.x); 1 forces the
@@ -99,7 +100,7 @@ _CONNACK_HINTS = {
 }
 
 
-def parse_url(url):
+def parse_url(url: str) -> Tuple[str, int, bool, Optional[str]]:
     """``mqtt://[user@]host[:port]`` (or mqtts://, tcp://, ssl://) -> (host, port, use_tls, username)."""
     if "://" not in url:
         url = "mqtt://" + url
@@ -133,7 +134,7 @@ def parse_url(url):
     return host, port, use_tls, username
 
 
-def read_password(password_file=None, env=None):
+def read_password(password_file: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> Optional[str]:
     """The broker password from a file (first line) or ``$EDGE_SDK_MQTT_PASSWORD``; never from argv."""
     env = os.environ if env is None else env
     if password_file:
@@ -146,7 +147,9 @@ def read_password(password_file=None, env=None):
     return env.get(PASSWORD_ENV) or None
 
 
-def configure_client(client, use_tls, tls_ca=None, tls_cert=None, tls_key=None, username=None, password=None):
+def configure_client(client: Any, use_tls: bool, tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+                     tls_key: Optional[str] = None, username: Optional[str] = None,
+                     password: Optional[str] = None) -> None:
     """TLS and credentials on a paho client (shared by the publisher and the host subscriber)."""
     for flag, path in (("--tls-ca", tls_ca), ("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         if path and not os.path.isfile(path):
@@ -163,7 +166,7 @@ def configure_client(client, use_tls, tls_ca=None, tls_cert=None, tls_key=None, 
         client.username_pw_set(username, password)
 
 
-def connect_error(host, port, exc, use_tls):
+def connect_error(host: str, port: int, exc: BaseException, use_tls: bool) -> BrokerError:
     """A BrokerError that says what failed and what to check."""
     what = "{}:{}".format(host, port)
     if isinstance(exc, ssl.SSLError) or "CERTIFICATE" in str(exc).upper() or "SSL" in type(exc).__name__.upper():
@@ -186,7 +189,7 @@ def connect_error(host, port, exc, use_tls):
 # --------------------------------------------------------------------------------------------------------------
 # command-line arguments (shared by `edge-sdk run` and anything else that publishes)
 
-def add_broker_arguments(group):
+def add_broker_arguments(group: Any) -> None:
     """TLS and credential options shared by the publisher and ``edge-sdk subscribe``."""
     group.add_argument("--tls-ca", metavar="FILE", default=None, help="CA certificate that signed the broker's")
     group.add_argument("--tls-cert", metavar="FILE", default=None, help="client certificate (PEM)")
@@ -196,7 +199,7 @@ def add_broker_arguments(group):
                        help="file whose first line is the broker password (or set $" + PASSWORD_ENV + ")")
 
 
-def add_mqtt_arguments(parser):
+def add_mqtt_arguments(parser: Any) -> None:
     """Add the MQTT publishing options to an argparse parser (or argument group)."""
     group = parser.add_argument_group("MQTT publishing") if hasattr(parser, "add_argument_group") else parser
     group.add_argument("--mqtt", metavar="URL", default=None,
@@ -226,7 +229,8 @@ def add_mqtt_arguments(parser):
     return parser
 
 
-def publisher_from_args(args, status_info=None, connect=True):
+def publisher_from_args(args: Any, status_info: Optional[Dict[str, Any]] = None,
+                        connect: bool = True) -> "MqttPublisher":
     """A :class:`MqttPublisher` from parsed :func:`add_mqtt_arguments` options, connected (``connect=True``:
     BrokerError at once if the broker cannot be reached); None without ``--mqtt``.
 

@@ -30,6 +30,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
@@ -44,7 +45,7 @@ STAGES = ("capture", "preprocess", "infer", "decode", "publish", "total")
 _END = object()  # end of stream marker passed down the queues
 
 
-def default_decoder(meta):
+def default_decoder(meta: Any) -> Callable[..., Any]:
     """``decode(maps, letterbox, stride) -> (keypoints17 [P, 17, 3] frame pixels, scores [P])`` using
     :mod:`edge_sdk.runtime.decode` (``maps``: {role: array of one frame}, e.g. heatmaps/pafs or peaks/pafs)
     with the settings of ``meta.decoder`` (the model's, plus any command-line overrides)."""
@@ -599,10 +600,14 @@ def _error_with_stats(error, stats):
     return error
 
 
-def run_pipeline(model=None, bundle=None, source="synthetic", save=None, sinks=None, backend=None,
-                 prefer="auto", workers=2, max_frames=None, sequential=False, health_file=None, device_id=None,
-                 decoder=None, threads=None, queue_size=None, handle_signals=True, on_start=None,
-                 metrics_interval=5.0, decoder_settings=None, fit=None):
+def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, source: Any = "synthetic",
+                 save: Optional[str] = None, sinks: Optional[List[Any]] = None, backend: Any = None,
+                 prefer: str = "auto", workers: int = 2, max_frames: Optional[int] = None, sequential: bool = False,
+                 health_file: Optional[str] = None, device_id: Optional[str] = None,
+                 decoder: Optional[Callable[..., Any]] = None, threads: Optional[int] = None,
+                 queue_size: Optional[int] = None, handle_signals: bool = True,
+                 on_start: Optional[Callable[..., Any]] = None, metrics_interval: float = 5.0,
+                 decoder_settings: Any = None, fit: Optional[str] = None) -> Any:
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it

@@ -9,7 +9,11 @@ Calibration (``calibration/``) imports :func:`preprocess_frame` so INT8 ranges a
 what the runtime feeds the engine.
 """
 
+from typing import Optional, Tuple
+
 import numpy as np
+
+from edge_sdk.runtime.model_meta import InputSpec
 
 try:  # OpenCV is on every Jetson image; tests and host tools have opencv-python-headless
     import cv2
@@ -52,7 +56,8 @@ class Letterbox(object):
         return out
 
 
-def letterbox_params(frame_height, frame_width, input_height, input_width):
+def letterbox_params(frame_height: int, frame_width: int, input_height: int, input_width: int) -> Tuple[Letterbox,
+                     Tuple[int, int]]:
     """The aspect-preserving scale and centred padding that fit a frame into the input size."""
     scale = min(float(input_width) / frame_width, float(input_height) / frame_height)
     new_w = int(round(frame_width * scale))
@@ -62,14 +67,16 @@ def letterbox_params(frame_height, frame_width, input_height, input_width):
     return Letterbox(scale, pad_x, pad_y, frame_width, frame_height), (new_w, new_h)
 
 
-def stretch_params(frame_height, frame_width, input_height, input_width):
+def stretch_params(frame_height: int, frame_width: int, input_height: int,
+                   input_width: int) -> Tuple[Letterbox, Tuple[int, int]]:
     """The transform of a frame resized to the whole input (two scales, no padding)."""
     box = Letterbox(float(input_width) / frame_width, 0, 0, frame_width, frame_height,
                     scale_y=float(input_height) / frame_height)
     return box, (int(input_width), int(input_height))
 
 
-def fit_params(frame_height, frame_width, input_height, input_width, fit="letterbox"):
+def fit_params(frame_height: int, frame_width: int, input_height: int, input_width: int,
+               fit: str = "letterbox") -> Tuple[Letterbox, Tuple[int, int]]:
     """(Letterbox, (resized width, resized height)) of ``fit``: ``letterbox`` or ``stretch``."""
     if fit == "stretch":
         return stretch_params(frame_height, frame_width, input_height, input_width)
@@ -78,7 +85,8 @@ def fit_params(frame_height, frame_width, input_height, input_width, fit="letter
     return letterbox_params(frame_height, frame_width, input_height, input_width)
 
 
-def preprocess_frame(frame_bgr, spec, out=None):
+def preprocess_frame(frame_bgr: np.ndarray, spec: InputSpec, out: Optional[np.ndarray] = None) -> Tuple[np.ndarray,
+                     Letterbox]:
     """A BGR uint8 frame [H, W, 3] -> one model input [C, H, W] or [H, W, C] per ``spec`` (InputSpec).
 
     Writes into ``out`` (e.g. a slot of a pinned, GPU-mapped buffer) when given, so no new array is

@@ -6,6 +6,7 @@
 """
 
 import re
+from typing import Any
 
 MASK = "***"
 # scheme://user:password@  (the password is anything up to the last '@' before the host)
@@ -16,7 +17,7 @@ _SECRET_SETTING = re.compile(r"(?P<key>\b(?:user-pw|password|passwd|pwd|pass|tok
                              re.IGNORECASE)
 
 
-def redact_text(text):
+def redact_text(text: Any) -> Any:
     """``text`` with every URL password and secret-looking ``key=value`` replaced by ``***``."""
     if not text:
         return text
@@ -24,6 +25,6 @@ def redact_text(text):
     return _SECRET_SETTING.sub(lambda m: m.group("key") + MASK, text)
 
 
-def redact_url(url):
+def redact_url(url: Any) -> Any:
     """A URL (or any source spec) safe to print: the password and secret parameters replaced by ``***``."""
     return redact_text(url)

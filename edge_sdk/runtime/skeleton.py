@@ -4,6 +4,8 @@ Every part of the project (training targets, decoder, renderer, evaluation) impo
 write them again elsewhere.
 """
 
+from typing import Any
+
 import numpy as np
 
 STRIDE = 8
@@ -53,7 +55,7 @@ R_SHOULDER = 2
 L_SHOULDER = 5
 
 
-def coco17_to_coco18(keypoints17):
+def coco17_to_coco18(keypoints17: np.ndarray) -> np.ndarray:
     """[..., 17, 3] COCO keypoints (x, y, v-or-score) -> [..., 18, 3] OpenPose order with a neck.
 
     The neck is the midpoint of the shoulders when both are present (third value > 0), with the
@@ -72,13 +74,13 @@ def coco17_to_coco18(keypoints17):
     return out
 
 
-def coco18_to_coco17(keypoints18):
+def coco18_to_coco17(keypoints18: np.ndarray) -> np.ndarray:
     """[..., 18, 3] OpenPose order -> [..., 17, 3] COCO order (the neck is dropped)."""
     kp = np.asarray(keypoints18, dtype=np.float32)
     return kp[..., COCO18_FROM_COCO17, :].copy()
 
 
-def map_to_image(coords, stride=STRIDE):
+def map_to_image(coords: np.ndarray, stride: int = STRIDE) -> np.ndarray:
     """Map-grid coordinates -> input-image pixel coordinates.
 
     Cell ``i`` of a stride-``s`` map covers pixels ``[i*s, (i+1)*s)`` and its centre is at
@@ -87,7 +89,7 @@ def map_to_image(coords, stride=STRIDE):
     return (np.asarray(coords, dtype=np.float32) + 0.5) * stride - 0.5
 
 
-def image_to_map(coords, stride=STRIDE):
+def image_to_map(coords: np.ndarray, stride: int = STRIDE) -> np.ndarray:
     """Input-image pixel coordinates -> map-grid coordinates (inverse of :func:`map_to_image`)."""
     return (np.asarray(coords, dtype=np.float32) + 0.5) / stride - 0.5
 
@@ -234,7 +236,7 @@ BODY25 = Skeleton(
 SKELETONS = dict((s.name, s) for s in (COCO18, TRT_POSE_18, BODY25))
 
 
-def get_skeleton(spec=None):
+def get_skeleton(spec: Any = None) -> "Skeleton":
     """The Skeleton of a metadata ``skeleton`` value: a known name (default COCO-18), or a dict with
     ``parts``, ``limbs``, ``coco17`` and optionally ``paf_channels``, ``background``, ``joins_only``, ``name``.
     ValueError saying what is wrong otherwise."""

@@ -20,6 +20,7 @@ every frame is processed, none dropped).
 
 import os
 import time
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -257,12 +258,12 @@ class LiveCaptureSource(Source):
             self.capture.release()
 
 
-def is_gstreamer_pipeline(target):
+def is_gstreamer_pipeline(target: str) -> bool:
     """True for a GStreamer pipeline description (``... ! appsink``)."""
     return isinstance(target, str) and "!" in target and "appsink" in target
 
 
-def opencv_has_gstreamer():
+def opencv_has_gstreamer() -> bool:
     """Whether this OpenCV build can open GStreamer pipelines (JetPack's can; pip wheels cannot)."""
     if cv2 is None:
         return False
@@ -272,7 +273,7 @@ def opencv_has_gstreamer():
     return False
 
 
-def csi_pipeline(sensor_id=0, width=1280, height=720, fps=30, flip=0):
+def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0) -> str:
     """The GStreamer pipeline of a Jetson CSI camera (Argus ISP -> BGR frames, newest frame only)."""
     return ("nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM), width={}, height={}, framerate={}/1 ! "
             "nvvidconv flip-method={} ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
@@ -303,7 +304,7 @@ _FIGURE17 = np.array([
 ], dtype=np.float32)
 
 
-def synthetic_people(index, width, height, people=2, seed=0):
+def synthetic_people(index: int, width: int, height: int, people: int = 2, seed: int = 0) -> np.ndarray:
     """COCO-17 keypoints [P, 17, 3] of the moving figures in synthetic frame ``index`` (frame pixels)."""
     rng = np.random.RandomState(seed)
     out = np.zeros((people, 17, 3), dtype=np.float32)
@@ -321,7 +322,8 @@ def synthetic_people(index, width, height, people=2, seed=0):
     return out
 
 
-def draw_people(image, people17, color=(255, 255, 255), thickness=3):
+def draw_people(image: np.ndarray, people17: np.ndarray, color: Tuple[int, int, int] = (255, 255, 255),
+                thickness: int = 3) -> np.ndarray:
     """Draw COCO-17 stick figures on a BGR image (in place)."""
     from edge_sdk.runtime.skeleton import COCO17_SKELETON
 
@@ -417,7 +419,7 @@ def _parse_camera_settings(spec, query):
     return settings
 
 
-def open_source(spec, reconnect=3, reconnect_delay=1.0):
+def open_source(spec: Any, reconnect: int = 3, reconnect_delay: float = 1.0) -> Source:
     """A :class:`Source` for a user's ``--source`` value (see the module docstring for the forms)."""
     if isinstance(spec, Source):
         return spec

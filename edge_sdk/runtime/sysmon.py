@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+from typing import Any, Dict
 
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
 _GR3D = re.compile(r"\bGR3D_FREQ (\d+)%")
@@ -18,7 +19,7 @@ _NOT_RAILS = {"RAM", "SWAP", "IRAM", "EMC_FREQ", "GR3D_FREQ"}
 _INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0")
 
 
-def parse_tegrastats_line(line):
+def parse_tegrastats_line(line: str) -> Dict[str, Any]:
     """One tegrastats line -> {"ram_used_mb", "ram_total_mb", "gpu_load_pct", "power_mw": {rail: mW},
     "power_total_mw"} (keys absent when the line lacks them)."""
     out = {}

@@ -20,7 +20,7 @@ def real_bundle(tmp_path_factory):
     import onnx
 
     from edge_sdk.engine.build import BuildRequest, build
-    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.graph.synthetic_model import make_pose_model
 
     d = tmp_path_factory.mktemp("bundle")
     onnx.save(make_pose_model(seed=3), str(d / "pose.onnx"))

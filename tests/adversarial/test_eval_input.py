@@ -37,7 +37,7 @@ BROKEN = {
 def model(tmp_path_factory):
     import onnx
 
-    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.graph.synthetic_model import make_pose_model
 
     path = tmp_path_factory.mktemp("model") / "pose.onnx"
     onnx.save(make_pose_model(seed=1), str(path))

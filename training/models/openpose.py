@@ -34,7 +34,7 @@ class ModelConfig:
     separable_heads: bool | None = None
     head_batch_norm: bool = False  # BN in the stage convs (folded into them at build time)
 
-    def resolved(self) -> "ModelConfig":
+    def resolved(self) -> ModelConfig:
         """A copy with every head setting filled in from the backbone's defaults, validated."""
         get_backbone(self.backbone)
         defaults = {"stages": 3, "stage_width": 128, "refine_kernel": 3, "refine_depth": 5, "separable_heads": False}
@@ -54,7 +54,7 @@ class ModelConfig:
         return config
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

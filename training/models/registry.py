@@ -18,7 +18,7 @@ multiplier and must return features at 1/8 of the input resolution.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from edge_sdk.errors import ConfigError, nearest_names
 

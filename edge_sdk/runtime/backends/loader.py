@@ -12,8 +12,10 @@ Backends are imported here, when chosen, so a device only needs the one it uses.
 
 import os
 import sys
+from typing import Any, Callable, Optional, Tuple
 
 from edge_sdk.errors import ConfigError, ModelError
+from edge_sdk.runtime.backends import Backend
 
 BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt")
 
@@ -26,7 +28,8 @@ def _tensorrt_available():
     return True
 
 
-def load_onnxruntime(model_path, meta=None, threads=None, optimization=None, config=None):
+def load_onnxruntime(model_path: str, meta: Any = None, threads: Optional[int] = None,
+                     optimization: Optional[str] = None, config: Optional[dict] = None) -> Backend:
     """An OnnxRuntimeBackend for ``model_path`` (``meta``: a bundle's metadata, else the model's own;
     ``config``: a bundle's ``onnxruntime`` session settings)."""
     from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -34,7 +37,7 @@ def load_onnxruntime(model_path, meta=None, threads=None, optimization=None, con
     return OnnxRuntimeBackend(model_path, meta=meta, threads=threads, optimization=optimization, config=config)
 
 
-def load_tensorrt(bundle):
+def load_tensorrt(bundle: Any) -> Backend:
     """The TensorRT backend for an opened bundle: the seam to ``edge_sdk.runtime.backends.tensorrt_backend``
     (its ``load_bundle_backend(bundle)`` when it has one: engine cache / on-device build; else the
     bundle's own engine)."""
@@ -62,7 +65,7 @@ def _say_stderr(message):
     print(message, file=sys.stderr)
 
 
-def choose_for_bundle(opened, prefer="auto"):
+def choose_for_bundle(opened: Any, prefer: str = "auto") -> Tuple[str, str]:
     """(backend name, reason) for an opened bundle: the rule of
     :func:`edge_sdk.runtime.backends.selection.select_backend` (a CPU-target bundle runs on ONNX Runtime;
     TensorRT when it and a CUDA binding are importable and the bundle has, or can build, an engine)."""
@@ -71,7 +74,9 @@ def choose_for_bundle(opened, prefer="auto"):
     return select_backend(prefer, bundle=opened)
 
 
-def load_backend(model=None, bundle=None, prefer="auto", threads=None, optimization=None, target=None, say=None):
+def load_backend(model: Optional[str] = None, bundle: Optional[str] = None, prefer: str = "auto",
+                 threads: Optional[int] = None, optimization: Optional[str] = None, target: Optional[str] = None,
+                 say: Optional[Callable[[str], None]] = None) -> Backend:
     """Load the backend for ``model`` (an .onnx path) or ``bundle`` (a bundle directory or .tar.gz).
 
     ``target``: when given, a bundle made for another target is refused (BundleError). For a bundle, the

@@ -7,6 +7,7 @@ producing garbage poses later.
 """
 
 import os
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -33,7 +34,8 @@ _LEVEL_NAMES = {"ORT_DISABLE_ALL": "disable", "ORT_ENABLE_BASIC": "basic", "ORT_
                 "ORT_ENABLE_ALL": "all"}
 
 
-def session_options(threads=None, optimization=None, config=None):
+def session_options(threads: Optional[int] = None, optimization: Optional[str] = None,
+                    config: Optional[dict] = None) -> Any:
     """ONNX Runtime SessionOptions from a bundle's ``onnxruntime`` manifest section (``config``: the target
     profile's ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads``,
     ``inter_op_num_threads``), overridden by ``threads`` (intra-op; None/0 = one per core) and
@@ -77,13 +79,18 @@ def _shape_text(shape):
     return "[" + ", ".join(str(d) if d is not None else "?" for d in shape) + "]"
 
 
-def check_model_io(path, meta, inputs, outputs):
+def check_model_io(path: str, meta: ModelMeta, inputs: List[Any], outputs: List[Any]) -> None:
     """Raise ModelError unless the session's inputs/outputs follow the model I/O contract for ``meta``.
 
     ``inputs`` / ``outputs``: {name: (ort type string, shape list)} as ONNX Runtime reports them.
     """
-    spec = meta.input
     where = "model {}".format(path)
+    _check_model_input(where, meta, inputs)
+    _check_model_outputs(where, meta, outputs)
+
+
+def _check_model_input(where, meta, inputs):
+    spec = meta.input
     says = "edge-sdk assumed (the model has no metadata)" if getattr(meta, "assumed", False) else \
         "its metadata says"
     if spec.name not in inputs:
@@ -105,6 +112,9 @@ def check_model_io(path, meta, inputs, outputs):
     if _static(shape[0]) is not None and shape[0] != spec.batch:
         raise ModelError("{}: input batch is {} but {} {}".format(where, shape[0], says, spec.batch))
 
+
+def _check_model_outputs(where, meta, outputs):
+    spec = meta.input
     roles = meta.outputs
     scored = "limb_scores" in roles and "peaks" in roles  # the 'limbs' pass: limbs scored in the graph
     if not ("pafs" in roles or scored) or not ({"heatmaps", "peaks"} & set(roles)):

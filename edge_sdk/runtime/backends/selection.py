@@ -6,8 +6,10 @@ ONNX model and the engine builder is importable); otherwise ONNX Runtime. The re
 can act on.
 """
 
+from typing import Any, Callable, Optional, Tuple
 
-def probe_tensorrt():
+
+def probe_tensorrt() -> Tuple[Optional[str], str]:
     """(version or None, reason when not usable)."""
     try:
         import tensorrt
@@ -16,7 +18,7 @@ def probe_tensorrt():
     return getattr(tensorrt, "__version__", "unknown"), ""
 
 
-def probe_cuda_binding():
+def probe_cuda_binding() -> Tuple[Optional[str], str]:
     """(name of the CUDA Python binding, or None, reason)."""
     from edge_sdk.runtime.cuda import available_backends
 
@@ -26,7 +28,7 @@ def probe_cuda_binding():
     return None, "neither cuda-python nor pycuda is importable"
 
 
-def engine_builder_available():
+def engine_builder_available() -> bool:
     try:
         from edge_sdk.engine import tensorrt_builder  # noqa: F401
     except Exception:  # noqa: BLE001
@@ -34,7 +36,7 @@ def engine_builder_available():
     return True
 
 
-def bundle_engine_state(bundle):
+def bundle_engine_state(bundle: Any) -> str:
     """'engine' (has one), 'buildable' (ONNX + builder), or 'none', for an opened bundle (or None)."""
     import os
 
@@ -48,7 +50,10 @@ def bundle_engine_state(bundle):
     return "none"
 
 
-def select_backend(prefer="auto", bundle=None, tensorrt_probe=None, cuda_probe=None, has_bundle=None):
+def select_backend(prefer: str = "auto", bundle: Any = None,
+                   tensorrt_probe: Optional[Callable[[], Tuple[Optional[str], str]]] = None,
+                   cuda_probe: Optional[Callable[[], Tuple[Optional[str], str]]] = None,
+                   has_bundle: Optional[bool] = None) -> Tuple[str, str]:
     """(backend name, reason). ``prefer``: auto | tensorrt | onnxruntime. Probes are injectable for tests."""
     if prefer in ("onnxruntime", "tensorrt"):
         return prefer, "asked for with --backend {}".format(prefer)

@@ -20,9 +20,11 @@ only runs where it was built); a bundle without a usable engine is built on firs
 import os
 import re
 import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edge_sdk.engine.tensorrt_builder import capturing_logger  # the builder and the backend log alike
 from edge_sdk.errors import BundleError, ModelError
 from edge_sdk.runtime.backends import Backend
 from edge_sdk.runtime.model_meta import ModelMeta
@@ -45,34 +47,13 @@ class TensorInfo(object):
                                                      self.dtype)
 
 
-def capturing_logger(trt, severity=None):
-    """A ``trt.ILogger`` subclass (TensorRT's documented way to receive its messages) that prints like
-    ``trt.Logger`` and keeps ``messages`` [(severity, text)], so an error can quote what TensorRT said."""
-    base = trt.ILogger
-    threshold = int(trt.Logger.WARNING if severity is None else severity)
-
-    class CapturingLogger(base):
-        def __init__(self):
-            base.__init__(self)
-            self.messages = []
-
-        def log(self, level, msg):
-            if int(level) <= threshold:
-                self.messages.append((level, msg))
-                import sys
-
-                sys.stderr.write("[TensorRT] {}\n".format(msg))
-
-    return CapturingLogger()
-
-
-def uses_tensor_api(engine, context):
+def uses_tensor_api(engine: Any, context: Any) -> bool:
     """True where the engine/context offer the name-based API (TensorRT 8.5+); decided by hasattr only."""
     return (hasattr(engine, "num_io_tensors") and hasattr(context, "set_tensor_address")
             and hasattr(context, "execute_async_v3"))
 
 
-def describe_io(trt, engine, tensor_api):
+def describe_io(trt: Any, engine: Any, tensor_api: bool) -> List[TensorInfo]:
     """The engine's I/O tensors in engine order (shapes may hold -1 for dynamic dimensions)."""
     tensors = []
     if tensor_api:
@@ -89,13 +70,13 @@ def describe_io(trt, engine, tensor_api):
     return tensors
 
 
-def engine_cache_key(gpu_name, compute_capability, trt_version):
+def engine_cache_key(gpu_name: str, compute_capability: Tuple[int, int], trt_version: str) -> str:
     """A file-name-safe key: an engine is only valid for this GPU model, SM version and TensorRT version."""
     slug = re.sub(r"[^a-z0-9]+", "-", str(gpu_name).lower()).strip("-") or "gpu"
     return "{}_sm{}{}_trt{}".format(slug, compute_capability[0], compute_capability[1], trt_version)
 
 
-def cached_engine_path(bundle_dir, key):
+def cached_engine_path(bundle_dir: str, key: str) -> str:
     """Where the engine built for ``key`` is cached: in ``<bundle>.engines/`` beside the bundle (never inside
     it: a bundle's files are exactly those its manifest lists and hashes), else in ~/.cache/edge-sdk/engines."""
     name = "engine.{}.plan".format(key)
@@ -336,7 +317,7 @@ class TensorRTBackend(Backend):
 
 # -- bundles: cached engines, first-start builds -------------------------------------------------------------
 
-def bundle_software(manifest):
+def bundle_software(manifest: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The software stack a bundle was built for ({"jetpack", "l4t", "tensorrt", ...}), or None for a bundle
     that records none (older bundles: the engine's ``tensorrt_expected``)."""
     if "software" in manifest:  # None: built for a GPU whose TensorRT was not known (built on the device)
@@ -346,14 +327,14 @@ def bundle_software(manifest):
     return {"tensorrt": expected} if expected else None
 
 
-def same_release(wanted, actual):
+def same_release(wanted: Any, actual: Any) -> bool:
     """'10.3' vs '10.3.0.30': the components the bundle states must match ('10' matches any 10.x)."""
     want = str(wanted or "").split(".")
     have = str(actual or "").split(".")
     return len(have) >= len(want) and have[:len(want)] == want
 
 
-def describe_software(software):
+def describe_software(software: Optional[Dict[str, Any]]) -> str:
     if not software:
         return "an unrecorded software stack"
     parts = ["TensorRT {}".format(software["tensorrt"])]
@@ -362,7 +343,7 @@ def describe_software(software):
     return "JetPack {} ({})".format(software["jetpack"], ", ".join(parts)) if software.get("jetpack") else parts[0]
 
 
-def version_compatible_engine(manifest, trt_version):
+def version_compatible_engine(manifest: Dict[str, Any], trt_version: str) -> bool:
     """A bundle built VERSION_COMPATIBLE by an older TensorRT of the same major version loads on this one."""
     software = bundle_software(manifest) or {}
     options = (manifest.get("engine") or {}).get("options") or {}
@@ -375,7 +356,7 @@ def version_compatible_engine(manifest, trt_version):
     return bool(built) and bool(here) and built[0] == here[0] and here[:len(built)] >= built
 
 
-def check_bundle_tensorrt(manifest, trt_version, where="bundle"):
+def check_bundle_tensorrt(manifest: Dict[str, Any], trt_version: str, where: str = "bundle") -> None:
     """Refuse a bundle made for another TensorRT: its engine cannot load here, and its build choices (Q/DQ or
     calibration cache, FP16 flags or an FP16 model) hold only for the release it was built for."""
     software = bundle_software(manifest)
@@ -390,7 +371,7 @@ def check_bundle_tensorrt(manifest, trt_version, where="bundle"):
         "releases of the same major version run it".format(where, describe_software(software), trt_version, target))
 
 
-def bundle_engine_settings(manifest):
+def bundle_engine_settings(manifest: Dict[str, Any]) -> Dict[str, Any]:
     """The engine build options from the bundle manifest (``engine.options``, written by `edge-sdk build`),
     with the DLA core as an int (-1: GPU) for the runtime."""
     engine = manifest.get("engine") or {}
@@ -424,57 +405,8 @@ def _cached_engine_ok(path):
         return False
 
 
-def build_engine_for_bundle(bundle, engine_path, settings, progress=print):
-    """Build the engine from the bundle's ONNX with the engine builder (edge_sdk.engine.tensorrt_builder);
-    write it to ``engine_path`` (+ its sha256). The timing cache lives beside it (never the bundle's own
-    hashed files, so the bundle still verifies afterwards)."""
-    import shutil
-
-    try:
-        from edge_sdk.engine import tensorrt_builder
-    except ImportError as exc:
-        raise BundleError("bundle {} has no engine for this GPU and the engine builder is not installed ({}); "
-                          "build the engine on a host with `edge-sdk build`, or install edge-sdk with the "
-                          "engine builder on this device".format(bundle.dir, exc)) from exc
-    engine = bundle.manifest.get("engine") or {}
-    import tensorrt as trt
-
-    source = tensorrt_builder.engine_source(trt, engine, None) if hasattr(tensorrt_builder, "engine_source") \
-        else engine.get("source_model")
-    model = bundle.file_path(source) if source else bundle.model_path
-    if not model or not os.path.isfile(model):
-        raise BundleError("bundle {} has neither an engine for this GPU nor an ONNX model to build one from; "
-                          "rebuild the bundle with `edge-sdk build`".format(bundle.dir))
-    engine_dir = os.path.dirname(engine_path)
-    if engine_dir and not os.path.isdir(engine_dir):
-        os.makedirs(engine_dir)
-    timing_cache = os.path.splitext(engine_path)[0] + ".timing.cache"
-    shipped = bundle.listed_path("timing.cache") or ""
-    if not os.path.isfile(timing_cache) and os.path.isfile(shipped):
-        directory = os.path.dirname(timing_cache)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory)
-        shutil.copyfile(shipped, timing_cache)  # a head start; TensorRT ignores entries of other GPUs
-    calib = bundle.listed_path(engine.get("calib_cache") or "calib.cache")
-    calib = calib if calib and os.path.isfile(calib) else None
-    if (engine.get("options") or {}).get("explicit_quantization") or str(model).endswith(".qdq.onnx"):
-        calib = None  # a Q/DQ model carries its scales; a calibrator on top of explicit quantisation is an error
-    progress("building the TensorRT engine for this GPU from {} ({}{}); this takes minutes, the first time "
-             "only".format(model, settings["precision"], ", DLA core {}".format(settings["dla_core"])
-                           if settings["dla_core"] is not None else ""))
-    if hasattr(tensorrt_builder, "build_engine_from_onnx"):
-        data = tensorrt_builder.build_engine_from_onnx(model, settings["precision"], settings["workspace_mb"],
-                                                       settings["dla_core"], timing_cache, calib_cache=calib)
-    else:
-        options = tensorrt_builder.EngineOptions.from_dict(settings, timing_cache=timing_cache, calib_cache=calib)
-        data, _ = tensorrt_builder.build_serialized_engine(model, options, log=progress)
-    data = bytes(data)
-    _write_atomic(engine_path, data)
-    _write_atomic(engine_path + ".sha256", _sha256(data).encode())
-    return data
-
-
-def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2):
+def load_bundle_backend(bundle: Any, device: Any = None, build: bool = True, progress: Callable[[str], None] = print,
+                        depth: int = 2) -> TensorRTBackend:
     """A TensorRTBackend for an opened bundle (``edge_sdk.runtime.bundle.Bundle``).
 
     Tries the bundle's own engine, then the engine cached for this GPU + TensorRT version; builds one from the
@@ -506,5 +438,7 @@ def load_bundle_backend(bundle, device=None, build=True, progress=print, depth=2
         raise BundleError("no usable TensorRT engine in bundle {} for {} ({}){}; let the runtime build one "
                           "or use --backend onnxruntime".format(
                               bundle.dir, device.name, key, ": " + "; ".join(tried) if tried else ""))
-    build_engine_for_bundle(bundle, cached, settings, progress)
+    from edge_sdk.runtime.engine_on_device import build_engine_for_bundle
+
+    build_engine_for_bundle(bundle, cached, settings, progress, key=key)
     return TensorRTBackend(cached, meta=bundle.meta, dla_core=dla_core, device=device, depth=depth)

@@ -39,7 +39,7 @@ PROPORTIONS = {
 SKIN_TONES = [(60, 90, 140), (80, 120, 170), (100, 150, 200), (130, 175, 225), (150, 190, 235), (45, 65, 95)]
 
 
-class SyntheticSample(object):
+class SyntheticSample:
     """One synthetic image: ``image`` BGR uint8 [H, W, 3], ``keypoints`` float32 [P, 17, 3] (COCO-17,
     pixels, v in {0, 1, 2}), ``boxes`` float32 [P, 4] (x, y, w, h) and COCO-like ``areas`` float32 [P]."""
 
@@ -60,7 +60,7 @@ def _down(angle):
     return np.array([math.sin(angle), math.cos(angle)], dtype=np.float64)
 
 
-class SyntheticPeople(object):
+class SyntheticPeople:
     """A deterministic generator: ``sample(i)`` always returns the same image for the same seed and i."""
 
     def __init__(self, width=384, height=256, people=(1, 4), seed=0, occluders=True, min_height=0.3,

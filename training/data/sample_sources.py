@@ -33,11 +33,11 @@ class Sample:
 
 
 class SyntheticSource:
-    """``count`` deterministic synthetic images (edge_sdk.synthetic) of the given size."""
+    """``count`` deterministic synthetic images (edge_sdk.synthetic_people) of the given size."""
 
     def __init__(self, count: int = 10000, height: int = 256, width: int = 384, seed: int = 0,
                  people: tuple[int, int] = (1, 4), **figure_options):
-        from edge_sdk.synthetic import SyntheticPeople
+        from edge_sdk.synthetic_people import SyntheticPeople
 
         self.count = int(count)
         self.generator = SyntheticPeople(width=width, height=height, people=people, seed=seed, **figure_options)
@@ -62,7 +62,7 @@ def open_source(spec: str, input_hw: tuple[int, int] = (256, 384), seed: int = 0
             raise ConfigError("bad --data {!r}: expected synthetic or synthetic:COUNT".format(spec)) from None
         return SyntheticSource(count=count, height=input_hw[0], width=input_hw[1], seed=seed)
     if kind == "coco":
-        from edge_sdk.training.data.coco import CocoKeypoints
+        from edge_sdk.training.data.coco_keypoints import CocoKeypoints
 
         if not rest:
             raise ConfigError("bad --data {!r}: expected coco:PATH (a COCO root, a directory with "

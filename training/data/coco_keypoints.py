@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from edge_sdk.training.data.sources import Sample
+from edge_sdk.training.data.sample_sources import Sample
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.runtime.skeleton import coco17_to_coco18

@@ -6,13 +6,14 @@ fails with a message saying so, the JSON is still written.
 
 import json
 import os
+from typing import Optional
 
 from edge_sdk.errors import ConfigError
 
 STAGE_ORDER = ("capture", "preprocess", "infer", "decode", "publish", "end_to_end")
 
 
-def load_result(path):
+def load_result(path: str) -> dict:
     """A bench JSON written by `edge-sdk bench`; ConfigError if it is not one."""
     try:
         with open(path) as f:
@@ -30,7 +31,7 @@ def _stages(run):
     return names
 
 
-def plot_result(result, path):
+def plot_result(result: dict, path: str) -> str:
     """PNG: per-stage latency distribution (p50/p90/p99 bars) per run, and fps over time."""
     try:
         import matplotlib
@@ -79,7 +80,7 @@ def plot_result(result, path):
     return path
 
 
-def markdown_report(result, plot_path=None):
+def markdown_report(result: dict, plot_path: Optional[str] = None) -> str:
     """A Markdown page: the machine, the command, and a table of fps and latency percentiles per run."""
     device = result.get("device", {})
     lines = ["# Benchmark results", ""]
