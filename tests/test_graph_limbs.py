@@ -113,7 +113,7 @@ def test_build_with_limbs_gives_a_bundle_the_runtime_opens(tmp_path):
     import onnx
 
     from edge_sdk.engine.build import BuildRequest, build
-    from edge_sdk.graph.synthetic import make_pose_model
+    from edge_sdk.graph.synthetic_model import make_pose_model
     from edge_sdk.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from edge_sdk.runtime.bundle import open_bundle
 

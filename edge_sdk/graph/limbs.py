@@ -35,7 +35,7 @@ MAX_SAMPLES = 20_000_000
 """PAF samples per image above which the pass refuses (K=300 at 10 samples is 17 million)."""
 
 
-class _Builder(object):
+class _Builder:
     """Appends named nodes to a graphsurgeon graph (names prefixed ``limbs_``)."""
 
     def __init__(self, graph: gs.Graph):
@@ -68,27 +68,25 @@ _DECODER_SETTING = {"samples": "paf_samples", "sample_threshold": "paf_sample_th
                     "min_limb_score": "min_limb_score"}
 
 
-def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples=_FROM_META, sample_threshold=_FROM_META,
-                        min_fraction=_FROM_META, max_limb_fraction=_FROM_META, min_limb_score=_FROM_META,
-                        keep_pafs: bool = False) -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
-    """Options not given take the model metadata's decoder settings (paf_samples, paf_sample_threshold,
-    paf_min_fraction, max_limb_fraction, min_limb_score), else the decoder defaults: the engine bakes them in."""
-    given = {"samples": samples, "sample_threshold": sample_threshold, "min_fraction": min_fraction,
-             "max_limb_fraction": max_limb_fraction, "min_limb_score": min_limb_score}
+def _resolve_settings(given: dict, meta: ModelMeta) -> tuple:
+    """(samples, sample_threshold, min_fraction, max_limb_fraction, min_limb_score): each option given, else
+    the metadata's decoder setting, else the decoder default; checked against its bounds."""
     decoder = getattr(meta, "decoder", None) or {}
     for option, setting in _DECODER_SETTING.items():
         if given[option] is _FROM_META:
             given[option] = decoder.get(setting, getattr(DEFAULT_CONFIG, setting))
-    samples, sample_threshold, min_fraction = int(given["samples"]), given["sample_threshold"], given["min_fraction"]
-    max_limb_fraction, min_limb_score = given["max_limb_fraction"], given["min_limb_score"]
+    samples, min_fraction, max_limb_fraction = int(given["samples"]), given["min_fraction"], given["max_limb_fraction"]
     if not 2 <= samples <= 64:
         raise ConfigError("limbs: samples must be between 2 and 64 (got {})".format(samples))
     if not 0.0 <= min_fraction <= 1.0:
         raise ConfigError("limbs: min_fraction must be within [0, 1] (got {})".format(min_fraction))
     if max_limb_fraction is not None and max_limb_fraction <= 0:
         raise ConfigError("limbs: max_limb_fraction must be > 0 or None (got {})".format(max_limb_fraction))
-    if "limb_scores" in meta.outputs:
-        return model, meta, ["limb_scores output already present"]
+    return samples, given["sample_threshold"], min_fraction, max_limb_fraction, given["min_limb_score"]
+
+
+def _check_scorable(model: onnx.ModelProto, meta: ModelMeta) -> int:
+    """The pass needs COCO-18, a ``peaks`` output (the ``peaks`` pass) and opset 13+; returns the opset."""
     if meta.skeleton != "coco18-openpose":  # the pass scores COCO-18's 19 limbs
         raise ConfigError("limbs: in-engine limb scoring supports the coco18-openpose skeleton only (this model's "
                           "is {}); build without --limbs".format(meta.skeleton if isinstance(meta.skeleton, str)
@@ -100,6 +98,20 @@ def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples=_FROM_M
     if opset < 13:
         raise ModelError("limbs: the model's opset is {}; 13 or newer is needed (ReduceSum with axes as an input)"
                          .format(opset))
+    return opset
+
+
+def append_limb_scoring(model: onnx.ModelProto, meta: ModelMeta, samples=_FROM_META, sample_threshold=_FROM_META,
+                        min_fraction=_FROM_META, max_limb_fraction=_FROM_META, min_limb_score=_FROM_META,
+                        keep_pafs: bool = False) -> tuple[onnx.ModelProto, ModelMeta, list[str]]:
+    """Options not given take the model metadata's decoder settings (paf_samples, paf_sample_threshold,
+    paf_min_fraction, max_limb_fraction, min_limb_score), else the decoder defaults: the engine bakes them in."""
+    given = {"samples": samples, "sample_threshold": sample_threshold, "min_fraction": min_fraction,
+             "max_limb_fraction": max_limb_fraction, "min_limb_score": min_limb_score}
+    samples, sample_threshold, min_fraction, max_limb_fraction, min_limb_score = _resolve_settings(given, meta)
+    if "limb_scores" in meta.outputs:
+        return model, meta, ["limb_scores output already present"]
+    opset = _check_scorable(model, meta)
     graph = to_graph(model)
     peaks = next(t for t in graph.outputs if t.name == meta.outputs["peaks"])
     pafs = next(t for t in graph.outputs if t.name == meta.outputs["pafs"])

@@ -628,7 +628,9 @@ def _hungarian(cost):
 # ---------------------------------------------------------------------------------------------- people
 
 
-def _assemble(cands, table, limb_scores, cfg, skeleton=COCO18):
+# noqa below: one pass over the limbs with five cases of who owns each end; split, it would pass the shared
+# people/owners state through every helper on the decoder's hottest path
+def _assemble(cands, table, limb_scores, cfg, skeleton=COCO18):  # noqa: C901
     """Connections limb by limb -> people, merging partial people as OpenPose does.
 
     A peak normally belongs to one person; a shared connection (see _connect) lends its shared end to a
