@@ -852,7 +852,7 @@ def _to_poses(people, table, cfg, map_shape, skeleton=COCO18):
     return Poses(keypoints, np.array([s for s, _ in kept], dtype=np.float32), map_shape, skeleton)
 
 
-def is_coco18(skeleton):
+def is_coco18(skeleton: Any) -> bool:
     """Whether ``skeleton`` is OpenPose COCO-18 (by its parts and limbs, whatever its name): the fragment
     merge and the engine-side peak/limb passes assume that topology."""
     return skeleton is COCO18 or (list(skeleton.parts) == list(COCO18.parts)
@@ -923,7 +923,8 @@ def decode_peaks(peaks: np.ndarray, pafs: np.ndarray, config: Optional[DecodeCon
     return _decode(_check_peaks(peaks, sk), _check_pafs(pafs, None, sk), cfg, sk)
 
 
-def decode_limbs(peaks, limb_scores, config=None, map_shape=None, skeleton=None):
+def decode_limbs(peaks: np.ndarray, limb_scores: np.ndarray, config: Optional[DecodeConfig] = None,
+                 map_shape: Any = None, skeleton: Any = None) -> Poses:
     """Engine-side peaks [18, K, 3] + limb scores [19, K, K] (the ``limbs`` graph pass) -> Poses.
 
     ``limb_scores[l, i, j]`` scores limb ``l`` from slot ``i`` of its first part to slot ``j`` of its second
