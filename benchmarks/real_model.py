@@ -5,7 +5,8 @@ Prints:
   * OKS AP / AP50 (pycocotools) and the median ms per stage (preprocess, inference, decode) per frame fit;
   * inference ms (wall and CPU time) of three variants of the SAME network on the SAME input and CPU threads,
     measured in interleaved rounds: TensorFlow running the original frozen graph (the baseline), ONNX Runtime on the
-    plain tf2onnx conversion (import --no-optimize), ONNX Runtime on the shipped model (instancenorm pass);
+    plain tf2onnx conversion (import --no-optimize), ONNX Runtime on the shipped model (instancenorm and
+    chanpad passes);
     the ratios are per round, against the TensorFlow time of that round: median and range.
 
     python benchmarks/real_model.py                 # 1 thread, 7 rounds x 5 runs

@@ -268,3 +268,59 @@ def test_transposes_keep_map_layouts_consistent():
     shapes = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in out.graph.output}
     assert shapes["heatmaps"][-1] == 19  # still NHWC
     assert shapes["stage1_heatmaps"][1] == 19  # an output the runtime does not read may still change
+
+
+def _concat_conv_model(channels=(3, 5, 13), dense_reader=True, extra_reader=None):
+    """x (C0 channels) -> conv -> [a, b, c] -> Concat (21 channels) -> depthwise 3x3 -> pointwise 1x1 (+ a 1x1
+    conv reading the Concat directly): the shape of tf-pose's refinement stages (121 channels)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    total = sum(channels)
+    inits, nodes, parts = [], [], []
+    for i, c in enumerate(channels):
+        inits.append(numpy_helper.from_array(rng.normal(size=(c, 4, 3, 3)).astype(np.float32), "w{}".format(i)))
+        nodes.append(helper.make_node("Conv", ["x", "w{}".format(i)], ["p{}".format(i)], pads=[1, 1, 1, 1]))
+        parts.append("p{}".format(i))
+    nodes.append(helper.make_node("Concat", parts, ["cat"], axis=1))
+    inits += [numpy_helper.from_array(rng.normal(size=(total, 1, 3, 3)).astype(np.float32), "dw"),
+              numpy_helper.from_array(rng.normal(size=(total,)).astype(np.float32), "dwb"),
+              numpy_helper.from_array(rng.normal(size=(8, total, 1, 1)).astype(np.float32), "pw"),
+              numpy_helper.from_array(rng.normal(size=(6, total, 1, 1)).astype(np.float32), "dense")]
+    nodes += [helper.make_node("Conv", ["cat", "dw", "dwb"], ["mid"], group=total, pads=[1, 1, 1, 1]),
+              helper.make_node("Conv", ["mid", "pw"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if dense_reader:
+        nodes.append(helper.make_node("Conv", ["cat", "dense"], ["z"]))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    if extra_reader:
+        nodes.append(helper.make_node(extra_reader, ["cat"], ["r"]))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "chanpad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 12, 10])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_chanpad_pads_concat_channels_with_zeros_and_keeps_outputs():
+    model = _concat_conv_model()
+    x = np.random.default_rng(0).normal(size=(1, 4, 12, 10)).astype(np.float32)
+    padded, _, reports = run_passes(model, ["chanpad"])
+    assert "1 Concat(s) zero-padded to a multiple of 16 channels (cat 21->32" in reports[0].changes[0]
+    weights = {w.name: onnx.numpy_helper.to_array(w) for w in padded.graph.initializer}
+    convs = {n.output[0]: n for n in padded.graph.node if n.op_type == "Conv"}
+    assert weights[convs["mid"].input[1]].shape == (32, 1, 3, 3)
+    assert onnx.helper.get_attribute_value(next(a for a in convs["mid"].attribute if a.name == "group")) == 32
+    assert weights[convs["y"].input[1]].shape == (8, 32, 1, 1) and weights[convs["z"].input[1]].shape == (6, 32, 1, 1)
+    assert not weights[convs["y"].input[1]][:, 21:].any() and not weights[convs["mid"].input[2]][21:].any()
+    before, after = infer(model, x), infer(padded, x)
+    for name in ("y", "z"):
+        assert np.abs(before[name] - after[name]).max() < 1e-4 * max(1.0, np.abs(before[name]).max())
+
+
+@pytest.mark.parametrize("channels, extra_reader", [((3, 5, 8), None), ((3, 5, 13), "Relu")])
+def test_chanpad_leaves_whole_blocks_and_non_conv_readers_alone(channels, extra_reader):
+    """16 channels already fill a block; a Relu reading the Concat would see the zero channels."""
+    model = _concat_conv_model(channels, extra_reader=extra_reader)
+    padded, _, reports = run_passes(model, ["chanpad"])
+    assert reports[0].changes[0].startswith("no Concat to pad")
+    assert padded.SerializeToString() == model.SerializeToString()

@@ -74,6 +74,19 @@ def test_batch_statistics_batchnorm_became_instance_norm(imported):
     assert "ReduceSumSquare" not in ops
 
 
+def test_refinement_stage_concats_padded_to_whole_channel_blocks(imported):
+    """The chanpad pass: concat(38 + 19 + 64 = 121) -> 128 channels, so ONNX Runtime runs the 10 depthwise and
+    10 pointwise convolutions that read it in its blocked (NCHWc) layout (docs/import.md)."""
+    model = onnx.load(str(imported[0].path))
+    shapes = {w.name: tuple(w.dims) for w in model.graph.initializer}
+    widths = sorted(shapes[n.input[1]][1] for n in model.graph.node
+                    if n.op_type == "Conv" and n.name.startswith("Openpose/MConv_Stage") and "_1_pointwise" in n.name
+                    and "Stage1" not in n.name)
+    depthwise = [shapes[n.input[1]][0] for n in model.graph.node
+                 if n.op_type == "Conv" and n.name.endswith("_1_depthwise/depthwise") and "Stage1" not in n.name]
+    assert widths == [128] * 10 and depthwise == [128] * 10
+
+
 def _eval(model, tmp_path, name):
     report = tmp_path / (name + ".json")
     assert main(["eval", "--model", str(model), "--coco", str(COCO_MINI / "person_keypoints.json"),

@@ -34,7 +34,9 @@ def register(subparsers):
                    help="largest absolute difference from the source framework allowed (default 1e-2)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset (13..21, default 13)")
     p.add_argument("--no-optimize", action="store_true",
-                   help="skip the instancenorm pass (batch-statistics BatchNorm -> InstanceNormalization)")
+                   help="skip the speed passes: instancenorm (batch-statistics BatchNorm -> "
+                        "InstanceNormalization) and chanpad (zero channels so ONNX Runtime's blocked convolutions "
+                        "apply)")
     p.add_argument("--name", help="model name in the metadata (default: the source file's name)")
     p.set_defaults(func=run)
 

@@ -9,8 +9,8 @@ _DEFAULT = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 def register(subparsers):
     parser = subparsers.add_parser(
         "rewrite", help="apply ONNX graph rewrite passes to a model",
-        description="Apply rewrite passes (fold, transposes, normalize, shape, prune, peaks, instancenorm) and "
-                    "print what each changed. Passes run in the order given.")
+        description="Apply rewrite passes (fold, transposes, normalize, shape, prune, peaks, instancenorm, "
+                    "chanpad) and print what each changed. Passes run in the order given.")
     parser.add_argument("model", help="input .onnx")
     parser.add_argument("-o", "--output", required=True, help="output .onnx")
     parser.add_argument("--passes", default=",".join(_DEFAULT),

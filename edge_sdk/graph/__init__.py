@@ -15,7 +15,7 @@ from typing import Any
 
 from edge_sdk.errors import ConfigError, nearest_names
 
-PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "limbs", "fp16", "instancenorm")
+PASS_NAMES = ("fold", "transposes", "normalize", "shape", "prune", "peaks", "limbs", "fp16", "instancenorm", "chanpad")
 #: What `edge-sdk build` runs (peaks only with --peaks K, limbs only with --limbs).
 DEFAULT_PASSES = ("fold", "transposes", "prune", "normalize", "shape", "fold")
 
@@ -40,6 +40,9 @@ def get_pass(name: str) -> Callable:
     if name == "instancenorm":
         from edge_sdk.graph.instancenorm import batch_stats_to_instance_norm
         return batch_stats_to_instance_norm
+    if name == "chanpad":
+        from edge_sdk.graph.chanpad import pad_concat_channels
+        return pad_concat_channels
     if name == "peaks":
         from edge_sdk.graph.peaks import append_peak_extraction
         return append_peak_extraction

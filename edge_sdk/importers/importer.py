@@ -23,8 +23,9 @@ from edge_sdk.runtime.skeleton import STRIDE
 FORMATS = ("tf-graphdef", "saved-model", "keras", "onnx")
 DEFAULT_OPSET = 13
 DEFAULT_ATOL = 1e-2
-#: the passes every import runs (instancenorm only with optimize=True)
-IMPORT_PASSES = ("fold", "transposes", "instancenorm", "fold")
+#: the passes every import runs (instancenorm and chanpad only with optimize=True)
+IMPORT_PASSES = ("fold", "transposes", "instancenorm", "fold", "chanpad")
+_OPTIMIZE_PASSES = ("instancenorm", "chanpad")
 MAX_SOURCE_BYTES = 2 * 1024 ** 3  # protobuf's own limit for one message
 
 
@@ -280,7 +281,7 @@ def import_model(source: str | Path, output: str | Path, paf_order: str = "ours"
         model = to_contract(src.onnx_model, src.input_name, src.input_layout, maps, shapes, src.height, src.width)
         model.producer_name, model.producer_version = "edge-sdk import", ""
         set_meta(model, meta)
-        passes = [p for p in IMPORT_PASSES if optimize or p != "instancenorm"]
+        passes = [p for p in IMPORT_PASSES if optimize or p not in _OPTIMIZE_PASSES]
         model, meta, reports = run_passes(model, passes, meta=meta,
                                           progress=lambda r: log("  " + format_report(r)))
         canonical_names(model)
