@@ -90,14 +90,15 @@ def lab(tmp_path, monkeypatch):
             return link
 
         def inventory(self, mode="healthy", ports=None, extra="", modes=None, unreachable=(), health_timeout=10,
-                      deps="skip", service="process", run_args=None):
+                      deps="skip", service="process", run_args=None, allow_unsigned=True):
             lines = ['[defaults]', 'user = "root"', 'identity = "{}"'.format(self.client_key),
                      'python = "{}"'.format(sys.executable), 'service = "{}"'.format(service),
                      'deps = "{}"'.format(deps),
                      # run_args given: the default service command, i.e. the real `edge-sdk run`
                      "service_command = '{}'".format(runtime_command(mode)) if run_args is None else
                      "run_args = '{}'".format(run_args),
-                     "health_timeout = {}".format(health_timeout), extra, ""]
+                     "health_timeout = {}".format(health_timeout),
+                     "allow_unsigned = {}".format("true" if allow_unsigned else "false"), extra, ""]
             for device in self.devices:
                 port = (ports or {}).get(device.name, device.port)
                 lines += ["[devices.{}]".format(device.name), 'host = "{}"'.format(device.host),

@@ -33,6 +33,8 @@ def register(subparsers):
     parser.add_argument("--engine", choices=["auto", "device", "local"], default="auto",
                         help="where the engine is built: auto (here if possible), device, local (must be here)")
     parser.add_argument("--no-archive", action="store_true", help="skip the .tar.gz")
+    parser.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 key (`edge-sdk keys "
+                        "generate`): manifest.sig, checked by the device before it installs the bundle")
     parser.add_argument("--version-compatible", action="store_true",
                         help="engine a later TensorRT of the same major version can run (TensorRT 8.6+)")
     parser.add_argument("--hardware-compatible", action="store_true",
@@ -59,7 +61,11 @@ def run(args):
     from edge_sdk.commands.rewrite import parse_size
     from edge_sdk.engine.build import BuildRequest, build
 
-    build(BuildRequest(
+    if args.sign:  # a missing or unreadable key fails now, not after a long build
+        from edge_sdk.signing import load_private_key
+
+        load_private_key(args.sign)
+    result = build(BuildRequest(
         model=args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
         calib_method=args.calib_method, calib_count=args.calib_count, dla_core=args.dla,
         workspace_mb=args.workspace, input_size=parse_size(args.input) if args.input else None, batch=args.batch,
@@ -67,4 +73,8 @@ def run(args):
         jetpack=args.jetpack, version_compatible=args.version_compatible,
         hardware_compatible=args.hardware_compatible,
         archive=not args.no_archive))
+    if args.sign:
+        from edge_sdk.signing import sign_bundle
+
+        print("signed with key {}".format(sign_bundle(result.directory, args.sign)))
     return 0

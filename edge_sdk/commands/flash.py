@@ -40,6 +40,14 @@ def register(subparsers):
     run.add_argument("--force", action="store_true", help="reinstall even if the device already runs this version")
     run.add_argument("--skip-target-check", action="store_true",
                      help="flash even if the bundle's target does not match the device (you know better)")
+    sig = p.add_argument_group("signatures (required by default; see docs/flash.md)")
+    sig.add_argument("--trusted-key", action="append", metavar="PUB",
+                     help="public key file whose signed bundles the devices install (repeatable; default: the fleet "
+                          "file's trusted_keys)")
+    sig.add_argument("--revoke-key", action="append", metavar="ID|PUB",
+                     help="key id or public key file the devices refuse from now on, for good (repeatable)")
+    sig.add_argument("--allow-unsigned", action="store_true", default=None,
+                     help="let the devices install a bundle without manifest.sig")
     p.set_defaults(func=run_flash)
 
 
@@ -58,7 +66,8 @@ def run_flash(args):
     extra = {"service": "process" if args.no_service else None, "service_name": args.service_name,
              "service_command": args.service_command, "run_args": args.run_args, "keep": args.keep,
              "deps": args.deps, "health_timeout": args.health_timeout, "health_mqtt": args.health_mqtt,
-             "mqtt_prefix": args.mqtt_prefix}
+             "mqtt_prefix": args.mqtt_prefix, "trusted_keys": args.trusted_key, "revoked_keys": args.revoke_key,
+             "allow_unsigned": args.allow_unsigned}
     devices = select_devices(args, extra, id_from=args.device_id_from)
     with tempfile.TemporaryDirectory(prefix="edge-sdk-flash-") as work:
         print("checking bundle {} ...".format(args.bundle), file=sys.stderr)

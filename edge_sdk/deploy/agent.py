@@ -433,6 +433,8 @@ def install_wheel(wheel_path, site_dir):
 # `edge-sdk build` made, and unpacking it anyway could fill the device's disk.
 MAX_BUNDLE_BYTES = 8 << 30  # total of every file's size
 MAX_MANIFEST_BYTES = 4 << 20
+SIGNATURE_NAME = "manifest.sig"  # detached Ed25519 signature of manifest.json's bytes (edge_sdk/signing.py)
+MAX_SIGNATURE_BYTES = 4096
 MAX_BUNDLE_MEMBERS = 1000
 DISK_MARGIN_BYTES = 32 << 20  # left free after unpacking, so logs and the health file can still be written
 
@@ -509,13 +511,17 @@ def plan_unpack(tf, tar_path, max_bytes):
         if total > max_bytes:
             raise refuse_archive(tar_path, "it unpacks to more than {} (at {!r}, declaring {})".format(
                 human_bytes(max_bytes), member.name, human_bytes(member.size)))
-        if member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
+        if is_signature_member(member, rel):
+            if member.size > MAX_SIGNATURE_BYTES:
+                raise refuse_archive(tar_path, "{} declares {} (at most {})".format(
+                    SIGNATURE_NAME, human_bytes(member.size), human_bytes(MAX_SIGNATURE_BYTES)))
+        elif member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
             if files is not None:
                 raise refuse_archive(tar_path, "it holds more than one manifest.json")
             files = read_manifest_member(tf, member, tar_path)
             prefix = rel[:-len("manifest.json")]
             for earlier, earlier_rel in members:
-                if earlier.isfile():
+                if earlier.isfile() and not is_signature_member(earlier, earlier_rel):
                     expected_size(files, bundle_name(earlier_rel, prefix, earlier, tar_path), earlier, tar_path)
         elif member.isfile() and files is not None:
             expected_size(files, bundle_name(rel, prefix, member, tar_path), member, tar_path)
@@ -526,6 +532,11 @@ def plan_unpack(tf, tar_path, max_bytes):
     if not files:
         raise refuse_archive(tar_path, "its manifest.json has no `files` table of {name: {sha256, size}}")
     return members, prefix, total
+
+
+def is_signature_member(member, rel):
+    """The detached signature of manifest.json (``edge-sdk sign``): the one file the manifest cannot list."""
+    return member.isfile() and rel.split(os.sep)[-1] == SIGNATURE_NAME and rel.count(os.sep) <= 1
 
 
 def bundle_name(rel, prefix, member, tar_path):
@@ -646,7 +657,7 @@ def verify_bundle(bundle_dir):
     for dirpath, _dirs, names in os.walk(bundle_dir):
         for name in names:
             rel = os.path.relpath(os.path.join(dirpath, name), bundle_dir).replace(os.sep, "/")
-            if rel != "manifest.json":
+            if rel not in ("manifest.json", SIGNATURE_NAME):
                 present.add(rel)
     problems = []
     for rel, entry in sorted(files.items()):
@@ -666,6 +677,188 @@ def verify_bundle(bundle_dir):
         raise AgentError("bundle verification failed, nothing was switched: {}; rebuild the bundle or flash "
                          "again if the upload was damaged".format("; ".join(problems)), "corrupt")
     return manifest
+
+
+# ----------------------------------------------------------------------------------------------- signatures
+
+# Ed25519 verification (RFC 8032, section 6 reference arithmetic), verification only: no secret ever reaches
+# the device. Pure Python because the agent is one standard-library file and JetPack 4.6's Python 3.6 with its
+# pip 9 cannot install the manylinux2014 wheels of `cryptography` or PyNaCl; the host signs with `cryptography`
+# and tests/test_signing.py checks this code against it.
+ED_P = 2 ** 255 - 19
+ED_Q = 2 ** 252 + 27742317777372353535851937790883648493  # the group order (L)
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+
+
+def ed_add(a, b):
+    """Add two points in extended coordinates (X, Y, Z, T)."""
+    p = ED_P
+    aa, bb = (a[1] - a[0]) * (b[1] - b[0]) % p, (a[1] + a[0]) * (b[1] + b[0]) % p
+    cc, dd = 2 * a[3] * b[3] * ED_D % p, 2 * a[2] * b[2] % p
+    e, f, g, h = bb - aa, dd - cc, dd + cc, bb + aa
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def ed_mul(scalar, point):
+    result = (0, 1, 1, 0)
+    while scalar > 0:
+        if scalar & 1:
+            result = ed_add(result, point)
+        point = ed_add(point, point)
+        scalar >>= 1
+    return result
+
+
+def ed_equal(a, b):
+    return (a[0] * b[2] - b[0] * a[2]) % ED_P == 0 and (a[1] * b[2] - b[1] * a[2]) % ED_P == 0
+
+
+def ed_recover_x(y, sign):
+    if y >= ED_P:
+        return None
+    x2 = (y * y - 1) * pow(ED_D * y * y + 1, ED_P - 2, ED_P) % ED_P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (ED_P + 3) // 8, ED_P)
+    if (x * x - x2) % ED_P != 0:
+        x = x * ED_SQRT_M1 % ED_P
+    if (x * x - x2) % ED_P != 0:
+        return None
+    if (x & 1) != sign:
+        x = ED_P - x
+    return x
+
+
+def ed_decompress(data):
+    if len(data) != 32:
+        return None
+    y = int.from_bytes(data, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = ed_recover_x(y, sign)
+    return None if x is None else (x, y, 1, x * y % ED_P)
+
+
+ED_GY = 4 * pow(5, ED_P - 2, ED_P) % ED_P
+ED_G = (ed_recover_x(ED_GY, 0), ED_GY, 1, ed_recover_x(ED_GY, 0) * ED_GY % ED_P)
+
+
+def ed25519_verify(public, message, signature):
+    """True when ``signature`` (64 bytes) is ``public``'s (32 bytes) Ed25519 signature of ``message``."""
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    a = ed_decompress(public)
+    r = ed_decompress(signature[:32])
+    if a is None or r is None:
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    if s >= ED_Q:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % ED_Q
+    return ed_equal(ed_mul(s, ED_G), ed_add(r, ed_mul(h, a)))
+
+
+KEY_ID_RE = re.compile(r"\A[0-9a-f]{16}\Z")
+KEYRING_FILE = "keys/trusted.json"
+
+
+def key_id_of(public):
+    """The id of a public key: the first 16 hex digits of the sha256 of its 32 raw bytes."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def decode_public_key(text, where):
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True) if isinstance(text, str) else b""
+    except (ValueError, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 32 or ed_decompress(raw) is None:
+        raise AgentError("{}: not an Ed25519 public key (32 bytes, base64)".format(where), "config")
+    return raw
+
+
+def read_keyring(layout):
+    """The device's trusted keys {id: public bytes} and revoked ids; a damaged keyring trusts nothing."""
+    data = read_json(layout.path(KEYRING_FILE), None)
+    keys, revoked = {}, set()
+    if isinstance(data, dict):
+        for key_id, entry in (data.get("keys") or {}).items():
+            try:
+                raw = decode_public_key((entry or {}).get("public"), "keyring")
+            except (AgentError, AttributeError):
+                continue
+            if key_id_of(raw) == key_id:
+                keys[key_id] = raw
+        revoked = set(k for k in data.get("revoked") or [] if isinstance(k, str) and KEY_ID_RE.match(k))
+    return keys, revoked
+
+
+def update_keyring(layout, spec_json):
+    """Merge the fleet's keys (``--keyring``: {"keys": [base64...], "revoked": [ids]}) into the device's keyring.
+
+    Keys are added, never dropped by omission; a revocation is permanent on the device (a revoked id cannot be
+    trusted again by listing it), so a key that leaked stays refused even if an old fleet file lists it."""
+    keys, revoked = read_keyring(layout)
+    if not spec_json:
+        return keys, revoked
+    try:
+        spec = json.loads(spec_json)
+    except ValueError:
+        raise AgentError("--keyring is not JSON", "config") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("keys", []), list) \
+            or not isinstance(spec.get("revoked", []), list) or len(spec.get("keys", [])) > 64:
+        raise AgentError("--keyring: expected {\"keys\": [up to 64 base64 keys], \"revoked\": [key ids]}", "config")
+    for text in spec.get("keys", []):
+        raw = decode_public_key(text, "trusted key")
+        keys[key_id_of(raw)] = raw
+    for key_id in spec.get("revoked", []):
+        if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+            raise AgentError("revoked key id {!r}: expected 16 hex digits".format(key_id), "config")
+        revoked.add(key_id)
+    if not os.path.isdir(layout.path("keys")):
+        os.makedirs(layout.path("keys"), 0o755)
+    write_json_atomic(layout.path(KEYRING_FILE), {
+        "keys": dict((k, {"public": base64.b64encode(v).decode("ascii")}) for k, v in sorted(keys.items())),
+        "revoked": sorted(revoked)})
+    return keys, revoked
+
+
+def verify_signature(bundle_dir, keys, revoked, allow_unsigned):
+    """Refuse a bundle whose manifest.json is not signed by a trusted, unrevoked key (manifest.json hashes
+    every file, so its signature covers them all). Unsigned bundles pass only under ``allow_unsigned``; a
+    signature that is present is always checked."""
+    path = os.path.join(bundle_dir, SIGNATURE_NAME)
+    if not os.path.isfile(path):
+        if allow_unsigned:
+            return "unsigned bundle accepted (the fleet allows unsigned bundles)"
+        raise AgentError("the bundle is not signed and this fleet requires signed bundles: sign it with "
+                         "`edge-sdk sign BUNDLE --key KEY` (or `edge-sdk build --sign KEY`) and trust the public key "
+                         "(trusted_keys in the fleet file), or set allow_unsigned = true", "signature")
+    if os.path.getsize(path) > MAX_SIGNATURE_BYTES:
+        raise AgentError("{} is larger than {} bytes".format(SIGNATURE_NAME, MAX_SIGNATURE_BYTES), "signature")
+    sig = read_json(path)
+    try:
+        key_id, algorithm = sig["key_id"], sig["algorithm"]
+        signature = base64.b64decode(sig["signature"].encode("ascii"), validate=True)
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise AgentError("{} is not a valid signature file (JSON with algorithm, key_id, signature)".format(
+            SIGNATURE_NAME), "signature") from None
+    if algorithm != "ed25519" or not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+        raise AgentError("{}: unsupported algorithm {!r} or bad key id".format(SIGNATURE_NAME, algorithm),
+                         "signature")
+    if key_id in revoked:
+        raise AgentError("the bundle is signed with key {}, which is REVOKED on this device; sign it with a current "
+                         "key".format(key_id), "signature")
+    if key_id not in keys:
+        raise AgentError("the bundle is signed with key {}, which this device does not trust (trusted: {}); add its "
+                         "public key to trusted_keys".format(key_id, ", ".join(sorted(keys)) or "none"), "signature")
+    with open(os.path.join(bundle_dir, "manifest.json"), "rb") as f:
+        manifest_bytes = f.read(MAX_MANIFEST_BYTES + 1)
+    if not ed25519_verify(keys[key_id], manifest_bytes, signature):
+        raise AgentError("the signature of manifest.json does NOT match key {}: the bundle was changed after it was "
+                         "signed; refusing it".format(key_id), "signature")
+    return "signature ok (ed25519 key {})".format(key_id)
 
 
 # --------------------------------------------------------------------------------------------- deps
@@ -1230,6 +1423,8 @@ def install_locked(args, layout):
         bundle_dir = unpack_bundle(args.bundle, os.path.join(stage, "bundle"))
         step("verify", "verifying sha256 of every bundle file")
         manifest = verify_bundle(bundle_dir)
+        keys, revoked = update_keyring(layout, args.keyring)
+        step("signature", verify_signature(bundle_dir, keys, revoked, args.allow_unsigned))
         if args.skip_target_check:
             match = "target check skipped (--skip-target-check)"
         else:
@@ -1368,6 +1563,8 @@ def build_parser():
     install.add_argument("--mqtt-prefix", default="edge-sdk")
     install.add_argument("--keep", type=int, default=3)
     install.add_argument("--force", action="store_true")
+    install.add_argument("--keyring", help="JSON: trusted public keys and revoked key ids from the fleet file")
+    install.add_argument("--allow-unsigned", action="store_true", help="the fleet accepts unsigned bundles")
     rollback = sub.add_parser("rollback")
     rollback.add_argument("--to")
     rollback.add_argument("--health-timeout", type=float, default=90.0)

@@ -9,6 +9,7 @@ disk space, on-device deps) -> upload wheel + bundle (one SFTP session, *.part t
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import time
@@ -141,6 +142,7 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
             argv.append("--force")
         if options.skip_target_check:
             argv.append("--skip-target-check")
+        argv += signature_policy_args(device)
 
         def on_event(event):
             reporter.stage(name, event.get("step", "?"), event.get("message", ""))
@@ -151,11 +153,22 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
     finally:
         conn.close()
     status = result.get("status") or ("updated" if result.get("ok") else "failed")
-    if not result.get("ok") and result.get("code") in ("wrong-target", "corrupt", "refused"):
+    if not result.get("ok") and result.get("code") in ("wrong-target", "corrupt", "refused", "signature"):
         status = "refused"
     message = result.get("message", "") if result.get("ok") else result.get("error", "")
     return DeviceResult(name, device.address, status, old, release.version, message, watch.seconds,
                         result.get("code", ""))
+
+
+def signature_policy_args(device: Device) -> list[str]:
+    """The agent's --keyring (the fleet's trusted public keys, revoked ids) and --allow-unsigned for a device.
+    Key files are read here, on the host; the device keeps what it is given in its own keyring."""
+    from edge_sdk.signing import key_id_or_file, load_public_key
+
+    keys = [base64.b64encode(load_public_key(os.path.expanduser(p))).decode("ascii") for p in device.trusted_keys]
+    revoked = [key_id_or_file(os.path.expanduser(k)) for k in device.revoked_keys]
+    argv = ["--keyring=" + json.dumps({"keys": keys, "revoked": revoked})] if keys or revoked else []
+    return argv + (["--allow-unsigned"] if device.allow_unsigned else [])
 
 
 def _hints_json(release: Release) -> str:
@@ -183,6 +196,8 @@ def flash(devices: list[Device], release: Release, options: FlashOptions | None 
     """Flash `release` to every device (at most ``options.parallel`` at a time); one result per device."""
     options = options or FlashOptions()
     reporter = reporter or Reporter()
+    for device in devices:  # a missing or bad key file is one clear error before any device is touched
+        signature_policy_args(device)
     reporter.start([d.name for d in devices])
     try:
         results = _run(_bounded(devices, options.parallel, lambda d: _guarded(
@@ -340,6 +355,8 @@ def rollback(devices: list[Device], options: FlashOptions | None = None, reporte
     """Switch each device back to its previous healthy version (or ``to``), restart, wait for health."""
     options = options or FlashOptions()
     reporter = reporter or Reporter()
+    for device in devices:  # a missing or bad key file is one clear error before any device is touched
+        signature_policy_args(device)
     reporter.start([d.name for d in devices])
     try:
         return _run(_bounded(devices, options.parallel, lambda d: _guarded(
