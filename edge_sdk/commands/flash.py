@@ -40,6 +40,16 @@ def register(subparsers):
     run.add_argument("--force", action="store_true", help="reinstall even if the device already runs this version")
     run.add_argument("--skip-target-check", action="store_true",
                      help="flash even if the bundle's target does not match the device (you know better)")
+    waves = p.add_argument_group("staged rollout (see docs/flash.md)")
+    waves.add_argument("--waves", metavar="LIST", help="flash in waves, each a count or a percentage of the devices "
+                       "still to do, e.g. 1,10%%,50%%,100%%")
+    waves.add_argument("--max-failures", metavar="N|P%%", help="abort when a wave's failures pass this (a count, or a "
+                       "percentage of the wave): no further device is started and the rest keep their version")
+    waves.add_argument("--first-wave", metavar="GROUP", help="an inventory group (e.g. canary) that goes first")
+    waves.add_argument("--resume", action="store_true", help="continue an aborted rollout of this version: devices "
+                       "already updated are skipped")
+    waves.add_argument("--state", metavar="FILE", help="rollout state file (default $EDGE_SDK_STATE_DIR or "
+                       "~/.local/state/edge-sdk/rollouts/VERSION.json)")
     sig = p.add_argument_group("signatures (required by default; see docs/flash.md)")
     sig.add_argument("--trusted-key", action="append", metavar="PUB",
                      help="public key file whose signed bundles the devices install (repeatable; default: the fleet "
@@ -69,12 +79,24 @@ def run_flash(args):
              "mqtt_prefix": args.mqtt_prefix, "trusted_keys": args.trusted_key, "revoked_keys": args.revoke_key,
              "allow_unsigned": args.allow_unsigned}
     devices = select_devices(args, extra, id_from=args.device_id_from)
+    from edge_sdk.deploy import rollout
+
+    staged = bool(args.waves or args.first_wave or args.resume or args.max_failures)
+    waves = rollout.parse_waves(args.waves or "100%")
+    max_failures = rollout.parse_amount(args.max_failures, "--max-failures", allow_zero=True) \
+        if args.max_failures else None
     with tempfile.TemporaryDirectory(prefix="edge-sdk-flash-") as work:
         print("checking bundle {} ...".format(args.bundle), file=sys.stderr)
         release = prepare_release(args.bundle, work, runtime_wheel=args.runtime_wheel, version=args.version_label)
         print("flashing {} to {} device(s), {} at a time".format(describe(release), len(devices), args.parallel),
               file=sys.stderr)
         options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check)
+        if staged:
+            done = rollout.rollout(devices, release, waves, options, ConsoleReporter(), max_failures,
+                                   args.first_wave, args.state, args.resume, args.waves or "100%")
+            print(format_table(done.results))
+            print(done.summary())
+            return 1 if done.aborted or not all(r.ok for r in done.results) else 0
         results = fleet.flash(devices, release, options, ConsoleReporter())
     print(format_table(results))
     return 0 if all(r.ok for r in results) else 1
