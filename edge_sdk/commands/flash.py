@@ -38,6 +38,10 @@ def register(subparsers):
                      help="on-device dependencies (numpy, OpenCV, paho-mqtt): install the missing ones "
                           "(default), only check, or skip")
     run.add_argument("--force", action="store_true", help="reinstall even if the device already runs this version")
+    run.add_argument("--retries", type=int, default=3, help="reconnections when the link drops during the upload; "
+                     "each resumes the cut file (default %(default)s)")
+    run.add_argument("--retry-backoff", type=float, default=2.0, metavar="S",
+                     help="seconds before the first retry, doubled for each next one (default %(default)s)")
     run.add_argument("--skip-target-check", action="store_true",
                      help="flash even if the bundle's target does not match the device (you know better)")
     waves = p.add_argument_group("staged rollout (see docs/flash.md)")
@@ -71,6 +75,8 @@ def run_flash(args):
     from edge_sdk.deploy.release import describe, prepare_release
     from edge_sdk.errors import ConfigError
 
+    if not 0 <= args.retries <= 20 or not 0 <= args.retry_backoff <= 600:
+        raise ConfigError("--retries must be 0..20 and --retry-backoff 0..600 seconds")
     if args.keep is not None and args.keep < 1:
         raise ConfigError("--keep must be at least 1 (the running version is always kept)")
     extra = {"service": "process" if args.no_service else None, "service_name": args.service_name,
@@ -90,7 +96,8 @@ def run_flash(args):
         release = prepare_release(args.bundle, work, runtime_wheel=args.runtime_wheel, version=args.version_label)
         print("flashing {} to {} device(s), {} at a time".format(describe(release), len(devices), args.parallel),
               file=sys.stderr)
-        options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check)
+        options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check,
+                                upload_retries=args.retries, retry_backoff=args.retry_backoff)
         if staged:
             done = rollout.rollout(devices, release, waves, options, ConsoleReporter(), max_failures,
                                    args.first_wave, args.state, args.resume, args.waves or "100%")

@@ -13,7 +13,9 @@ Layout under --root (default /opt/edge-sdk)::
     versions/<v>/service.json   how to start it (command, mode, health file)
     current -> versions/<v>     switched atomically (symlink to a temporary name + rename)
     history.json                versions that came up healthy, oldest first (rollback walks back along it)
-    incoming/<v>/               uploads land here (the host writes *.part files and renames them)
+    incoming/<v>/               legacy uploads (install --wheel/--bundle): *.part files renamed when complete
+    store/<sha256>              content-addressed files (wheel, each bundle file), verified before they enter
+    store/.partial/<sha256>     uploads in progress: the host resumes them at their size
     run/                        health.json, runtime.pid, runtime.log
     deps/site/                  on-device dependencies installed by us when the device lacks them
 
@@ -43,7 +45,6 @@ AGENT_VERSION = 1
 HEALTH_FILE = "run/health.json"
 PID_FILE = "run/runtime.pid"
 LOG_FILE = "run/runtime.log"
-RESUME_CHUNK = 1 << 18  # 256 KiB: granularity of resumed uploads
 DEFAULT_COMMAND = ("{python} -m edge_sdk run --bundle {bundle} --health-file {health_file} --device-id {device_id} "
                    "{run_args}")
 # Modules the runtime imports -> (pip requirement or None when pip is the wrong way to get it, hint).
@@ -1344,11 +1345,11 @@ def cmd_prepare(args, layout):
     upload = os.path.join(incoming, args.version)
     if not os.path.isdir(upload):
         os.makedirs(upload)
-    existing = uploaded_chunks(upload)
+    store = store_status(layout, parse_blobs(args.blobs))
     uid = os.environ.get("SUDO_UID")
     if uid and os.getuid() == 0:
         gid = int(os.environ.get("SUDO_GID", uid))
-        for path in (incoming, upload):
+        for path in (incoming, upload, layout.path("store"), layout.path("store", ".partial")):
             os.chown(path, int(uid), gid)
     st = os.statvfs(layout.root)
     free = st.f_bavail * st.f_frsize
@@ -1357,24 +1358,122 @@ def cmd_prepare(args, layout):
                          "--keep 1".format(layout.root, free >> 20, args.need_bytes >> 20), "disk")
     deps = ensure_deps(args.python or sys.executable, layout, args.deps, None)
     info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free,
-                existing=existing, chunk_bytes=RESUME_CHUNK)
+                store_dir=layout.path("store"), **store)
     emit("result", **info)
 
 
-def uploaded_chunks(upload_dir):
-    """sha256 of each RESUME_CHUNK of what an earlier, interrupted flash of this version left in the upload
-    dir: the host resumes after the longest prefix that matches its own file instead of starting over."""
-    out = {}
-    for name in sorted(os.listdir(upload_dir)):
-        path = os.path.join(upload_dir, name)
-        if not os.path.isfile(path):
-            continue
-        chunks = []
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(RESUME_CHUNK), b""):
-                chunks.append(hashlib.sha256(block).hexdigest())
-        out[name] = {"size": os.path.getsize(path), "chunks": chunks}
-    return out
+# ----------------------------------------------------------------------------------- content-addressed store
+
+SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+def parse_blobs(text):
+    """--blobs: JSON [[sha256, size], ...] of the files the host wants on the device."""
+    if not text:
+        return []
+    try:
+        blobs = json.loads(text)
+    except ValueError:
+        raise AgentError("--blobs is not JSON", "usage") from None
+    if not isinstance(blobs, list) or len(blobs) > MAX_BUNDLE_MEMBERS + 1 or not all(
+            isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and SHA256_RE.match(b[0])
+            and isinstance(b[1], int) and not isinstance(b[1], bool) and 0 <= b[1] <= MAX_BUNDLE_BYTES for b in blobs):
+        raise AgentError("--blobs: expected [[sha256 hex, size], ...] (at most {})".format(MAX_BUNDLE_MEMBERS + 1),
+                         "usage")
+    return blobs
+
+
+def store_status(layout, blobs):
+    """Which wanted files the store holds ("have") and how much of the others an earlier, cut upload left
+    ("partial": sha256 -> bytes, where the host resumes). Partial files nobody wants any more are removed."""
+    partial_dir = layout.path("store", ".partial")
+    if not os.path.isdir(partial_dir):
+        os.makedirs(partial_dir)
+    wanted = dict((sha, size) for sha, size in blobs)
+    have, partial = [], {}
+    for sha, size in sorted(wanted.items()):
+        path = layout.path("store", sha)
+        if os.path.isfile(path) and os.path.getsize(path) == size:
+            have.append(sha)
+    for name in os.listdir(partial_dir):
+        path = os.path.join(partial_dir, name)
+        if name in wanted and name not in have and os.path.isfile(path) and os.path.getsize(path) <= wanted[name]:
+            partial[name] = os.path.getsize(path)
+        else:
+            remove_tree(path)
+    return {"have": have, "partial": partial}
+
+
+def promote_blob(layout, sha):
+    """The stored file of ``sha``: already in the store, or an upload whose content hashes to its name (made
+    durable, then renamed in: a power cut leaves the partial file or the whole one, never a wrong one)."""
+    final = layout.path("store", sha)
+    if os.path.isfile(final):
+        return final
+    partial = layout.path("store", ".partial", sha)
+    if not os.path.isfile(partial):
+        raise AgentError("file {} was not uploaded; flash again".format(sha[:16]), "corrupt")
+    if sha256_file(partial) != sha:
+        remove_tree(partial)
+        raise AgentError("uploaded file {} does not match its sha256 (damaged in transfer); it was removed, flash "
+                         "again".format(sha[:16]), "corrupt")
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.rename(partial, final)
+    fsync_dir(layout.path("store"))
+    return final
+
+
+def parse_store_plan(text):
+    """--store-plan: {"wheel": [sha256, file name], "files": {bundle path: sha256}}."""
+    try:
+        plan = json.loads(text)
+        wheel_sha, wheel_name = plan["wheel"]
+        files = plan["files"]
+    except (ValueError, TypeError, KeyError):
+        raise AgentError("--store-plan: expected {\"wheel\": [sha256, name], \"files\": {path: sha256}}",
+                         "usage") from None
+    if not (isinstance(wheel_sha, str) and SHA256_RE.match(wheel_sha) and isinstance(wheel_name, str)
+            and wheel_name.endswith(".whl") and "/" not in wheel_name and isinstance(files, dict)
+            and 0 < len(files) <= MAX_BUNDLE_MEMBERS
+            and all(isinstance(v, str) and SHA256_RE.match(v) for v in files.values())):
+        raise AgentError("--store-plan: bad wheel entry or file table", "usage")
+    for rel in files:
+        safe_member_path(rel, "--store-plan")
+    return wheel_sha, wheel_name, files
+
+
+def assemble_bundle(layout, files, dest):
+    """The bundle directory from stored files (copies: the runtime may add files next to them), bounded like an
+    archive: a safe path for each, the total under MAX_BUNDLE_BYTES and the free disk space."""
+    sources = [(rel, promote_blob(layout, sha)) for rel, sha in sorted(files.items())]
+    total = sum(os.path.getsize(src) for _rel, src in sources)
+    if total > MAX_BUNDLE_BYTES:
+        raise AgentError("the bundle's files add up to {} (at most {})".format(
+            human_bytes(total), human_bytes(MAX_BUNDLE_BYTES)), "refused")
+    os.makedirs(dest)
+    check_disk_space(dest, total)
+    for rel, src in sources:
+        target = os.path.join(dest, safe_member_path(rel, "bundle"))
+        if not os.path.isdir(os.path.dirname(target)):
+            os.makedirs(os.path.dirname(target), 0o755)
+        shutil.copyfile(src, target)
+        os.chmod(target, 0o644)
+    return dest
+
+
+def collect_store(layout):
+    """Drop stored files no kept version uses (each version's release.json lists its own)."""
+    used = set()
+    for version in layout.versions_on_disk():
+        used.update(release_info(layout, version).get("blobs") or [])
+    removed = 0
+    base = layout.path("store")
+    for name in os.listdir(base) if os.path.isdir(base) else []:
+        if SHA256_RE.match(name) and name not in used:
+            os.unlink(os.path.join(base, name))
+            removed += 1
+    return removed
 
 
 def parse_hints(args):
@@ -1392,7 +1491,7 @@ def cmd_install(args, layout):
 
 
 def ensure_dirs(layout):
-    for sub in ("versions", "run", "incoming"):
+    for sub in ("versions", "run", "incoming", "store"):
         if not os.path.isdir(layout.path(sub)):
             os.makedirs(layout.path(sub))
 
@@ -1408,19 +1507,31 @@ def install_locked(args, layout):
             emit("result", ok=True, status="unchanged", version=version, previous=previous,
                  message="{} is already current and running".format(version))
             return
-    if not os.path.isfile(args.wheel):
-        raise AgentError("uploaded runtime wheel {} is missing; flash again".format(args.wheel), "corrupt")
-    if not os.path.isfile(args.bundle):
-        raise AgentError("uploaded bundle {} is missing; flash again".format(args.bundle), "corrupt")
+    blobs = []
+    if args.store_plan:
+        wheel_sha, wheel_name, files = parse_store_plan(args.store_plan)
+        wheel_path = promote_blob(layout, wheel_sha)
+        blobs = sorted(set([wheel_sha] + list(files.values())))
+    else:
+        if not args.wheel or not args.bundle:
+            raise AgentError("install needs --store-plan, or --wheel and --bundle", "usage")
+        wheel_path, wheel_name = args.wheel, os.path.basename(args.wheel)
+        if not os.path.isfile(args.wheel):
+            raise AgentError("uploaded runtime wheel {} is missing; flash again".format(args.wheel), "corrupt")
+        if not os.path.isfile(args.bundle):
+            raise AgentError("uploaded bundle {} is missing; flash again".format(args.bundle), "corrupt")
     stage = layout.path("versions", ".{}.tmp-{}".format(version, os.getpid()))
     remove_tree(stage)
     os.makedirs(stage)
     try:
-        step("install-runtime", "installing {} into {}".format(os.path.basename(args.wheel),
-                                                              layout.path("versions", version, "site")))
-        install_wheel(args.wheel, os.path.join(stage, "site"))
-        step("unpack", "unpacking the bundle")
-        bundle_dir = unpack_bundle(args.bundle, os.path.join(stage, "bundle"))
+        step("install-runtime", "installing {} into {}".format(wheel_name, layout.path("versions", version, "site")))
+        install_wheel(wheel_path, os.path.join(stage, "site"))
+        if args.store_plan:
+            step("unpack", "assembling the bundle from {} stored file(s)".format(len(files)))
+            bundle_dir = assemble_bundle(layout, files, os.path.join(stage, "bundle"))
+        else:
+            step("unpack", "unpacking the bundle")
+            bundle_dir = unpack_bundle(args.bundle, os.path.join(stage, "bundle"))
         step("verify", "verifying sha256 of every bundle file")
         manifest = verify_bundle(bundle_dir)
         keys, revoked = update_keyring(layout, args.keyring)
@@ -1436,7 +1547,7 @@ def install_locked(args, layout):
             step("engine", "the bundle has no TensorRT engine: the runtime builds it on the device at first start "
                            "(minutes on a Nano; the health check waits for it)")
         write_json_atomic(os.path.join(stage, "release.json"), {
-            "version": version, "runtime_wheel": os.path.basename(args.wheel),
+            "version": version, "runtime_wheel": wheel_name, "blobs": blobs,
             "runtime_version": args.runtime_version, "target": manifest.get("target"),
             "precision": precision_of(manifest), "has_engine": has_engine,
             "installed_at": time.time(), "manifest_sha256": sha256_file(os.path.join(bundle_dir, "manifest.json")),
@@ -1467,6 +1578,7 @@ def install_locked(args, layout):
         history = [v for v in layout.history() if v != version] + [version]
         layout.set_history(history)
         removed = prune(layout, args.keep)
+        collect_store(layout)
         remove_tree(layout.path("incoming", version))
         emit("result", ok=True, status="updated", version=version, previous=previous, health=detail,
              removed=removed, message=health_summary(detail))
@@ -1544,10 +1656,12 @@ def build_parser():
     prepare.add_argument("--target-hints")
     prepare.add_argument("--skip-target-check", action="store_true")
     prepare.add_argument("--force", action="store_true")
+    prepare.add_argument("--blobs", help="JSON [[sha256, size], ...]: report which the store has")
     install = sub.add_parser("install")
     install.add_argument("--version", required=True)
-    install.add_argument("--wheel", required=True)
-    install.add_argument("--bundle", required=True)
+    install.add_argument("--wheel")
+    install.add_argument("--bundle")
+    install.add_argument("--store-plan", help="JSON: the wheel and bundle files by sha256, from store/")
     install.add_argument("--runtime-version")
     install.add_argument("--target-hints")
     install.add_argument("--skip-target-check", action="store_true")

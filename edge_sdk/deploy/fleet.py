@@ -1,9 +1,10 @@
 """Flash, inspect and roll back many devices in parallel (bounded); one device's failure never stops another.
 
 Per device, `flash` is: connect (host key checked) -> `agent prepare` (old version; a wrong target is
-refused and an already-running version skipped before any upload; upload dir, stale uploads removed,
-disk space, on-device deps) -> upload wheel + bundle (one SFTP session, *.part then rename) ->
-`agent install` (unpack, verify, switch `current`, restart, wait for health, roll back if it does not come).
+refused and an already-running version skipped before any upload; disk space, on-device deps; which of
+the release's files its content-addressed store already has) -> upload only the missing files (one SFTP
+session; a dropped link is retried with backoff and resumes the cut file, edge_sdk.deploy.delta) ->
+`agent install` (verify, signature, switch `current`, restart, wait for health, roll back if it does not come).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_sdk.deploy import delta
 from edge_sdk.deploy.inventory import Device
 from edge_sdk.deploy.progress import DeviceResult, Reporter, Stopwatch
 from edge_sdk.deploy.release import Release
-from edge_sdk.deploy.ssh import DeviceError, SshOptions, connect, run_agent, upload
+from edge_sdk.deploy.ssh import DeviceError, SshOptions, connect, run_agent
 
 DEFAULT_HEALTH_TIMEOUT = 90.0
 ENGINE_BUILD_HEALTH_TIMEOUT = 900.0  # TensorRT builds the engine at first start: minutes on a Nano
@@ -30,6 +32,8 @@ class FlashOptions:
     parallel: int = 4
     ssh: SshOptions = field(default_factory=SshOptions)
     health_timeout: float | None = None  # None: 90 s, or 900 s when the device must build the engine first
+    upload_retries: int = 3  # reconnections after the link drops before the install starts (Mender: 10)
+    retry_backoff: float = 2.0  # seconds before the first retry, doubled for each next one
     force: bool = False
     skip_target_check: bool = False
 
@@ -78,56 +82,81 @@ def _failure(device: Device, exc: DeviceError, watch: Stopwatch, old=None, new=N
     return DeviceResult(device.name, device.address, status, old, new, str(exc), watch.seconds, exc.kind)
 
 
-async def flash_device(device: Device, release: Release, options: FlashOptions, reporter: Reporter) -> DeviceResult:
-    watch = Stopwatch()
+async def _prepare_and_upload(device: Device, release: Release, options: FlashOptions, reporter: Reporter,
+                              files: delta.ReleaseFiles):
+    """Connect, run `agent prepare`, upload the files the device's store lacks. Returns (conn, prep) with the
+    connection open for the install, or (None, DeviceResult) when the device answered without needing one."""
     name = device.name
-    old = None
-    try:
-        reporter.stage(name, "connecting")
-        conn = await connect(device, options.ssh)
-    except DeviceError as exc:
-        return _failure(device, exc, watch, new=release.version)
+    reporter.stage(name, "connecting")
+    conn = await connect(device, options.ssh)
     try:
         if conn.trusted_new_key:
             reporter.stage(name, "trusted new host key", conn.trusted_new_key)
-        hints = _hints_json(release)
         reporter.stage(name, "preparing")
+        blobs = files.blobs
         argv = ["prepare", "--version=" + release.version, "--need-bytes={}".format(3 * release.upload_bytes),
                 "--python=" + device.python, "--deps=" + device.deps, "--target=" + release.target,
-                "--target-hints=" + hints]
+                "--target-hints=" + _hints_json(release), "--blobs=" + json.dumps([[b.sha256, b.size] for b in blobs])]
         argv += ["--force"] if options.force else []
         argv += ["--skip-target-check"] if options.skip_target_check else []
         prep = await run_agent(conn, device, argv)
-        old = prep.get("current")
+        if prep.get("status") in ("refused", "unchanged") or not prep.get("ok"):
+            conn.close()
+            return None, prep
+        have, partial = set(prep.get("have") or []), dict(prep.get("partial") or {})
+        missing = [b for b in blobs if b.sha256 not in have]
+        total = sum(b.size - partial.get(b.sha256, 0) for b in missing)
+        reporter.stage(name, "uploading", "{} of {} file(s) to send, {:.1f} MB ({} already on the device)".format(
+            len(missing), len(blobs), total / 1e6, len(blobs) - len(missing)))
+        sent = await delta.upload_missing(conn, prep["store_dir"], missing, have, partial,
+                                          lambda done: reporter.transfer(name, done, total),
+                                          lambda text: reporter.stage(name, "uploading", text))
+        reporter.stage(name, "uploaded", "{} bytes sent".format(sent))
+        return conn, prep
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def flash_device(device: Device, release: Release, options: FlashOptions, reporter: Reporter) -> DeviceResult:
+    """prepare + upload (retried with backoff when the link drops: each retry resumes the cut file), then the
+    install on the device."""
+    watch = Stopwatch()
+    name = device.name
+    old = None
+    files = delta.release_files(release)
+    first_loss: DeviceError | None = None
+    for attempt in range(options.upload_retries + 1):
+        if attempt:
+            delay = options.retry_backoff * 2 ** (attempt - 1)
+            reporter.stage(name, "retrying", "attempt {} of {} in {:.1f}s".format(
+                attempt + 1, options.upload_retries + 1, delay))
+            await asyncio.sleep(delay)
+        try:
+            conn, prep = await _prepare_and_upload(device, release, options, reporter, files)
+            break
+        except DeviceError as exc:
+            if exc.kind not in ("lost", "unreachable") or (first_loss is None and exc.kind == "unreachable"):
+                return _failure(device, exc, watch, old, release.version)
+            first_loss = first_loss or exc
+    else:
+        return _failure(device, DeviceError("{}: {}; gave up after {} retr{}".format(
+            name, first_loss, options.upload_retries, "y" if options.upload_retries == 1 else "ies"), "lost"),
+            watch, old, release.version)
+    old = prep.get("current")
+    if conn is None:
         if prep.get("status") in ("refused", "unchanged"):
             message = prep.get("error") or "already runs this version (--force to reinstall)"
             return DeviceResult(name, device.address, prep["status"], old, release.version, message,
                                 watch.seconds, prep.get("code", ""))
-        if not prep.get("ok"):
-            return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
-                                watch.seconds, prep.get("code", "prepare"))
-        reporter.stage(name, "prepared", "{} -> {}".format(old or "(none)", release.version))
-        reporter.stage(name, "deps", prep.get("deps", ""))
-        upload_dir = prep["upload_dir"]
-        total = release.upload_bytes
-        sent = {"wheel": 0, "bundle": 0}
-
-        def progress(part):
-            def cb(done, _total):
-                sent[part] = done
-                reporter.transfer(name, sent["wheel"] + sent["bundle"], total)
-            return cb
-
-        reporter.stage(name, "uploading")
-        remote_wheel = upload_dir + "/" + release.wheel.name
-        remote_bundle = upload_dir + "/bundle.tar.gz"
-        await upload(conn, [(release.wheel, remote_wheel, progress("wheel")),
-                            (release.bundle_tar, remote_bundle, progress("bundle"))],
-                     existing=prep.get("existing"), chunk=prep.get("chunk_bytes", 0),
-                     note=lambda text: reporter.stage(name, "uploading", text))
+        return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
+                            watch.seconds, prep.get("code", "prepare"))
+    reporter.stage(name, "prepared", "{} -> {}".format(old or "(none)", release.version))
+    reporter.stage(name, "deps", prep.get("deps", ""))
+    try:
         # --opt=value: values such as run_args start with "--"
-        argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
-                "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,
+        argv = ["install", "--version=" + release.version, "--store-plan=" + json.dumps(files.plan()),
+                "--runtime-version=" + release.runtime_version, "--target-hints=" + _hints_json(release),
                 "--service=" + device.service, "--service-name=" + device.service_name,
                 "--systemctl=" + device.systemctl, "--python=" + device.python, "--run-args=" + device.run_args,
                 "--health-timeout={}".format(_health_timeout(device, release, options)),
@@ -158,7 +187,6 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
     message = result.get("message", "") if result.get("ok") else result.get("error", "")
     return DeviceResult(name, device.address, status, old, release.version, message, watch.seconds,
                         result.get("code", ""))
-
 
 def signature_policy_args(device: Device) -> list[str]:
     """The agent's --keyring (the fleet's trusted public keys, revoked ids) and --allow-unsigned for a device.
