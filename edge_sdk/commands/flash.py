@@ -47,7 +47,7 @@ def register(subparsers):
     waves = p.add_argument_group("staged rollout (see docs/flash.md)")
     waves.add_argument("--waves", metavar="LIST", help="flash in waves, each a count or a percentage of the devices "
                        "still to do, e.g. 1,10%%,50%%,100%%")
-    waves.add_argument("--max-failures", metavar="N|P%%", help="abort when a wave's failures pass this (a count, or a "
+    waves.add_argument("--max-failures", metavar="N|P%", help="abort when a wave's failures pass this (a count, or a "
                        "percentage of the wave): no further device is started and the rest keep their version")
     waves.add_argument("--first-wave", metavar="GROUP", help="an inventory group (e.g. canary) that goes first")
     waves.add_argument("--resume", action="store_true", help="continue an aborted rollout of this version: devices "
