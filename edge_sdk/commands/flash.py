@@ -38,6 +38,10 @@ def register(subparsers):
                      help="on-device dependencies (numpy, OpenCV, paho-mqtt): install the missing ones "
                           "(default), only check, or skip")
     run.add_argument("--force", action="store_true", help="reinstall even if the device already runs this version")
+    run.add_argument("--probation", metavar="DURATION", help="watch the new version this long (90s, 10m, 1h) "
+                     "before committing it: it must keep running, infer, stay connected to MQTT (when it uses it) and "
+                     "above --min-fps, else it is rolled back")
+    run.add_argument("--min-fps", type=float, default=0.0, help="fps floor during --probation (default none)")
     run.add_argument("--retries", type=int, default=3, help="reconnections when the link drops during the upload; "
                      "each resumes the cut file (default %(default)s)")
     run.add_argument("--retry-backoff", type=float, default=2.0, metavar="S",
@@ -75,6 +79,10 @@ def run_flash(args):
     from edge_sdk.deploy.release import describe, prepare_release
     from edge_sdk.errors import ConfigError
 
+    if args.probation:
+        parse_duration(args.probation)
+    if not 0 <= args.min_fps <= 10000:
+        raise ConfigError("--min-fps must be 0..10000")
     if not 0 <= args.retries <= 20 or not 0 <= args.retry_backoff <= 600:
         raise ConfigError("--retries must be 0..20 and --retry-backoff 0..600 seconds")
     if args.keep is not None and args.keep < 1:
@@ -97,7 +105,9 @@ def run_flash(args):
         print("flashing {} to {} device(s), {} at a time".format(describe(release), len(devices), args.parallel),
               file=sys.stderr)
         options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check,
-                                upload_retries=args.retries, retry_backoff=args.retry_backoff)
+                                upload_retries=args.retries, retry_backoff=args.retry_backoff,
+                                probation=parse_duration(args.probation) if args.probation else 0.0,
+                                min_fps=args.min_fps)
         if staged:
             done = rollout.rollout(devices, release, waves, options, ConsoleReporter(), max_failures,
                                    args.first_wave, args.state, args.resume, args.waves or "100%")
@@ -107,3 +117,16 @@ def run_flash(args):
         results = fleet.flash(devices, release, options, ConsoleReporter())
     print(format_table(results))
     return 0 if all(r.ok for r in results) else 1
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1h' -> seconds (at most a day)."""
+    import re
+
+    from edge_sdk.errors import ConfigError
+
+    match = re.fullmatch(r"(\d{1,6}(?:\.\d+)?)([smh]?)", text.strip())
+    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)] if match else -1
+    if not 0 < seconds <= 86400:
+        raise ConfigError("--probation {!r}: expected a duration up to a day, e.g. 90s, 10m, 1h".format(text))
+    return seconds

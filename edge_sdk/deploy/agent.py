@@ -1161,6 +1161,62 @@ def wait_healthy(layout, alive, started_at, timeout):
         time.sleep(0.1)
 
 
+PROBATION_FILE = "run/probation.json"
+
+
+def probation_problem(layout, service, min_fps, now):
+    """What is wrong with the running version right now, from the runtime's own health file, or None."""
+    running, detail = runtime_running(layout, service)
+    if not running:
+        return "the runtime stopped ({}); last log lines: {}".format(detail, log_tail(layout)), True
+    health = read_health(layout)
+    if not isinstance(health, dict):
+        return "no health file", False
+    ts = health.get("ts") if isinstance(health.get("ts"), (int, float)) else 0
+    if now - ts > 10:
+        return "the health file is {:.0f}s old (the runtime hangs)".format(now - ts), False
+    if health.get("status") != "running":
+        return "the runtime reports {}".format(health.get("status")), health.get("status") in ("error", "failed")
+    if not isinstance(health.get("frames"), int) or health["frames"] < 1:
+        return "no inference done yet", False
+    mqtt = health.get("mqtt")
+    if isinstance(mqtt, dict) and mqtt.get("connected") is False:
+        return "MQTT is not connected", False
+    fps = health.get("fps")
+    if min_fps > 0 and (not isinstance(fps, (int, float)) or fps < min_fps):
+        return "{} fps, below the floor of {:g}".format(fps, min_fps), False
+    return None, False
+
+
+def probation(layout, version, previous, seconds, min_fps):
+    """Watch a version that came up healthy for ``seconds`` before committing it. A runtime that exits or reports
+    an error fails at once; a problem that lasts (stale health file, MQTT down, fps below ``min_fps``) fails
+    after a grace of min(10 s, a third of the window). ``devices status`` reads run/probation.json meanwhile."""
+    service = read_json(layout.path("versions", version, "service.json"), {})
+    started = time.time()
+    write_json_atomic(layout.path(PROBATION_FILE), {"version": version, "previous": previous, "started": started,
+                                                  "until": started + seconds, "agent_pid": os.getpid(),
+                                                  "min_fps": min_fps})
+    step("probation", "watching {} for {:.0f}s before committing it".format(version, seconds))
+    grace = min(10.0, seconds / 3.0)
+    bad_since = None
+    try:
+        while True:
+            now = time.time()
+            problem, fatal = probation_problem(layout, service, min_fps, now)
+            if problem is None:
+                bad_since = None
+            else:
+                bad_since = bad_since or now
+                if fatal or now - bad_since >= grace:
+                    return False, "failed probation after {:.0f}s: {}".format(now - started, problem)
+            if now - started >= seconds:
+                return True, None
+            time.sleep(0.2)
+    finally:
+        remove_tree(layout.path(PROBATION_FILE))
+
+
 def health_summary(health):
     parts = ["healthy"]
     if health.get("frames") is not None:
@@ -1301,6 +1357,10 @@ def device_info(args, layout):
         "history": layout.history(), "versions": layout.versions_on_disk(),
         "running": running, "running_detail": detail, "health": read_health(layout), "now": time.time(),
     }
+    watch = read_json(layout.path(PROBATION_FILE))
+    if isinstance(watch, dict):
+        watch["agent_alive"] = isinstance(watch.get("agent_pid"), int) and process_alive(watch["agent_pid"])
+        out["probation"] = watch
     if getattr(args, "target", None):
         try:
             out["target_check"] = {"ok": True, "detail": check_target(args.target, parse_hints(args), device)}
@@ -1498,6 +1558,8 @@ def ensure_dirs(layout):
 
 def install_locked(args, layout):
     version = args.version
+    if not (0 <= args.probation <= 86400 and 0 <= args.min_fps <= 10000):
+        raise AgentError("--probation must be 0..86400 s and --min-fps 0..10000", "usage")
     ensure_dirs(layout)
     device = detect_device(layout)
     previous = layout.current_version()
@@ -1574,6 +1636,9 @@ def install_locked(args, layout):
         raise
     step("switch", "{} -> {}".format(previous or "(none)", version))
     ok, detail = activate(layout, version, args.health_timeout)
+    if ok and args.probation > 0:
+        ok, watched = probation(layout, version, previous, args.probation, args.min_fps)
+        detail = watched if not ok else dict(detail, probation="{:.0f}s".format(args.probation))
     if ok:
         history = [v for v in layout.history() if v != version] + [version]
         layout.set_history(history)
@@ -1677,6 +1742,9 @@ def build_parser():
     install.add_argument("--mqtt-prefix", default="edge-sdk")
     install.add_argument("--keep", type=int, default=3)
     install.add_argument("--force", action="store_true")
+    install.add_argument("--probation", type=float, default=0.0, help="seconds to watch the new version before "
+                         "committing it (rolled back if its health fails meanwhile)")
+    install.add_argument("--min-fps", type=float, default=0.0, help="fps floor during the probation")
     install.add_argument("--keyring", help="JSON: trusted public keys and revoked key ids from the fleet file")
     install.add_argument("--allow-unsigned", action="store_true", help="the fleet accepts unsigned bundles")
     rollback = sub.add_parser("rollback")

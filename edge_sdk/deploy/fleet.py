@@ -32,6 +32,8 @@ class FlashOptions:
     parallel: int = 4
     ssh: SshOptions = field(default_factory=SshOptions)
     health_timeout: float | None = None  # None: 90 s, or 900 s when the device must build the engine first
+    probation: float = 0.0  # seconds a new version is watched before it is committed (0: commit when healthy)
+    min_fps: float = 0.0  # fps floor during the probation
     upload_retries: int = 3  # reconnections after the link drops before the install starts (Mender: 10)
     retry_backoff: float = 2.0  # seconds before the first retry, doubled for each next one
     force: bool = False
@@ -172,6 +174,8 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
         if options.skip_target_check:
             argv.append("--skip-target-check")
         argv += signature_policy_args(device)
+        if options.probation > 0:
+            argv += ["--probation={}".format(options.probation), "--min-fps={}".format(options.min_fps)]
 
         def on_event(event):
             reporter.stage(name, event.get("step", "?"), event.get("message", ""))
@@ -251,6 +255,7 @@ class DeviceStatus:
     error: str = ""
     versions: list[str] = field(default_factory=list)
     last_seen: dict | None = None  # {"ts", "version"} of the last time this host reached it
+    probation: str = ""  # "" when the version is committed
 
 
 def _health_text(info: dict) -> str:
@@ -281,7 +286,19 @@ async def status_device(device: Device, options: FlashOptions) -> DeviceStatus:
     release = info.get("release") or {}
     return DeviceStatus(device.name, device.address, True, info.get("current"), release.get("target"),
                         release.get("precision"), bool(info.get("running")), _health_text(info),
-                        (info.get("device") or {}).get("model"), versions=info.get("versions", []))
+                        (info.get("device") or {}).get("model"), versions=info.get("versions", []),
+                        probation=_probation_text(info))
+
+
+def _probation_text(info: dict) -> str:
+    watch = info.get("probation")
+    if not isinstance(watch, dict):
+        return ""
+    left = (watch.get("until") or 0) - info.get("now", 0)
+    if not watch.get("agent_alive"):
+        return "probation of {} interrupted (not committed; `edge-sdk rollback` or flash again)".format(
+            watch.get("version"))
+    return "probation: {:.0f}s left".format(max(left, 0))
 
 
 def status(devices: list[Device], options: FlashOptions | None = None) -> list[DeviceStatus]:
@@ -342,8 +359,9 @@ def format_status(rows: list[DeviceStatus], mqtt_seen: dict | None = None) -> st
                 seen = "{} (ran {})".format(_ago(time.time() - r.last_seen["ts"]), r.last_seen.get("version") or "-")
             row = [r.device, r.address, "?", "?", "?", "unreachable", seen]
         else:
+            health = r.health + (" | " + r.probation.upper() if r.probation else "")
             row = [r.device, r.address, r.version or "(none)", "{}/{}".format(r.target or "-", r.precision or "-"),
-                   "running" if r.running else "stopped", r.health, "now ({})".format(now)]
+                   "running" if r.running else "stopped", health, "now ({})".format(now)]
         if mqtt_seen is not None:
             row.append(mqtt_seen.get(r.device, "-"))
         table.append(row)
