@@ -42,6 +42,9 @@ def register(subparsers):
                      "before committing it: it must keep running, infer, stay connected to MQTT (when it uses it) and "
                      "above --min-fps, else it is rolled back")
     run.add_argument("--min-fps", type=float, default=0.0, help="fps floor during --probation (default none)")
+    run.add_argument("--lock-timeout", type=float, default=30.0, metavar="S",
+                     help="seconds to wait for the runtime's update lock (held while it writes its spill queue) "
+                          "before stopping it (default %(default)s)")
     run.add_argument("--retries", type=int, default=3, help="reconnections when the link drops during the upload; "
                      "each resumes the cut file (default %(default)s)")
     run.add_argument("--retry-backoff", type=float, default=2.0, metavar="S",
@@ -81,8 +84,8 @@ def run_flash(args):
 
     if args.probation:
         parse_duration(args.probation)
-    if not 0 <= args.min_fps <= 10000:
-        raise ConfigError("--min-fps must be 0..10000")
+    if not 0 <= args.min_fps <= 10000 or not 0 <= args.lock_timeout <= 3600:
+        raise ConfigError("--min-fps must be 0..10000 and --lock-timeout 0..3600 seconds")
     if not 0 <= args.retries <= 20 or not 0 <= args.retry_backoff <= 600:
         raise ConfigError("--retries must be 0..20 and --retry-backoff 0..600 seconds")
     if args.keep is not None and args.keep < 1:
@@ -107,7 +110,7 @@ def run_flash(args):
         options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check,
                                 upload_retries=args.retries, retry_backoff=args.retry_backoff,
                                 probation=parse_duration(args.probation) if args.probation else 0.0,
-                                min_fps=args.min_fps)
+                                min_fps=args.min_fps, lock_timeout=args.lock_timeout)
         if staged:
             done = rollout.rollout(devices, release, waves, options, ConsoleReporter(), max_failures,
                                    args.first_wave, args.state, args.resume, args.waves or "100%")

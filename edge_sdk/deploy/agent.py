@@ -1228,10 +1228,41 @@ def health_summary(health):
     return ", ".join(parts)
 
 
-def activate(layout, version, timeout):
+UPDATE_LOCK_FILE = "run/update.lock"  # edge_sdk/runtime/update_lock.py: beside the health file
+
+
+def wait_update_lock(layout, timeout):
+    """Wait (at most ``timeout`` s) until no runtime holds its update lock (shared flock held around work that
+    must not be cut, e.g. a spill-queue write). Returns what to report, or None when nobody held it."""
+    import fcntl
+
+    try:
+        fd = os.open(layout.path(UPDATE_LOCK_FILE), os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError:
+        return None
+    start, blocked = time.time(), False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return "waited {:.1f}s for the runtime's update lock".format(time.time() - start) if blocked else None
+            except (IOError, OSError):
+                blocked = True
+                if time.time() - start >= timeout:
+                    return "the runtime still holds its update lock after {:.0f}s; going on".format(timeout)
+                time.sleep(0.05)
+    finally:
+        os.close(fd)  # releases it: the runtime never waits for us (it works unlocked meanwhile)
+
+
+def activate(layout, version, timeout, lock_timeout=30.0):
     """Stop what runs, switch `current` to `version`, start it and wait for health. Returns (ok, detail)."""
     service = read_json(layout.path("versions", version, "service.json"), {})
     current = layout.current_version()
+    if current or read_pid(layout):
+        waited = wait_update_lock(layout, lock_timeout)
+        if waited:
+            step("lock", waited)
     if current:
         old = read_json(layout.path("versions", current, "service.json"), {})
         stop_runtime(layout, old)
@@ -1558,8 +1589,8 @@ def ensure_dirs(layout):
 
 def install_locked(args, layout):
     version = args.version
-    if not (0 <= args.probation <= 86400 and 0 <= args.min_fps <= 10000):
-        raise AgentError("--probation must be 0..86400 s and --min-fps 0..10000", "usage")
+    if not (0 <= args.probation <= 86400 and 0 <= args.min_fps <= 10000 and 0 <= args.lock_timeout <= 3600):
+        raise AgentError("--probation must be 0..86400 s, --min-fps 0..10000, --lock-timeout 0..3600 s", "usage")
     ensure_dirs(layout)
     device = detect_device(layout)
     previous = layout.current_version()
@@ -1635,7 +1666,7 @@ def install_locked(args, layout):
         remove_tree(stage)
         raise
     step("switch", "{} -> {}".format(previous or "(none)", version))
-    ok, detail = activate(layout, version, args.health_timeout)
+    ok, detail = activate(layout, version, args.health_timeout, args.lock_timeout)
     if ok and args.probation > 0:
         ok, watched = probation(layout, version, previous, args.probation, args.min_fps)
         detail = watched if not ok else dict(detail, probation="{:.0f}s".format(args.probation))
@@ -1654,7 +1685,7 @@ def install_locked(args, layout):
         older = [v for v in layout.history() if v != version and os.path.isdir(layout.version_dir(v))]
         previous = older[-1] if older else None
     if previous and os.path.isdir(layout.version_dir(previous)):
-        back_ok, back_detail = activate(layout, previous, args.health_timeout)
+        back_ok, back_detail = activate(layout, previous, args.health_timeout, args.lock_timeout)
         emit("result", ok=False, status="rolled-back", code="unhealthy", version=version, previous=previous,
              rollback_healthy=back_ok,
              error="{} did not become healthy ({}); rolled back to {}{}".format(
@@ -1668,6 +1699,8 @@ def install_locked(args, layout):
 
 
 def cmd_rollback(args, layout):
+    if not 0 <= args.lock_timeout <= 3600:
+        raise AgentError("--lock-timeout must be 0..3600 s", "usage")
     with Lock(layout):
         current = layout.current_version()
         history = layout.history()
@@ -1686,7 +1719,7 @@ def cmd_rollback(args, layout):
                     current or "nothing"), "no-version")
             target = older[-1]
         step("switch", "{} -> {}".format(current or "(none)", target))
-        ok, detail = activate(layout, target, args.health_timeout)
+        ok, detail = activate(layout, target, args.health_timeout, args.lock_timeout)
         if ok:
             if current in history:
                 history = history[:history.index(current)]
@@ -1744,12 +1777,15 @@ def build_parser():
     install.add_argument("--force", action="store_true")
     install.add_argument("--probation", type=float, default=0.0, help="seconds to watch the new version before "
                          "committing it (rolled back if its health fails meanwhile)")
+    install.add_argument("--lock-timeout", type=float, default=30.0,
+                         help="seconds to wait for the runtime's update lock before stopping it")
     install.add_argument("--min-fps", type=float, default=0.0, help="fps floor during the probation")
     install.add_argument("--keyring", help="JSON: trusted public keys and revoked key ids from the fleet file")
     install.add_argument("--allow-unsigned", action="store_true", help="the fleet accepts unsigned bundles")
     rollback = sub.add_parser("rollback")
     rollback.add_argument("--to")
     rollback.add_argument("--health-timeout", type=float, default=90.0)
+    rollback.add_argument("--lock-timeout", type=float, default=30.0)
     sub.add_parser("stop")
     return parser
 

@@ -34,6 +34,7 @@ class FlashOptions:
     health_timeout: float | None = None  # None: 90 s, or 900 s when the device must build the engine first
     probation: float = 0.0  # seconds a new version is watched before it is committed (0: commit when healthy)
     min_fps: float = 0.0  # fps floor during the probation
+    lock_timeout: float = 30.0  # seconds the agent waits for the runtime's update lock before stopping it
     upload_retries: int = 3  # reconnections after the link drops before the install starts (Mender: 10)
     retry_backoff: float = 2.0  # seconds before the first retry, doubled for each next one
     force: bool = False
@@ -162,7 +163,7 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
                 "--service=" + device.service, "--service-name=" + device.service_name,
                 "--systemctl=" + device.systemctl, "--python=" + device.python, "--run-args=" + device.run_args,
                 "--health-timeout={}".format(_health_timeout(device, release, options)),
-                "--keep={}".format(device.keep)]
+                "--keep={}".format(device.keep), "--lock-timeout={}".format(options.lock_timeout)]
         if device.service_command:
             argv.append("--service-command=" + device.service_command)
         if device.device_id:
