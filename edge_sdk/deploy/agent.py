@@ -1263,6 +1263,7 @@ def activate(layout, version, timeout, lock_timeout=30.0):
         waited = wait_update_lock(layout, lock_timeout)
         if waited:
             step("lock", waited)
+    remove_tree(layout.path(PROBATION_FILE))  # left by an agent killed mid-probation: this switch supersedes it
     if current:
         old = read_json(layout.path("versions", current, "service.json"), {})
         stop_runtime(layout, old)
