@@ -152,3 +152,15 @@ def test_key_files_are_checked_before_any_device(tmp_path, lab, runtime_wheel): 
 
     with pytest.raises(ConfigError, match="not an Ed25519 public key"):
         fleet.flash(devices, signed_release(tmp_path, runtime_wheel, "v1"), lab.options())
+
+
+def test_cli_refuses_an_unsigned_bundle_before_connecting(tmp_path, runtime_wheel, edge_sdk_cli):  # noqa: F811
+    bundle = make_bundle(tmp_path / "b" / "v1")
+    # nothing listens at this address: the refusal must come before any connection
+    args = ("flash", bundle, "--runtime-wheel", runtime_wheel, "--device", "root@127.0.0.99:9",
+            "--connect-timeout", "1")
+    proc = edge_sdk_cli(*args)
+    assert proc.returncode == 2 and "is not signed and 1 device(s) require signed bundles" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lax = edge_sdk_cli(*args, "--allow-unsigned")
+    assert lax.returncode == 1 and "unreachable" in lax.stdout, lax.stdout + lax.stderr

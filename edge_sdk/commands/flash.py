@@ -76,7 +76,7 @@ def run_flash(args):
     import sys
     import tempfile
 
-    from edge_sdk.deploy import fleet
+    from edge_sdk.deploy import delta, fleet
     from edge_sdk.deploy.cli_args import flash_options, select_devices
     from edge_sdk.deploy.progress import ConsoleReporter, format_table
     from edge_sdk.deploy.release import describe, prepare_release
@@ -105,6 +105,11 @@ def run_flash(args):
     with tempfile.TemporaryDirectory(prefix="edge-sdk-flash-") as work:
         print("checking bundle {} ...".format(args.bundle), file=sys.stderr)
         release = prepare_release(args.bundle, work, runtime_wheel=args.runtime_wheel, version=args.version_label)
+        strict = [d.name for d in devices if not d.allow_unsigned]
+        if strict and "manifest.sig" not in delta.release_files(release).files:
+            raise ConfigError("bundle {} is not signed and {} device(s) require signed bundles ({}): sign it with "
+                              "`edge-sdk sign BUNDLE --key KEY`, or pass --allow-unsigned (allow_unsigned = true "
+                              "in the fleet file)".format(args.bundle, len(strict), ", ".join(strict[:5])))
         print("flashing {} to {} device(s), {} at a time".format(describe(release), len(devices), args.parallel),
               file=sys.stderr)
         options = flash_options(args, force=args.force, skip_target_check=args.skip_target_check,
