@@ -21,7 +21,7 @@ def test_probation_commits_a_good_version_and_status_shows_it(lab, tmp_path, run
     devices = load_inventory(lab.inventory())
     v1 = release_of(tmp_path, runtime_wheel, "v1")
     done = []
-    flashing = threading.Thread(target=lambda: done.extend(fleet.flash(devices, v1, lab.options(probation=3.0))))
+    flashing = threading.Thread(target=lambda: done.extend(fleet.flash(devices, v1, lab.options(probation=2.0))))
     flashing.start()
     seen = ""
     deadline = time.time() + 30

@@ -37,7 +37,7 @@ def test_waves_are_counts_or_percentages_of_the_devices_still_to_do():
 def test_a_bad_wave_stops_the_rollout_and_resume_finishes_it(lab, tmp_path, runtime_wheel, edge_sdk_cli):  # noqa: F811
     devices = [lab.add("d{}".format(i)) for i in range(10)]
     v1 = release_of(tmp_path, runtime_wheel, "v1")
-    assert all(r.ok for r in fleet.flash(load_inventory(lab.inventory()), v1, lab.options(parallel=5)))
+    assert all(r.ok for r in fleet.flash(load_inventory(lab.inventory()), v1, lab.options(parallel=10)))
 
     # v2 fails health on d3, d4, d5 (its runtime crashes there): the third wave (7 devices, max 20% = 1.4) stops
     bad = {"d3": "crash", "d4": "crash", "d5": "crash"}

@@ -55,7 +55,7 @@ def test_agent_waits_for_the_lock_then_goes_on_after_its_timeout(tmp_path):
 
     entered.clear()
     finished.clear()
-    holder = threading.Thread(target=hold_shared, args=(path, 3, entered, finished))
+    holder = threading.Thread(target=hold_shared, args=(path, 1, entered, finished))
     holder.start()
     entered.wait(5)
     assert "still holds its update lock after 0s; going on" in agent.wait_update_lock(layout, 0.2)
