@@ -164,3 +164,29 @@ def test_cli_refuses_an_unsigned_bundle_before_connecting(tmp_path, runtime_whee
     assert "Traceback" not in proc.stderr
     lax = edge_sdk_cli(*args, "--allow-unsigned")
     assert lax.returncode == 1 and "unreachable" in lax.stdout, lax.stdout + lax.stderr
+
+
+@pytest.mark.parametrize("line, error", [
+    ('trusted_keys = "keys/a.pub"', "must be a list"),
+    ("trusted_keys = [1]", "list of at most 64 non-empty strings"),
+    ('revoked_keys = ["a\\nb"]', "control character"),
+    ('allow_unsigned = "yes"', "must be true or false"),
+])
+def test_fleet_file_signature_settings_are_checked(tmp_path, line, error):
+    from edge_sdk.errors import ConfigError
+
+    path = tmp_path / "fleet.toml"
+    path.write_text('[defaults]\n{}\n[devices.cam1]\nhost = "10.0.0.1"\n'.format(line))
+    with pytest.raises(ConfigError, match=error):
+        load_inventory(path)
+
+
+def test_key_files_in_the_fleet_file_are_relative_to_it(tmp_path):
+    _priv, pub, kid = generate_keys(tmp_path / "fleet" / "keys")
+    path = tmp_path / "fleet" / "fleet.toml"
+    path.write_text('[defaults]\ntrusted_keys = ["keys/signing.pub"]\nrevoked_keys = ["{}"]\n'
+                    '[devices.cam1]\nhost = "10.0.0.1"\n'.format(kid))
+    [device] = load_inventory(path)
+    assert device.trusted_keys == [str(pub)] and device.revoked_keys == [kid]
+    args = fleet.signature_policy_args(device)
+    assert json.loads(args[0].split("=", 1)[1])["revoked"] == [kid] and "--allow-unsigned" not in args

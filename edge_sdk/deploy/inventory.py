@@ -99,7 +99,7 @@ def _check_setting(key: str, value: Any, where: str) -> None:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise ConfigError("{}: `{}` must be {}, not {!r}".format(
             where, key, " or ".join({"str": "a string", "int": "an integer", "bool": "true or false",
-                                     "float": "a number"}[k.__name__] for k in kinds), value))
+                                     "float": "a number", "list": "a list"}[k.__name__] for k in kinds), value))
     if isinstance(value, list):
         if len(value) > 64 or not all(isinstance(v, str) and v for v in value):
             raise ConfigError("{}: `{}` must be a list of at most 64 non-empty strings, not {!r}".format(
