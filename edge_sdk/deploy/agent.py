@@ -109,6 +109,7 @@ def write_json_atomic(path, data):
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def sha256_file(path):
@@ -1662,7 +1663,9 @@ def install_locked(args, layout):
             stop_runtime(layout, service)
             layout.clear_current()
         remove_tree(final)
+        os.sync()  # every file of the new version on disk before anything can point at it (power cuts)
         os.rename(stage, final)
+        fsync_dir(layout.path("versions"))
     except Exception:
         remove_tree(stage)
         raise
