@@ -190,3 +190,22 @@ def test_key_files_in_the_fleet_file_are_relative_to_it(tmp_path):
     assert device.trusted_keys == [str(pub)] and device.revoked_keys == [kid]
     args = fleet.signature_policy_args(device)
     assert json.loads(args[0].split("=", 1)[1])["revoked"] == [kid] and "--allow-unsigned" not in args
+
+
+def test_build_sign_writes_a_verified_signature(tmp_path, edge_sdk_cli):
+    from edge_sdk.testing.oracle_model import make_oracle
+
+    private, pub, kid = generate_keys(tmp_path / "keys")
+    case = make_oracle(tmp_path, num_frames=1)
+    out = tmp_path / "bundle"
+    missing = edge_sdk_cli("build", case.model_path, "--target", "cpu", "-o", out, "--sign", tmp_path / "nokey")
+    assert missing.returncode == 2 and "not found" in missing.stderr and not out.exists()  # before the build
+    edge_sdk_cli("build", case.model_path, "--target", "cpu", "-o", out, "--sign", private, check=True)
+    sig = json.loads((out / "manifest.sig").read_text())
+    import base64
+
+    assert sig["key_id"] == kid and agent.ed25519_verify(
+        agent.decode_public_key(pub.read_text().split()[1], "pub"), (out / "manifest.json").read_bytes(),
+        base64.b64decode(sig["signature"]))
+    with tarfile.open(str(out) + ".tar.gz") as tf:
+        assert "bundle/manifest.sig" in tf.getnames()

@@ -76,5 +76,5 @@ def run(args):
     if args.sign:
         from edge_sdk.signing import sign_bundle
 
-        print("signed with key {}".format(sign_bundle(result.directory, args.sign)))
+        print("signed with key {}".format(sign_bundle(result.bundle_dir, args.sign)))
     return 0
