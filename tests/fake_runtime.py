@@ -15,7 +15,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--health-file", required=True)
     parser.add_argument("--bundle", required=True)
-    parser.add_argument("--mode", choices=("healthy", "silent", "crash"), default="healthy")
+    # flaky: healthy for 1.5 s, then exits; slow: healthy at 0.5 fps
+    parser.add_argument("--mode", choices=("healthy", "silent", "crash", "flaky", "slow"), default="healthy")
     parser.add_argument("--lifetime", type=float, default=120.0)  # never outlive a test run
     args, extra = parser.parse_known_args()  # the real runtime's options (source, broker, ...)
     if args.mode == "crash":
@@ -25,13 +26,20 @@ def main():
 
     deadline = time.time() + args.lifetime
     frames = 0
+    started = time.time()
     while time.time() < deadline:
-        if args.mode == "healthy":
+        if args.mode == "flaky" and time.time() - started > 1.5:
+            print("fake runtime: flaky, giving up", file=sys.stderr)
+            return 4
+        if args.mode in ("healthy", "flaky", "slow"):
             frames += 1
             tmp = args.health_file + ".tmp"
+            data = {"status": "running", "ts": time.time(), "frames": frames,
+                    "runtime": os.path.abspath(edge_sdk.__file__), "bundle": args.bundle, "args": extra}
+            if args.mode == "slow":
+                data["fps"] = 0.5
             with open(tmp, "w") as f:
-                json.dump({"status": "running", "ts": time.time(), "frames": frames,
-                           "runtime": os.path.abspath(edge_sdk.__file__), "bundle": args.bundle, "args": extra}, f)
+                json.dump(data, f)
             os.replace(tmp, args.health_file)
         time.sleep(0.2)
     return 0

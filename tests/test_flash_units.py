@@ -242,12 +242,12 @@ def test_first_install_that_never_gets_healthy_leaves_nothing_running(tmp_path, 
     wheel = make_wheel(tmp_path / "edge_sdk_runtime-0.0.1-py3-none-any.whl", {"edge_sdk/__init__.py": b""})
     code, result, steps = run_agent_inprocess(
         capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),
-        "--bundle", str(bundle), "--service", "process", "--health-timeout", "5",
+        "--bundle", str(bundle), "--service", "process", "--health-timeout", "5", "--allow-unsigned",
         "--service-command", "{python} -c 'import sys; sys.exit(7)'")
     assert code == 0 and not result["ok"] and result["status"] == "failed"
     assert "exited with code 7" in result["error"] and "no previous version" in result["error"]
     assert not (tmp_path / "root" / "current").exists()
-    assert [s["step"] for s in steps][:4] == ["install-runtime", "unpack", "verify", "target"]
+    assert [s["step"] for s in steps][:5] == ["install-runtime", "unpack", "verify", "signature", "target"]
 
 
 def test_inventory_groups_and_precedence(tmp_path):
@@ -330,6 +330,7 @@ def test_health_needs_the_mqtt_status_when_asked(tmp_path, capsys, mosquitto):
     code, result, steps = run_agent_inprocess(
         capsys, "--root", str(tmp_path / "root"), "install", "--version", "v1", "--wheel", str(wheel),
         "--bundle", str(bundle), "--service", "process", "--health-timeout", "3", "--device-id", "cam9",
+        "--allow-unsigned",
         "--service-command", "{{python}} {} --health-file {{health_file}} --bundle {{bundle}}".format(fake),
         "--health-mqtt", mosquitto.url)
     assert not result["ok"], result

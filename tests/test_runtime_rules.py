@@ -28,6 +28,8 @@ HOST_FEATURES = {
     ("edge_sdk", "edge_sdk.subscriber"): "edge_sdk.subscribe(), a host API",
     ("edge_sdk.commands.build", "edge_sdk.commands.rewrite"): "`build MODEL.onnx` (host); caught ImportError",
     ("edge_sdk.commands.build", "edge_sdk.engine.build"): "`build MODEL.onnx` (host); caught ImportError",
+    ("edge_sdk.commands.build", "edge_sdk.signing"): "`build MODEL.onnx --sign KEY` (host), after the host build "
+                                                    "imported",
     ("edge_sdk.commands.inspect", "edge_sdk.bundle_writer"): "the text summary; caught ImportError -> JSON",
 }
 

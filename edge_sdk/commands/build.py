@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", choices=["auto", "device", "local"], default="auto",
                         help="where the engine is built: auto (here if possible), device, local (must be here)")
     parser.add_argument("--no-archive", action="store_true", help="skip the .tar.gz")
+    parser.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 key (`edge-sdk keys "
+                        "generate`): manifest.sig, checked by the device before it installs the bundle")
     parser.add_argument("--version-compatible", action="store_true",
                         help="engine a later TensorRT of the same major version can run (TensorRT 8.6+)")
     parser.add_argument("--hardware-compatible", action="store_true",
@@ -70,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("`edge-sdk build MODEL.onnx` runs on a workstation with the host package ({}); on a "
                           "device, `edge-sdk build --bundle B` builds a bundle's engine".format(exc)) from None
 
-    build(BuildRequest(
+    if args.sign:  # a missing or unreadable key fails now, not after a long build
+        from edge_sdk.signing import load_private_key
+
+        load_private_key(args.sign)
+    result = build(BuildRequest(
         model=args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
         calib_method=args.calib_method, calib_count=args.calib_count, dla_core=args.dla,
         workspace_mb=args.workspace, input_size=parse_size(args.input) if args.input else None, batch=args.batch,
@@ -78,4 +84,8 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine, jetpack=args.jetpack, version_compatible=args.version_compatible,
         hardware_compatible=args.hardware_compatible,
         archive=not args.no_archive))
+    if args.sign:
+        from edge_sdk.signing import sign_bundle
+
+        print("signed with key {}".format(sign_bundle(result.bundle_dir, args.sign)))
     return 0

@@ -13,7 +13,9 @@ Layout under --root (default /opt/edge-sdk)::
     versions/<v>/service.json   how to start it (command, mode, health file)
     current -> versions/<v>     switched atomically (symlink to a temporary name + rename)
     history.json                versions that came up healthy, oldest first (rollback walks back along it)
-    incoming/<v>/               uploads land here (the host writes *.part files and renames them)
+    incoming/<v>/               legacy uploads (install --wheel/--bundle): *.part files renamed when complete
+    store/<sha256>              content-addressed files (wheel, each bundle file), verified before they enter
+    store/.partial/<sha256>     uploads in progress: the host resumes them at their size
     run/                        health.json, runtime.pid, runtime.log
     deps/site/                  on-device dependencies installed by us when the device lacks them
 
@@ -43,7 +45,6 @@ AGENT_VERSION = 1
 HEALTH_FILE = "run/health.json"
 PID_FILE = "run/runtime.pid"
 LOG_FILE = "run/runtime.log"
-RESUME_CHUNK = 1 << 18  # 256 KiB: granularity of resumed uploads
 DEFAULT_COMMAND = ("{python} -m edge_sdk run --bundle {bundle} --health-file {health_file} --device-id {device_id} "
                    "{run_args}")
 # Modules the runtime imports -> (pip requirement or None when pip is the wrong way to get it, hint).
@@ -108,6 +109,7 @@ def write_json_atomic(path, data):
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def sha256_file(path):
@@ -437,6 +439,8 @@ def install_wheel(wheel_path, site_dir):
 # `edge-sdk build` made, and unpacking it anyway could fill the device's disk.
 MAX_BUNDLE_BYTES = 8 << 30  # total of every file's size
 MAX_MANIFEST_BYTES = 4 << 20
+SIGNATURE_NAME = "manifest.sig"  # detached Ed25519 signature of manifest.json's bytes (edge_sdk/signing.py)
+MAX_SIGNATURE_BYTES = 4096
 MAX_BUNDLE_MEMBERS = 1000
 DISK_MARGIN_BYTES = 32 << 20  # left free after unpacking, so logs and the health file can still be written
 
@@ -513,13 +517,17 @@ def plan_unpack(tf, tar_path, max_bytes):
         if total > max_bytes:
             raise refuse_archive(tar_path, "it unpacks to more than {} (at {!r}, declaring {})".format(
                 human_bytes(max_bytes), member.name, human_bytes(member.size)))
-        if member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
+        if is_signature_member(member, rel):
+            if member.size > MAX_SIGNATURE_BYTES:
+                raise refuse_archive(tar_path, "{} declares {} (at most {})".format(
+                    SIGNATURE_NAME, human_bytes(member.size), human_bytes(MAX_SIGNATURE_BYTES)))
+        elif member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
             if files is not None:
                 raise refuse_archive(tar_path, "it holds more than one manifest.json")
             files = read_manifest_member(tf, member, tar_path)
             prefix = rel[:-len("manifest.json")]
             for earlier, earlier_rel in members:
-                if earlier.isfile():
+                if earlier.isfile() and not is_signature_member(earlier, earlier_rel):
                     expected_size(files, bundle_name(earlier_rel, prefix, earlier, tar_path), earlier, tar_path)
         elif member.isfile() and files is not None:
             expected_size(files, bundle_name(rel, prefix, member, tar_path), member, tar_path)
@@ -530,6 +538,11 @@ def plan_unpack(tf, tar_path, max_bytes):
     if not files:
         raise refuse_archive(tar_path, "its manifest.json has no `files` table of {name: {sha256, size}}")
     return members, prefix, total
+
+
+def is_signature_member(member, rel):
+    """The detached signature of manifest.json (``edge-sdk sign``): the one file the manifest cannot list."""
+    return member.isfile() and rel.split(os.sep)[-1] == SIGNATURE_NAME and rel.count(os.sep) <= 1
 
 
 def bundle_name(rel, prefix, member, tar_path):
@@ -650,7 +663,7 @@ def verify_bundle(bundle_dir):
     for dirpath, _dirs, names in os.walk(bundle_dir):
         for name in names:
             rel = os.path.relpath(os.path.join(dirpath, name), bundle_dir).replace(os.sep, "/")
-            if rel != "manifest.json":
+            if rel not in ("manifest.json", SIGNATURE_NAME):
                 present.add(rel)
     problems = []
     for rel, entry in sorted(files.items()):
@@ -670,6 +683,188 @@ def verify_bundle(bundle_dir):
         raise AgentError("bundle verification failed, nothing was switched: {}; rebuild the bundle or flash "
                          "again if the upload was damaged".format("; ".join(problems)), "corrupt")
     return manifest
+
+
+# ----------------------------------------------------------------------------------------------- signatures
+
+# Ed25519 verification (RFC 8032, section 6 reference arithmetic), verification only: no secret ever reaches
+# the device. Pure Python because the agent is one standard-library file and JetPack 4.6's Python 3.6 with its
+# pip 9 cannot install the manylinux2014 wheels of `cryptography` or PyNaCl; the host signs with `cryptography`
+# and tests/test_signing.py checks this code against it.
+ED_P = 2 ** 255 - 19
+ED_Q = 2 ** 252 + 27742317777372353535851937790883648493  # the group order (L)
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+
+
+def ed_add(a, b):
+    """Add two points in extended coordinates (X, Y, Z, T)."""
+    p = ED_P
+    aa, bb = (a[1] - a[0]) * (b[1] - b[0]) % p, (a[1] + a[0]) * (b[1] + b[0]) % p
+    cc, dd = 2 * a[3] * b[3] * ED_D % p, 2 * a[2] * b[2] % p
+    e, f, g, h = bb - aa, dd - cc, dd + cc, bb + aa
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def ed_mul(scalar, point):
+    result = (0, 1, 1, 0)
+    while scalar > 0:
+        if scalar & 1:
+            result = ed_add(result, point)
+        point = ed_add(point, point)
+        scalar >>= 1
+    return result
+
+
+def ed_equal(a, b):
+    return (a[0] * b[2] - b[0] * a[2]) % ED_P == 0 and (a[1] * b[2] - b[1] * a[2]) % ED_P == 0
+
+
+def ed_recover_x(y, sign):
+    if y >= ED_P:
+        return None
+    x2 = (y * y - 1) * pow(ED_D * y * y + 1, ED_P - 2, ED_P) % ED_P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (ED_P + 3) // 8, ED_P)
+    if (x * x - x2) % ED_P != 0:
+        x = x * ED_SQRT_M1 % ED_P
+    if (x * x - x2) % ED_P != 0:
+        return None
+    if (x & 1) != sign:
+        x = ED_P - x
+    return x
+
+
+def ed_decompress(data):
+    if len(data) != 32:
+        return None
+    y = int.from_bytes(data, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = ed_recover_x(y, sign)
+    return None if x is None else (x, y, 1, x * y % ED_P)
+
+
+ED_GY = 4 * pow(5, ED_P - 2, ED_P) % ED_P
+ED_G = (ed_recover_x(ED_GY, 0), ED_GY, 1, ed_recover_x(ED_GY, 0) * ED_GY % ED_P)
+
+
+def ed25519_verify(public, message, signature):
+    """True when ``signature`` (64 bytes) is ``public``'s (32 bytes) Ed25519 signature of ``message``."""
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    a = ed_decompress(public)
+    r = ed_decompress(signature[:32])
+    if a is None or r is None:
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    if s >= ED_Q:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % ED_Q
+    return ed_equal(ed_mul(s, ED_G), ed_add(r, ed_mul(h, a)))
+
+
+KEY_ID_RE = re.compile(r"\A[0-9a-f]{16}\Z")
+KEYRING_FILE = "keys/trusted.json"
+
+
+def key_id_of(public):
+    """The id of a public key: the first 16 hex digits of the sha256 of its 32 raw bytes."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def decode_public_key(text, where):
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True) if isinstance(text, str) else b""
+    except (ValueError, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 32 or ed_decompress(raw) is None:
+        raise AgentError("{}: not an Ed25519 public key (32 bytes, base64)".format(where), "config")
+    return raw
+
+
+def read_keyring(layout):
+    """The device's trusted keys {id: public bytes} and revoked ids; a damaged keyring trusts nothing."""
+    data = read_json(layout.path(KEYRING_FILE), None)
+    keys, revoked = {}, set()
+    if isinstance(data, dict):
+        for key_id, entry in (data.get("keys") or {}).items():
+            try:
+                raw = decode_public_key((entry or {}).get("public"), "keyring")
+            except (AgentError, AttributeError):
+                continue
+            if key_id_of(raw) == key_id:
+                keys[key_id] = raw
+        revoked = set(k for k in data.get("revoked") or [] if isinstance(k, str) and KEY_ID_RE.match(k))
+    return keys, revoked
+
+
+def update_keyring(layout, spec_json):
+    """Merge the fleet's keys (``--keyring``: {"keys": [base64...], "revoked": [ids]}) into the device's keyring.
+
+    Keys are added, never dropped by omission; a revocation is permanent on the device (a revoked id cannot be
+    trusted again by listing it), so a key that leaked stays refused even if an old fleet file lists it."""
+    keys, revoked = read_keyring(layout)
+    if not spec_json:
+        return keys, revoked
+    try:
+        spec = json.loads(spec_json)
+    except ValueError:
+        raise AgentError("--keyring is not JSON", "config") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("keys", []), list) \
+            or not isinstance(spec.get("revoked", []), list) or len(spec.get("keys", [])) > 64:
+        raise AgentError("--keyring: expected {\"keys\": [up to 64 base64 keys], \"revoked\": [key ids]}", "config")
+    for text in spec.get("keys", []):
+        raw = decode_public_key(text, "trusted key")
+        keys[key_id_of(raw)] = raw
+    for key_id in spec.get("revoked", []):
+        if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+            raise AgentError("revoked key id {!r}: expected 16 hex digits".format(key_id), "config")
+        revoked.add(key_id)
+    if not os.path.isdir(layout.path("keys")):
+        os.makedirs(layout.path("keys"), 0o755)
+    write_json_atomic(layout.path(KEYRING_FILE), {
+        "keys": dict((k, {"public": base64.b64encode(v).decode("ascii")}) for k, v in sorted(keys.items())),
+        "revoked": sorted(revoked)})
+    return keys, revoked
+
+
+def verify_signature(bundle_dir, keys, revoked, allow_unsigned):
+    """Refuse a bundle whose manifest.json is not signed by a trusted, unrevoked key (manifest.json hashes
+    every file, so its signature covers them all). Unsigned bundles pass only under ``allow_unsigned``; a
+    signature that is present is always checked."""
+    path = os.path.join(bundle_dir, SIGNATURE_NAME)
+    if not os.path.isfile(path):
+        if allow_unsigned:
+            return "unsigned bundle accepted (the fleet allows unsigned bundles)"
+        raise AgentError("the bundle is not signed and this fleet requires signed bundles: sign it with "
+                         "`edge-sdk sign BUNDLE --key KEY` (or `edge-sdk build --sign KEY`) and trust the public key "
+                         "(trusted_keys in the fleet file), or set allow_unsigned = true", "signature")
+    if os.path.getsize(path) > MAX_SIGNATURE_BYTES:
+        raise AgentError("{} is larger than {} bytes".format(SIGNATURE_NAME, MAX_SIGNATURE_BYTES), "signature")
+    sig = read_json(path)
+    try:
+        key_id, algorithm = sig["key_id"], sig["algorithm"]
+        signature = base64.b64decode(sig["signature"].encode("ascii"), validate=True)
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise AgentError("{} is not a valid signature file (JSON with algorithm, key_id, signature)".format(
+            SIGNATURE_NAME), "signature") from None
+    if algorithm != "ed25519" or not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+        raise AgentError("{}: unsupported algorithm {!r} or bad key id".format(SIGNATURE_NAME, algorithm),
+                         "signature")
+    if key_id in revoked:
+        raise AgentError("the bundle is signed with key {}, which is REVOKED on this device; sign it with a current "
+                         "key".format(key_id), "signature")
+    if key_id not in keys:
+        raise AgentError("the bundle is signed with key {}, which this device does not trust (trusted: {}); add its "
+                         "public key to trusted_keys".format(key_id, ", ".join(sorted(keys)) or "none"), "signature")
+    with open(os.path.join(bundle_dir, "manifest.json"), "rb") as f:
+        manifest_bytes = f.read(MAX_MANIFEST_BYTES + 1)
+    if not ed25519_verify(keys[key_id], manifest_bytes, signature):
+        raise AgentError("the signature of manifest.json does NOT match key {}: the bundle was changed after it was "
+                         "signed; refusing it".format(key_id), "signature")
+    return "signature ok (ed25519 key {})".format(key_id)
 
 
 # --------------------------------------------------------------------------------------------- deps
@@ -971,6 +1166,62 @@ def wait_healthy(layout, alive, started_at, timeout):
         time.sleep(0.1)
 
 
+PROBATION_FILE = "run/probation.json"
+
+
+def probation_problem(layout, service, min_fps, now):
+    """What is wrong with the running version right now, from the runtime's own health file, or None."""
+    running, detail = runtime_running(layout, service)
+    if not running:
+        return "the runtime stopped ({}); last log lines: {}".format(detail, log_tail(layout)), True
+    health = read_health(layout)
+    if not isinstance(health, dict):
+        return "no health file", False
+    ts = health.get("ts") if isinstance(health.get("ts"), (int, float)) else 0
+    if now - ts > 10:
+        return "the health file is {:.0f}s old (the runtime hangs)".format(now - ts), False
+    if health.get("status") != "running":
+        return "the runtime reports {}".format(health.get("status")), health.get("status") in ("error", "failed")
+    if not isinstance(health.get("frames"), int) or health["frames"] < 1:
+        return "no inference done yet", False
+    mqtt = health.get("mqtt")
+    if isinstance(mqtt, dict) and mqtt.get("connected") is False:
+        return "MQTT is not connected", False
+    fps = health.get("fps")
+    if min_fps > 0 and (not isinstance(fps, (int, float)) or fps < min_fps):
+        return "{} fps, below the floor of {:g}".format(fps, min_fps), False
+    return None, False
+
+
+def probation(layout, version, previous, seconds, min_fps):
+    """Watch a version that came up healthy for ``seconds`` before committing it. A runtime that exits or reports
+    an error fails at once; a problem that lasts (stale health file, MQTT down, fps below ``min_fps``) fails
+    after a grace of min(10 s, a third of the window). ``devices status`` reads run/probation.json meanwhile."""
+    service = read_json(layout.path("versions", version, "service.json"), {})
+    started = time.time()
+    write_json_atomic(layout.path(PROBATION_FILE), {"version": version, "previous": previous, "started": started,
+                                                  "until": started + seconds, "agent_pid": os.getpid(),
+                                                  "min_fps": min_fps})
+    step("probation", "watching {} for {:.0f}s before committing it".format(version, seconds))
+    grace = min(10.0, seconds / 3.0)
+    bad_since = None
+    try:
+        while True:
+            now = time.time()
+            problem, fatal = probation_problem(layout, service, min_fps, now)
+            if problem is None:
+                bad_since = None
+            else:
+                bad_since = bad_since or now
+                if fatal or now - bad_since >= grace:
+                    return False, "failed probation after {:.0f}s: {}".format(now - started, problem)
+            if now - started >= seconds:
+                return True, None
+            time.sleep(0.2)
+    finally:
+        remove_tree(layout.path(PROBATION_FILE))
+
+
 def health_summary(health):
     parts = ["healthy"]
     if health.get("frames") is not None:
@@ -982,10 +1233,42 @@ def health_summary(health):
     return ", ".join(parts)
 
 
-def activate(layout, version, timeout):
+UPDATE_LOCK_FILE = "run/update.lock"  # edge_sdk/runtime/update_lock.py: beside the health file
+
+
+def wait_update_lock(layout, timeout):
+    """Wait (at most ``timeout`` s) until no runtime holds its update lock (shared flock held around work that
+    must not be cut, e.g. a spill-queue write). Returns what to report, or None when nobody held it."""
+    import fcntl
+
+    try:
+        fd = os.open(layout.path(UPDATE_LOCK_FILE), os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError:
+        return None
+    start, blocked = time.time(), False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return "waited {:.1f}s for the runtime's update lock".format(time.time() - start) if blocked else None
+            except (IOError, OSError):
+                blocked = True
+                if time.time() - start >= timeout:
+                    return "the runtime still holds its update lock after {:.0f}s; going on".format(timeout)
+                time.sleep(0.05)
+    finally:
+        os.close(fd)  # releases it: the runtime never waits for us (it works unlocked meanwhile)
+
+
+def activate(layout, version, timeout, lock_timeout=30.0):
     """Stop what runs, switch `current` to `version`, start it and wait for health. Returns (ok, detail)."""
     service = read_json(layout.path("versions", version, "service.json"), {})
     current = layout.current_version()
+    if current or read_pid(layout):
+        waited = wait_update_lock(layout, lock_timeout)
+        if waited:
+            step("lock", waited)
+    remove_tree(layout.path(PROBATION_FILE))  # left by an agent killed mid-probation: this switch supersedes it
     if current:
         old = read_json(layout.path("versions", current, "service.json"), {})
         stop_runtime(layout, old)
@@ -1111,6 +1394,10 @@ def device_info(args, layout):
         "history": layout.history(), "versions": layout.versions_on_disk(),
         "running": running, "running_detail": detail, "health": read_health(layout), "now": time.time(),
     }
+    watch = read_json(layout.path(PROBATION_FILE))
+    if isinstance(watch, dict):
+        watch["agent_alive"] = isinstance(watch.get("agent_pid"), int) and process_alive(watch["agent_pid"])
+        out["probation"] = watch
     if getattr(args, "target", None):
         try:
             out["target_check"] = {"ok": True, "detail": check_target(args.target, parse_hints(args), device)}
@@ -1155,11 +1442,11 @@ def cmd_prepare(args, layout):
     upload = os.path.join(incoming, args.version)
     if not os.path.isdir(upload):
         os.makedirs(upload)
-    existing = uploaded_chunks(upload)
+    store = store_status(layout, parse_blobs(args.blobs))
     uid = os.environ.get("SUDO_UID")
     if uid and os.getuid() == 0:
         gid = int(os.environ.get("SUDO_GID", uid))
-        for path in (incoming, upload):
+        for path in (incoming, upload, layout.path("store"), layout.path("store", ".partial")):
             os.chown(path, int(uid), gid)
     st = os.statvfs(layout.root)
     free = st.f_bavail * st.f_frsize
@@ -1168,24 +1455,122 @@ def cmd_prepare(args, layout):
                          "--keep 1".format(layout.root, free >> 20, args.need_bytes >> 20), "disk")
     deps = ensure_deps(args.python or sys.executable, layout, args.deps, None)
     info.update(ok=True, status="prepared", upload_dir=upload, removed_stale=stale, deps=deps, free_bytes=free,
-                existing=existing, chunk_bytes=RESUME_CHUNK)
+                store_dir=layout.path("store"), **store)
     emit("result", **info)
 
 
-def uploaded_chunks(upload_dir):
-    """sha256 of each RESUME_CHUNK of what an earlier, interrupted flash of this version left in the upload
-    dir: the host resumes after the longest prefix that matches its own file instead of starting over."""
-    out = {}
-    for name in sorted(os.listdir(upload_dir)):
-        path = os.path.join(upload_dir, name)
-        if not os.path.isfile(path):
-            continue
-        chunks = []
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(RESUME_CHUNK), b""):
-                chunks.append(hashlib.sha256(block).hexdigest())
-        out[name] = {"size": os.path.getsize(path), "chunks": chunks}
-    return out
+# ----------------------------------------------------------------------------------- content-addressed store
+
+SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+def parse_blobs(text):
+    """--blobs: JSON [[sha256, size], ...] of the files the host wants on the device."""
+    if not text:
+        return []
+    try:
+        blobs = json.loads(text)
+    except ValueError:
+        raise AgentError("--blobs is not JSON", "usage") from None
+    if not isinstance(blobs, list) or len(blobs) > MAX_BUNDLE_MEMBERS + 1 or not all(
+            isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and SHA256_RE.match(b[0])
+            and isinstance(b[1], int) and not isinstance(b[1], bool) and 0 <= b[1] <= MAX_BUNDLE_BYTES for b in blobs):
+        raise AgentError("--blobs: expected [[sha256 hex, size], ...] (at most {})".format(MAX_BUNDLE_MEMBERS + 1),
+                         "usage")
+    return blobs
+
+
+def store_status(layout, blobs):
+    """Which wanted files the store holds ("have") and how much of the others an earlier, cut upload left
+    ("partial": sha256 -> bytes, where the host resumes). Partial files nobody wants any more are removed."""
+    partial_dir = layout.path("store", ".partial")
+    if not os.path.isdir(partial_dir):
+        os.makedirs(partial_dir)
+    wanted = dict((sha, size) for sha, size in blobs)
+    have, partial = [], {}
+    for sha, size in sorted(wanted.items()):
+        path = layout.path("store", sha)
+        if os.path.isfile(path) and os.path.getsize(path) == size:
+            have.append(sha)
+    for name in os.listdir(partial_dir):
+        path = os.path.join(partial_dir, name)
+        if name in wanted and name not in have and os.path.isfile(path) and os.path.getsize(path) <= wanted[name]:
+            partial[name] = os.path.getsize(path)
+        else:
+            remove_tree(path)
+    return {"have": have, "partial": partial}
+
+
+def promote_blob(layout, sha):
+    """The stored file of ``sha``: already in the store, or an upload whose content hashes to its name (made
+    durable, then renamed in: a power cut leaves the partial file or the whole one, never a wrong one)."""
+    final = layout.path("store", sha)
+    if os.path.isfile(final):
+        return final
+    partial = layout.path("store", ".partial", sha)
+    if not os.path.isfile(partial):
+        raise AgentError("file {} was not uploaded; flash again".format(sha[:16]), "corrupt")
+    if sha256_file(partial) != sha:
+        remove_tree(partial)
+        raise AgentError("uploaded file {} does not match its sha256 (damaged in transfer); it was removed, flash "
+                         "again".format(sha[:16]), "corrupt")
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.rename(partial, final)
+    fsync_dir(layout.path("store"))
+    return final
+
+
+def parse_store_plan(text):
+    """--store-plan: {"wheel": [sha256, file name], "files": {bundle path: sha256}}."""
+    try:
+        plan = json.loads(text)
+        wheel_sha, wheel_name = plan["wheel"]
+        files = plan["files"]
+    except (ValueError, TypeError, KeyError):
+        raise AgentError("--store-plan: expected {\"wheel\": [sha256, name], \"files\": {path: sha256}}",
+                         "usage") from None
+    if not (isinstance(wheel_sha, str) and SHA256_RE.match(wheel_sha) and isinstance(wheel_name, str)
+            and wheel_name.endswith(".whl") and "/" not in wheel_name and isinstance(files, dict)
+            and 0 < len(files) <= MAX_BUNDLE_MEMBERS
+            and all(isinstance(v, str) and SHA256_RE.match(v) for v in files.values())):
+        raise AgentError("--store-plan: bad wheel entry or file table", "usage")
+    for rel in files:
+        safe_member_path(rel, "--store-plan")
+    return wheel_sha, wheel_name, files
+
+
+def assemble_bundle(layout, files, dest):
+    """The bundle directory from stored files (copies: the runtime may add files next to them), bounded like an
+    archive: a safe path for each, the total under MAX_BUNDLE_BYTES and the free disk space."""
+    sources = [(rel, promote_blob(layout, sha)) for rel, sha in sorted(files.items())]
+    total = sum(os.path.getsize(src) for _rel, src in sources)
+    if total > MAX_BUNDLE_BYTES:
+        raise AgentError("the bundle's files add up to {} (at most {})".format(
+            human_bytes(total), human_bytes(MAX_BUNDLE_BYTES)), "refused")
+    os.makedirs(dest)
+    check_disk_space(dest, total)
+    for rel, src in sources:
+        target = os.path.join(dest, safe_member_path(rel, "bundle"))
+        if not os.path.isdir(os.path.dirname(target)):
+            os.makedirs(os.path.dirname(target), 0o755)
+        shutil.copyfile(src, target)
+        os.chmod(target, 0o644)
+    return dest
+
+
+def collect_store(layout):
+    """Drop stored files no kept version uses (each version's release.json lists its own)."""
+    used = set()
+    for version in layout.versions_on_disk():
+        used.update(release_info(layout, version).get("blobs") or [])
+    removed = 0
+    base = layout.path("store")
+    for name in os.listdir(base) if os.path.isdir(base) else []:
+        if SHA256_RE.match(name) and name not in used:
+            os.unlink(os.path.join(base, name))
+            removed += 1
+    return removed
 
 
 def parse_hints(args):
@@ -1203,13 +1588,31 @@ def cmd_install(args, layout):
 
 
 def ensure_dirs(layout):
-    for sub in ("versions", "run", "incoming"):
+    for sub in ("versions", "run", "incoming", "store"):
         if not os.path.isdir(layout.path(sub)):
             os.makedirs(layout.path(sub))
 
 
+def release_files(args, layout):
+    """(wheel path, wheel name, bundle files by name -> sha256 or None, blobs kept) of the release to install:
+    from the content-addressed store (--store-plan) or from uploaded --wheel and --bundle files."""
+    if args.store_plan:
+        wheel_sha, wheel_name, files = parse_store_plan(args.store_plan)
+        wheel_path = promote_blob(layout, wheel_sha)
+        return wheel_path, wheel_name, files, sorted(set([wheel_sha] + list(files.values())))
+    if not args.wheel or not args.bundle:
+        raise AgentError("install needs --store-plan, or --wheel and --bundle", "usage")
+    if not os.path.isfile(args.wheel):
+        raise AgentError("uploaded runtime wheel {} is missing; flash again".format(args.wheel), "corrupt")
+    if not os.path.isfile(args.bundle):
+        raise AgentError("uploaded bundle {} is missing; flash again".format(args.bundle), "corrupt")
+    return args.wheel, os.path.basename(args.wheel), None, []
+
+
 def install_locked(args, layout):
     version = args.version
+    if not (0 <= args.probation <= 86400 and 0 <= args.min_fps <= 10000 and 0 <= args.lock_timeout <= 3600):
+        raise AgentError("--probation must be 0..86400 s, --min-fps 0..10000, --lock-timeout 0..3600 s", "usage")
     ensure_dirs(layout)
     device = detect_device(layout)
     previous = layout.current_version()
@@ -1219,21 +1622,23 @@ def install_locked(args, layout):
             emit("result", ok=True, status="unchanged", version=version, previous=previous,
                  message="{} is already current and running".format(version))
             return
-    if not os.path.isfile(args.wheel):
-        raise AgentError("uploaded runtime wheel {} is missing; flash again".format(args.wheel), "corrupt")
-    if not os.path.isfile(args.bundle):
-        raise AgentError("uploaded bundle {} is missing; flash again".format(args.bundle), "corrupt")
+    wheel_path, wheel_name, files, blobs = release_files(args, layout)
     stage = layout.path("versions", ".{}.tmp-{}".format(version, os.getpid()))
     remove_tree(stage)
     os.makedirs(stage)
     try:
-        step("install-runtime", "installing {} into {}".format(os.path.basename(args.wheel),
-                                                              layout.path("versions", version, "site")))
-        install_wheel(args.wheel, os.path.join(stage, "site"))
-        step("unpack", "unpacking the bundle")
-        bundle_dir = unpack_bundle(args.bundle, os.path.join(stage, "bundle"))
+        step("install-runtime", "installing {} into {}".format(wheel_name, layout.path("versions", version, "site")))
+        install_wheel(wheel_path, os.path.join(stage, "site"))
+        if args.store_plan:
+            step("unpack", "assembling the bundle from {} stored file(s)".format(len(files)))
+            bundle_dir = assemble_bundle(layout, files, os.path.join(stage, "bundle"))
+        else:
+            step("unpack", "unpacking the bundle")
+            bundle_dir = unpack_bundle(args.bundle, os.path.join(stage, "bundle"))
         step("verify", "verifying sha256 of every bundle file")
         manifest = verify_bundle(bundle_dir)
+        keys, revoked = update_keyring(layout, args.keyring)
+        step("signature", verify_signature(bundle_dir, keys, revoked, args.allow_unsigned))
         if args.skip_target_check:
             match = "target check skipped (--skip-target-check)"
         else:
@@ -1245,7 +1650,7 @@ def install_locked(args, layout):
             step("engine", "the bundle has no TensorRT engine: the runtime builds it on the device at first start "
                            "(minutes on a Nano; the health check waits for it)")
         write_json_atomic(os.path.join(stage, "release.json"), {
-            "version": version, "runtime_wheel": os.path.basename(args.wheel),
+            "version": version, "runtime_wheel": wheel_name, "blobs": blobs,
             "runtime_version": args.runtime_version, "target": manifest.get("target"),
             "precision": precision_of(manifest), "has_engine": has_engine,
             "installed_at": time.time(), "manifest_sha256": sha256_file(os.path.join(bundle_dir, "manifest.json")),
@@ -1266,16 +1671,22 @@ def install_locked(args, layout):
             stop_runtime(layout, service)
             layout.clear_current()
         remove_tree(final)
+        os.sync()  # every file of the new version on disk before anything can point at it (power cuts)
         os.rename(stage, final)
+        fsync_dir(layout.path("versions"))
     except Exception:
         remove_tree(stage)
         raise
     step("switch", "{} -> {}".format(previous or "(none)", version))
-    ok, detail = activate(layout, version, args.health_timeout)
+    ok, detail = activate(layout, version, args.health_timeout, args.lock_timeout)
+    if ok and args.probation > 0:
+        ok, watched = probation(layout, version, previous, args.probation, args.min_fps)
+        detail = watched if not ok else dict(detail, probation="{:.0f}s".format(args.probation))
     if ok:
         history = [v for v in layout.history() if v != version] + [version]
         layout.set_history(history)
         removed = prune(layout, args.keep)
+        collect_store(layout)
         remove_tree(layout.path("incoming", version))
         emit("result", ok=True, status="updated", version=version, previous=previous, health=detail,
              removed=removed, message=health_summary(detail))
@@ -1286,7 +1697,7 @@ def install_locked(args, layout):
         older = [v for v in layout.history() if v != version and os.path.isdir(layout.version_dir(v))]
         previous = older[-1] if older else None
     if previous and os.path.isdir(layout.version_dir(previous)):
-        back_ok, back_detail = activate(layout, previous, args.health_timeout)
+        back_ok, back_detail = activate(layout, previous, args.health_timeout, args.lock_timeout)
         emit("result", ok=False, status="rolled-back", code="unhealthy", version=version, previous=previous,
              rollback_healthy=back_ok,
              error="{} did not become healthy ({}); rolled back to {}{}".format(
@@ -1300,6 +1711,8 @@ def install_locked(args, layout):
 
 
 def cmd_rollback(args, layout):
+    if not 0 <= args.lock_timeout <= 3600:
+        raise AgentError("--lock-timeout must be 0..3600 s", "usage")
     with Lock(layout):
         current = layout.current_version()
         history = layout.history()
@@ -1318,7 +1731,7 @@ def cmd_rollback(args, layout):
                     current or "nothing"), "no-version")
             target = older[-1]
         step("switch", "{} -> {}".format(current or "(none)", target))
-        ok, detail = activate(layout, target, args.health_timeout)
+        ok, detail = activate(layout, target, args.health_timeout, args.lock_timeout)
         if ok:
             if current in history:
                 history = history[:history.index(current)]
@@ -1353,10 +1766,12 @@ def build_parser():
     prepare.add_argument("--target-hints")
     prepare.add_argument("--skip-target-check", action="store_true")
     prepare.add_argument("--force", action="store_true")
+    prepare.add_argument("--blobs", help="JSON [[sha256, size], ...]: report which the store has")
     install = sub.add_parser("install")
     install.add_argument("--version", required=True)
-    install.add_argument("--wheel", required=True)
-    install.add_argument("--bundle", required=True)
+    install.add_argument("--wheel")
+    install.add_argument("--bundle")
+    install.add_argument("--store-plan", help="JSON: the wheel and bundle files by sha256, from store/")
     install.add_argument("--runtime-version")
     install.add_argument("--target-hints")
     install.add_argument("--skip-target-check", action="store_true")
@@ -1372,9 +1787,17 @@ def build_parser():
     install.add_argument("--mqtt-prefix", default="edge-sdk")
     install.add_argument("--keep", type=int, default=3)
     install.add_argument("--force", action="store_true")
+    install.add_argument("--probation", type=float, default=0.0, help="seconds to watch the new version before "
+                         "committing it (rolled back if its health fails meanwhile)")
+    install.add_argument("--lock-timeout", type=float, default=30.0,
+                         help="seconds to wait for the runtime's update lock before stopping it")
+    install.add_argument("--min-fps", type=float, default=0.0, help="fps floor during the probation")
+    install.add_argument("--keyring", help="JSON: trusted public keys and revoked key ids from the fleet file")
+    install.add_argument("--allow-unsigned", action="store_true", help="the fleet accepts unsigned bundles")
     rollback = sub.add_parser("rollback")
     rollback.add_argument("--to")
     rollback.add_argument("--health-timeout", type=float, default=90.0)
+    rollback.add_argument("--lock-timeout", type=float, default=30.0)
     sub.add_parser("stop")
     return parser
 

@@ -1,24 +1,27 @@
 """Flash, inspect and roll back many devices in parallel (bounded); one device's failure never stops another.
 
 Per device, `flash` is: connect (host key checked) -> `agent prepare` (old version; a wrong target is
-refused and an already-running version skipped before any upload; upload dir, stale uploads removed,
-disk space, on-device deps) -> upload wheel + bundle (one SFTP session, *.part then rename) ->
-`agent install` (unpack, verify, switch `current`, restart, wait for health, roll back if it does not come).
+refused and an already-running version skipped before any upload; disk space, on-device deps; which of
+the release's files its content-addressed store already has) -> upload only the missing files (one SFTP
+session; a dropped link is retried with backoff and resumes the cut file, edge_sdk.deploy.delta) ->
+`agent install` (verify, signature, switch `current`, restart, wait for health, roll back if it does not come).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_sdk.deploy import delta
 from edge_sdk.deploy.inventory import Device
 from edge_sdk.deploy.progress import DeviceResult, Reporter, Stopwatch
 from edge_sdk.deploy.release import Release
-from edge_sdk.deploy.ssh import DeviceError, SshOptions, connect, run_agent, upload
+from edge_sdk.deploy.ssh import DeviceError, SshOptions, connect, run_agent
 
 DEFAULT_HEALTH_TIMEOUT = 90.0
 ENGINE_BUILD_HEALTH_TIMEOUT = 900.0  # TensorRT builds the engine at first start: minutes on a Nano
@@ -29,6 +32,11 @@ class FlashOptions:
     parallel: int = 4
     ssh: SshOptions = field(default_factory=SshOptions)
     health_timeout: float | None = None  # None: 90 s, or 900 s when the device must build the engine first
+    probation: float = 0.0  # seconds a new version is watched before it is committed (0: commit when healthy)
+    min_fps: float = 0.0  # fps floor during the probation
+    lock_timeout: float = 30.0  # seconds the agent waits for the runtime's update lock before stopping it
+    upload_retries: int = 3  # reconnections after the link drops before the install starts (Mender: 10)
+    retry_backoff: float = 2.0  # seconds before the first retry, doubled for each next one
     force: bool = False
     skip_target_check: bool = False
 
@@ -77,70 +85,79 @@ def _failure(device: Device, exc: DeviceError, watch: Stopwatch, old=None, new=N
     return DeviceResult(device.name, device.address, status, old, new, str(exc), watch.seconds, exc.kind)
 
 
-async def flash_device(device: Device, release: Release, options: FlashOptions, reporter: Reporter) -> DeviceResult:
-    watch = Stopwatch()
+async def _prepare_and_upload(device: Device, release: Release, options: FlashOptions, reporter: Reporter,
+                              files: delta.ReleaseFiles):
+    """Connect, run `agent prepare`, upload the files the device's store lacks. Returns (conn, prep) with the
+    connection open for the install, or (None, DeviceResult) when the device answered without needing one."""
     name = device.name
-    old = None
-    try:
-        reporter.stage(name, "connecting")
-        conn = await connect(device, options.ssh)
-    except DeviceError as exc:
-        return _failure(device, exc, watch, new=release.version)
+    reporter.stage(name, "connecting")
+    conn = await connect(device, options.ssh)
     try:
         if conn.trusted_new_key:
             reporter.stage(name, "trusted new host key", conn.trusted_new_key)
-        hints = _hints_json(release)
         reporter.stage(name, "preparing")
+        blobs = files.blobs
         argv = ["prepare", "--version=" + release.version, "--need-bytes={}".format(3 * release.upload_bytes),
                 "--python=" + device.python, "--deps=" + device.deps, "--target=" + release.target,
-                "--target-hints=" + hints]
+                "--target-hints=" + _hints_json(release), "--blobs=" + json.dumps([[b.sha256, b.size] for b in blobs])]
         argv += ["--force"] if options.force else []
         argv += ["--skip-target-check"] if options.skip_target_check else []
         prep = await run_agent(conn, device, argv)
-        old = prep.get("current")
+        if prep.get("status") in ("refused", "unchanged") or not prep.get("ok"):
+            conn.close()
+            return None, prep
+        have, partial = set(prep.get("have") or []), dict(prep.get("partial") or {})
+        missing = [b for b in blobs if b.sha256 not in have]
+        total = sum(b.size - partial.get(b.sha256, 0) for b in missing)
+        reporter.stage(name, "uploading", "{} of {} file(s) to send, {:.1f} MB ({} already on the device)".format(
+            len(missing), len(blobs), total / 1e6, len(blobs) - len(missing)))
+        sent = await delta.upload_missing(conn, prep["store_dir"], missing, have, partial,
+                                          lambda done: reporter.transfer(name, done, total),
+                                          lambda text: reporter.stage(name, "uploading", text))
+        reporter.stage(name, "uploaded", "{} bytes sent".format(sent))
+        return conn, prep
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def flash_device(device: Device, release: Release, options: FlashOptions, reporter: Reporter) -> DeviceResult:
+    """prepare + upload (retried with backoff when the link drops: each retry resumes the cut file), then the
+    install on the device."""
+    watch = Stopwatch()
+    name = device.name
+    old = None
+    files = delta.release_files(release)
+    first_loss: DeviceError | None = None
+    for attempt in range(options.upload_retries + 1):
+        if attempt:
+            delay = options.retry_backoff * 2 ** (attempt - 1)
+            reporter.stage(name, "retrying", "attempt {} of {} in {:.1f}s".format(
+                attempt + 1, options.upload_retries + 1, delay))
+            await asyncio.sleep(delay)
+        try:
+            conn, prep = await _prepare_and_upload(device, release, options, reporter, files)
+            break
+        except DeviceError as exc:
+            if exc.kind not in ("lost", "unreachable") or (first_loss is None and exc.kind == "unreachable"):
+                return _failure(device, exc, watch, old, release.version)
+            first_loss = first_loss or exc
+    else:
+        return _failure(device, DeviceError("{}: {}; gave up after {} retr{}".format(
+            name, first_loss, options.upload_retries, "y" if options.upload_retries == 1 else "ies"), "lost"),
+            watch, old, release.version)
+    old = prep.get("current")
+    if conn is None:
         if prep.get("status") in ("refused", "unchanged"):
             message = prep.get("error") or "already runs this version (--force to reinstall)"
             return DeviceResult(name, device.address, prep["status"], old, release.version, message,
                                 watch.seconds, prep.get("code", ""))
-        if not prep.get("ok"):
-            return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
-                                watch.seconds, prep.get("code", "prepare"))
-        reporter.stage(name, "prepared", "{} -> {}".format(old or "(none)", release.version))
-        reporter.stage(name, "deps", prep.get("deps", ""))
-        upload_dir = prep["upload_dir"]
-        total = release.upload_bytes
-        sent = {"wheel": 0, "bundle": 0}
-
-        def progress(part):
-            def cb(done, _total):
-                sent[part] = done
-                reporter.transfer(name, sent["wheel"] + sent["bundle"], total)
-            return cb
-
-        reporter.stage(name, "uploading")
-        remote_wheel = upload_dir + "/" + release.wheel.name
-        remote_bundle = upload_dir + "/bundle.tar.gz"
-        await upload(conn, [(release.wheel, remote_wheel, progress("wheel")),
-                            (release.bundle_tar, remote_bundle, progress("bundle"))],
-                     existing=prep.get("existing"), chunk=prep.get("chunk_bytes", 0),
-                     note=lambda text: reporter.stage(name, "uploading", text))
-        # --opt=value: values such as run_args start with "--"
-        argv = ["install", "--version=" + release.version, "--wheel=" + remote_wheel, "--bundle=" + remote_bundle,
-                "--runtime-version=" + release.runtime_version, "--target-hints=" + hints,
-                "--service=" + device.service, "--service-name=" + device.service_name,
-                "--systemctl=" + device.systemctl, "--python=" + device.python, "--run-args=" + device.run_args,
-                "--health-timeout={}".format(_health_timeout(device, release, options)),
-                "--keep={}".format(device.keep)]
-        if device.service_command:
-            argv.append("--service-command=" + device.service_command)
-        if device.device_id:
-            argv.append("--device-id=" + device.device_id)
-        if device.health_mqtt:
-            argv += ["--health-mqtt=" + device.health_mqtt, "--mqtt-prefix=" + device.mqtt_prefix]
-        if options.force:
-            argv.append("--force")
-        if options.skip_target_check:
-            argv.append("--skip-target-check")
+        return DeviceResult(name, device.address, "failed", old, release.version, prep.get("error", ""),
+                            watch.seconds, prep.get("code", "prepare"))
+    reporter.stage(name, "prepared", "{} -> {}".format(old or "(none)", release.version))
+    reporter.stage(name, "deps", prep.get("deps", ""))
+    try:
+        argv = install_argv(device, release, options, files)
 
         def on_event(event):
             reporter.stage(name, event.get("step", "?"), event.get("message", ""))
@@ -151,11 +168,46 @@ async def flash_device(device: Device, release: Release, options: FlashOptions, 
     finally:
         conn.close()
     status = result.get("status") or ("updated" if result.get("ok") else "failed")
-    if not result.get("ok") and result.get("code") in ("wrong-target", "corrupt", "refused"):
+    if not result.get("ok") and result.get("code") in ("wrong-target", "corrupt", "refused", "signature"):
         status = "refused"
     message = result.get("message", "") if result.get("ok") else result.get("error", "")
     return DeviceResult(name, device.address, status, old, release.version, message, watch.seconds,
                         result.get("code", ""))
+
+def install_argv(device: Device, release: Release, options: FlashOptions, files) -> list[str]:
+    """The agent's `install` command line for one device."""
+    # --opt=value: values such as run_args start with "--"
+    argv = ["install", "--version=" + release.version, "--store-plan=" + json.dumps(files.plan()),
+            "--runtime-version=" + release.runtime_version, "--target-hints=" + _hints_json(release),
+            "--service=" + device.service, "--service-name=" + device.service_name,
+            "--systemctl=" + device.systemctl, "--python=" + device.python, "--run-args=" + device.run_args,
+            "--health-timeout={}".format(_health_timeout(device, release, options)),
+            "--keep={}".format(device.keep), "--lock-timeout={}".format(options.lock_timeout)]
+    if device.service_command:
+        argv.append("--service-command=" + device.service_command)
+    if device.device_id:
+        argv.append("--device-id=" + device.device_id)
+    if device.health_mqtt:
+        argv += ["--health-mqtt=" + device.health_mqtt, "--mqtt-prefix=" + device.mqtt_prefix]
+    if options.force:
+        argv.append("--force")
+    if options.skip_target_check:
+        argv.append("--skip-target-check")
+    argv += signature_policy_args(device)
+    if options.probation > 0:
+        argv += ["--probation={}".format(options.probation), "--min-fps={}".format(options.min_fps)]
+    return argv
+
+
+def signature_policy_args(device: Device) -> list[str]:
+    """The agent's --keyring (the fleet's trusted public keys, revoked ids) and --allow-unsigned for a device.
+    Key files are read here, on the host; the device keeps what it is given in its own keyring."""
+    from edge_sdk.signing import key_id_or_file, load_public_key
+
+    keys = [base64.b64encode(load_public_key(os.path.expanduser(p))).decode("ascii") for p in device.trusted_keys]
+    revoked = [key_id_or_file(os.path.expanduser(k)) for k in device.revoked_keys]
+    argv = ["--keyring=" + json.dumps({"keys": keys, "revoked": revoked})] if keys or revoked else []
+    return argv + (["--allow-unsigned"] if device.allow_unsigned else [])
 
 
 def _hints_json(release: Release) -> str:
@@ -183,6 +235,8 @@ def flash(devices: list[Device], release: Release, options: FlashOptions | None 
     """Flash `release` to every device (at most ``options.parallel`` at a time); one result per device."""
     options = options or FlashOptions()
     reporter = reporter or Reporter()
+    for device in devices:  # a missing or bad key file is one clear error before any device is touched
+        signature_policy_args(device)
     reporter.start([d.name for d in devices])
     try:
         results = _run(_bounded(devices, options.parallel, lambda d: _guarded(
@@ -208,6 +262,7 @@ class DeviceStatus:
     error: str = ""
     versions: list[str] = field(default_factory=list)
     last_seen: dict | None = None  # {"ts", "version"} of the last time this host reached it
+    probation: str = ""  # "" when the version is committed
 
 
 def _health_text(info: dict) -> str:
@@ -238,7 +293,19 @@ async def status_device(device: Device, options: FlashOptions) -> DeviceStatus:
     release = info.get("release") or {}
     return DeviceStatus(device.name, device.address, True, info.get("current"), release.get("target"),
                         release.get("precision"), bool(info.get("running")), _health_text(info),
-                        (info.get("device") or {}).get("model"), versions=info.get("versions", []))
+                        (info.get("device") or {}).get("model"), versions=info.get("versions", []),
+                        probation=_probation_text(info))
+
+
+def _probation_text(info: dict) -> str:
+    watch = info.get("probation")
+    if not isinstance(watch, dict):
+        return ""
+    left = (watch.get("until") or 0) - info.get("now", 0)
+    if not watch.get("agent_alive"):
+        return "probation of {} interrupted (not committed; `edge-sdk rollback` or flash again)".format(
+            watch.get("version"))
+    return "probation: {:.0f}s left".format(max(left, 0))
 
 
 def status(devices: list[Device], options: FlashOptions | None = None) -> list[DeviceStatus]:
@@ -299,8 +366,9 @@ def format_status(rows: list[DeviceStatus], mqtt_seen: dict | None = None) -> st
                 seen = "{} (ran {})".format(_ago(time.time() - r.last_seen["ts"]), r.last_seen.get("version") or "-")
             row = [r.device, r.address, "?", "?", "?", "unreachable", seen]
         else:
+            health = r.health + (" | " + r.probation.upper() if r.probation else "")
             row = [r.device, r.address, r.version or "(none)", "{}/{}".format(r.target or "-", r.precision or "-"),
-                   "running" if r.running else "stopped", r.health, "now ({})".format(now)]
+                   "running" if r.running else "stopped", health, "now ({})".format(now)]
         if mqtt_seen is not None:
             row.append(mqtt_seen.get(r.device, "-"))
         table.append(row)
@@ -340,6 +408,8 @@ def rollback(devices: list[Device], options: FlashOptions | None = None, reporte
     """Switch each device back to its previous healthy version (or ``to``), restart, wait for health."""
     options = options or FlashOptions()
     reporter = reporter or Reporter()
+    for device in devices:  # a missing or bad key file is one clear error before any device is touched
+        signature_policy_args(device)
     reporter.start([d.name for d in devices])
     try:
         return _run(_bounded(devices, options.parallel, lambda d: _guarded(

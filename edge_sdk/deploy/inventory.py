@@ -43,6 +43,9 @@ class Device:
     keep: int = 3
     deps: str = "install"  # install | check | skip (on-device dependencies)
     mqtt_password_file: str | None = None  # broker-config: this device's broker password (else one is generated)
+    trusted_keys: list[str] = field(default_factory=list)  # .pub files of keys whose signed bundles it installs
+    revoked_keys: list[str] = field(default_factory=list)  # key ids (or .pub files) refused for good
+    allow_unsigned: bool = False  # accept bundles without manifest.sig (signatures are required by default)
     groups: list[str] = field(default_factory=list)
 
     @property
@@ -59,7 +62,8 @@ class Device:
 SETTINGS = {f.name for f in dataclasses.fields(Device)} - {"name", "groups"}
 #: the type each setting must have in TOML (int settings also take no bool; float ones take an int too)
 SETTING_TYPES: dict[str, tuple[type, ...]] = {
-    "port": (int,), "keep": (int,), "sudo": (bool,), "health_timeout": (int, float),
+    "port": (int,), "keep": (int,), "sudo": (bool,), "health_timeout": (int, float), "allow_unsigned": (bool,),
+    "trusted_keys": (list,), "revoked_keys": (list,),
 }
 FLEET_TABLES = ("defaults", "groups", "devices", "broker", "subscribers")
 _SPEC = re.compile(r"^(?:(?P<user>[^@]+)@)?(?:\[(?P<host6>[^\]]+)\]|(?P<host>[^:@]+))(?::(?P<port>\d+))?$")
@@ -95,7 +99,14 @@ def _check_setting(key: str, value: Any, where: str) -> None:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise ConfigError("{}: `{}` must be {}, not {!r}".format(
             where, key, " or ".join({"str": "a string", "int": "an integer", "bool": "true or false",
-                                     "float": "a number"}[k.__name__] for k in kinds), value))
+                                     "float": "a number", "list": "a list"}[k.__name__] for k in kinds), value))
+    if isinstance(value, list):
+        if len(value) > 64 or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError("{}: `{}` must be a list of at most 64 non-empty strings, not {!r}".format(
+                where, key, value))
+        if any(ord(c) < 0x20 or ord(c) == 0x7f for item in value for c in item):
+            raise ConfigError("{}: `{}` contains a control character (newline, tab...); remove it".format(where, key))
+        return
     bad = [i for i, c in enumerate(value) if ord(c) < 0x20 or ord(c) == 0x7f] if isinstance(value, str) else []
     if bad:  # the value itself is not shown: run_args may hold a camera password
         raise ConfigError("{}: `{}` contains a control character (newline, tab...) at position {}; remove it"
@@ -234,6 +245,11 @@ def resolve_settings(fleet: FleetFile, name: str, member_of: dict[str, list[str]
         value = values.get(key)
         if isinstance(value, str) and value and not value.startswith(("~", "/")):
             values[key] = str(fleet.path.resolve().parent / value)
+    for key in ("trusted_keys", "revoked_keys"):  # key files, relative to the fleet file (ids stay ids)
+        if isinstance(values.get(key), list):
+            values[key] = [v if not isinstance(v, str) or v.startswith(("~", "/")) or (
+                len(v) == 16 and all(c in "0123456789abcdef" for c in v)) else str(fleet.path.resolve().parent / v)
+                for v in values[key]]
     return values
 
 

@@ -52,6 +52,8 @@ def zlib_error() -> type:
 # `edge-sdk build` made, and unpacking it anyway could fill the device's disk.
 MAX_BUNDLE_BYTES = 8 << 30  # total of every file's size
 MAX_MANIFEST_BYTES = 4 << 20
+SIGNATURE_NAME = "manifest.sig"  # detached Ed25519 signature of manifest.json's bytes (edge_sdk/signing.py)
+MAX_SIGNATURE_BYTES = 4096
 MAX_BUNDLE_MEMBERS = 1000
 DISK_MARGIN_BYTES = 32 << 20  # left free after unpacking, so logs and the health file can still be written
 
@@ -129,13 +131,17 @@ def plan_unpack(tf: tarfile.TarFile, tar_path: str,
         if total > max_bytes:
             raise refuse_archive(tar_path, "it unpacks to more than {} (at {!r}, declaring {})".format(
                 human_bytes(max_bytes), member.name, human_bytes(member.size)))
-        if member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
+        if is_signature_member(member, rel):
+            if member.size > MAX_SIGNATURE_BYTES:
+                raise refuse_archive(tar_path, "{} declares {} (at most {})".format(
+                    SIGNATURE_NAME, human_bytes(member.size), human_bytes(MAX_SIGNATURE_BYTES)))
+        elif member.isfile() and rel.split(os.sep)[-1] == "manifest.json" and rel.count(os.sep) <= 1:
             if files is not None:
                 raise refuse_archive(tar_path, "it holds more than one manifest.json")
             files = read_manifest_member(tf, member, tar_path)
             prefix = rel[:-len("manifest.json")]
             for earlier, earlier_rel in members:
-                if earlier.isfile():
+                if earlier.isfile() and not is_signature_member(earlier, earlier_rel):
                     expected_size(files, bundle_name(earlier_rel, prefix, earlier, tar_path), earlier, tar_path)
         elif member.isfile() and files is not None:
             expected_size(files, bundle_name(rel, prefix, member, tar_path), member, tar_path)
@@ -146,6 +152,11 @@ def plan_unpack(tf: tarfile.TarFile, tar_path: str,
     if not files:
         raise refuse_archive(tar_path, "its manifest.json has no `files` table of {name: {sha256, size}}")
     return members, prefix, total
+
+
+def is_signature_member(member: tarfile.TarInfo, rel: str) -> bool:
+    """The detached signature of manifest.json (``edge-sdk sign``): the one file the manifest cannot list."""
+    return member.isfile() and rel.split(os.sep)[-1] == SIGNATURE_NAME and rel.count(os.sep) <= 1
 
 
 def bundle_name(rel: str, prefix: Optional[str], member: tarfile.TarInfo, tar_path: str) -> str:

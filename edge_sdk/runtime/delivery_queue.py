@@ -72,12 +72,13 @@ class _Segment(object):
 class DeliveryQueue(object):
     """Thread-safe FIFO of ``(topic, payload_bytes)`` bounded at ``max_messages``, dropping the oldest."""
 
-    def __init__(self, max_messages=10000, memory_limit=None, spill_dir=None, segment_size=1000):
+    def __init__(self, max_messages=10000, memory_limit=None, spill_dir=None, segment_size=1000, guard=None):
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
         self.max_messages = int(max_messages)
         self.memory_limit = int(memory_limit or max_messages)
         self.spill_dir = spill_dir
+        self.guard = guard  # held around each spill write (edge_sdk.runtime.update_lock: an update waits for it)
         self.segment_size = int(segment_size)
         self.dropped = 0
         self.spill_errors = 0  # writes or reads of spill files that failed (the messages stayed in memory)
@@ -126,7 +127,11 @@ class DeliveryQueue(object):
                 self._drop_oldest()
             if self.spill_dir and not self._tail and (self._segments or len(self._memory) >= self.memory_limit):
                 try:
-                    self._spill(topic, payload)
+                    if self.guard is not None:
+                        with self.guard:
+                            self._spill(topic, payload)
+                    else:
+                        self._spill(topic, payload)
                     return
                 except OSError as exc:
                     self._spill_failed(exc)

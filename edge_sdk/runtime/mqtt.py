@@ -251,6 +251,7 @@ def publisher_from_args(args: Any, status_info: Optional[Dict[str, Any]] = None,
         connect_timeout=getattr(args, "mqtt_connect_timeout", 10.0),
         metrics_interval=getattr(args, "mqtt_metrics_interval", 5.0),
         flush_timeout=getattr(args, "mqtt_flush_timeout", 30.0),
+        update_lock=_update_lock(args),
     )
     if connect:
         publisher.connect()
@@ -282,6 +283,15 @@ def _status_from_args(args):
 
 
 # --------------------------------------------------------------------------------------------------------------
+
+def _update_lock(args):
+    """The lock `edge-sdk flash` waits for before stopping us (beside the health file it gave us)."""
+    if not getattr(args, "health_file", None):
+        return None
+    from edge_sdk.runtime.update_lock import UpdateLock, lock_path_for
+
+    return UpdateLock(lock_path_for(args.health_file))
+
 
 class _MetricsWindow(object):
     """fps, people and mean latency per stage since the last metrics; seq gaps (frames dropped before they
@@ -339,7 +349,7 @@ class MqttPublisher(object):
                  username=None, password=None, queue_size=10000, queue_memory=None, spill_dir=None,
                  encoding="json", status_info=None, inflight=20, keepalive=30, reconnect_min=0.5,
                  reconnect_max=30.0, client_id=None, callback_api=None, connect_timeout=10.0,
-                 metrics_interval=0.0, flush_timeout=30.0):
+                 metrics_interval=0.0, flush_timeout=30.0, update_lock=None):
         if qos not in (0, 1):
             raise ConfigError("--qos must be 0 or 1, got {!r}".format(qos))
         if encoding not in ("json", "compact"):
@@ -365,7 +375,7 @@ class MqttPublisher(object):
         username = username or url_user
         if password and not username:
             username = self.device_id  # per-device credentials: the user name is the device id by default
-        self.queue = DeliveryQueue(queue_size, memory_limit=queue_memory, spill_dir=spill_dir)
+        self.queue = DeliveryQueue(queue_size, memory_limit=queue_memory, spill_dir=spill_dir, guard=update_lock)
 
         self._client = new_client(client_id or "edge-sdk-{}-{}".format(self.device_id, os.getpid()),
                                   clean_session=False, callback_api=callback_api)  # see _on_connect
