@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks import local_broker  # noqa: E402
 from edge_sdk.fleet.store import open_store  # noqa: E402
 from edge_sdk.runtime import messages  # noqa: E402
 
@@ -44,26 +44,7 @@ LAYOUTS = os.path.join(REPO, "tests", "data", "coco_layouts", "person_keypoints_
 
 
 def start_mosquitto(workdir: str) -> tuple[subprocess.Popen, int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
-        sys.exit("mosquitto is not installed (apt-get install mosquitto)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = os.path.join(workdir, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\n"
-                "max_queued_messages 0\n".format(port))
-    proc = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("mosquitto did not start")
+    return local_broker.start_mosquitto(workdir, "max_inflight_messages 1000\nmax_queued_messages 0\n")
 
 
 def real_people() -> list[list]:

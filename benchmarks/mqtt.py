@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,32 +31,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import runner  # noqa: E402
+from benchmarks import local_broker, runner  # noqa: E402
 from edge_sdk.runtime import messages  # noqa: E402
 from edge_sdk.runtime.mqtt import MqttPublisher, new_client  # noqa: E402
 
 
 def start_mosquitto(workdir: str) -> tuple[subprocess.Popen, int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
-        sys.exit("mosquitto is not installed (apt-get install mosquitto)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = os.path.join(workdir, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
-                "max_inflight_messages 0\n".format(port))
-    proc = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("mosquitto did not start")
+    return local_broker.start_mosquitto(workdir, "max_queued_messages 0\nmax_inflight_messages 0\n")
 
 
 def people(n: int, rng: np.random.Generator) -> list:

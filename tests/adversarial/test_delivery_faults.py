@@ -30,26 +30,6 @@ GUARANTEE_CONFIG = ("persistence true\npersistence_location {store}/\nautosave_i
 
 
 @pytest.fixture
-def tmpfs(tmp_path):
-    mounts = []
-
-    def mount(name, size="8k", readonly=False):
-        path = tmp_path / name
-        path.mkdir()
-        options = "size={},mode=0777{}".format(size, ",ro" if readonly else "")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                              text=True)
-        if proc.returncode != 0:
-            pytest.skip("cannot mount a tmpfs here (needs root): {}".format(proc.stderr.strip()))
-        mounts.append(path)
-        return path
-
-    yield mount
-    for path in reversed(mounts):
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-@pytest.fixture
 def persistent_broker(mosquitto_factory, request):
     # mosquitto started as root drops to its own user before writing the store: it needs a dir it can reach
     store = Path(tempfile.mkdtemp(prefix="edge-sdk-mosquitto-"))
