@@ -34,13 +34,30 @@ from typing import Any, Callable, List, Optional
 
 import numpy as np
 
-from edge_sdk.errors import EdgeSdkError
+from edge_sdk.errors import ConfigError, EdgeSdkError
 from edge_sdk.runtime.messages import build_pose_message, people_to_json
 from edge_sdk.runtime.preprocess import UnusableFrame, preprocess_frame
 
 log = logging.getLogger("edge_sdk.pipeline")
 
 STAGES = ("capture", "preprocess", "infer", "decode", "publish", "total")
+
+# frames admitted (read from a file source, or taken from a live source's queue) and not yet handed to the
+# sinks; see Pipeline and docs/runtime.md ("Latency") for the measurements behind the default
+DEFAULT_MAX_IN_FLIGHT = 2
+
+
+def check_max_in_flight(value):
+    """``value`` as the in-flight bound (an int >= 1); a ConfigError in one line otherwise."""
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigError("--max-in-flight must be a whole number of frames (got {!r})".format(value)) from None
+    if number < 1:
+        raise ConfigError("--max-in-flight must be at least 1 (got {})".format(number))
+    return number
 
 _END = object()  # end of stream marker passed down the queues
 
@@ -124,6 +141,45 @@ class DropOldestQueue(object):
             return len(self._items)
 
 
+class Credits(object):
+    """Admission control: at most ``limit`` frames between admission and the sinks. ``acquire`` waits for a
+    credit (``stop`` event aborts the wait: returns False); ``release`` gives credits back. ``peak`` is the most
+    frames ever in flight at once (the bound is checked against it)."""
+
+    def __init__(self, limit):
+        self.limit = max(1, int(limit))
+        self.in_flight = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, stop=None):
+        with self._cond:
+            while self.in_flight >= self.limit:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.1)
+            self._take()
+            return True
+
+    def try_acquire(self):
+        with self._cond:
+            if self.in_flight >= self.limit:
+                return False
+            self._take()
+            return True
+
+    def _take(self):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def release(self, count=1):
+        if count <= 0:
+            return
+        with self._cond:
+            self.in_flight = max(0, self.in_flight - count)
+            self._cond.notify_all()
+
+
 class PipelineStats(object):
     """Counters and per-stage latency samples of one run (the last ``keep`` samples per stage)."""
 
@@ -133,6 +189,8 @@ class PipelineStats(object):
         self.captured = 0  # frames read from the source
         self.drops = 0  # live frames discarded because the pipeline was behind
         self.unusable = 0  # frames skipped because the model cannot take them (e.g. 1x8000)
+        self.max_in_flight = None  # the in-flight bound (admission control) of the run
+        self.peak_in_flight = 0  # the most frames that were ever between admission and the sinks
         self.started = None
         self.finished = None
         self.interrupted = False
@@ -177,7 +235,7 @@ class PipelineStats(object):
     def to_dict(self):
         return {
             "mode": self.mode, "frames": self.frames, "captured": self.captured, "drops": self.drops,
-            "unusable": self.unusable,
+            "unusable": self.unusable, "max_in_flight": self.max_in_flight, "peak_in_flight": self.peak_in_flight,
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
             "error": None if self.error is None else str(self.error),
             "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES},
@@ -233,7 +291,8 @@ class Pipeline(object):
     """Runs ``backend`` over ``source`` into ``sinks``. ``run()`` returns :class:`PipelineStats`."""
 
     def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
-                 buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0):
+                 buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0,
+                 max_in_flight=None):
         self.backend = backend
         self.source = source
         self.sinks = list(sinks)
@@ -249,6 +308,13 @@ class Pipeline(object):
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
         self.stats = PipelineStats("sequential" if self.sequential else "pipelined")
+        # admission control: a frame is admitted when its read starts (file source) or when it is taken
+        # from a live source's queue, and counted until the sinks have it; at most max_in_flight at once
+        # (at least one batch), so at full speed at most about one frame waits per stage
+        limit = DEFAULT_MAX_IN_FLIGHT if max_in_flight is None else check_max_in_flight(max_in_flight)
+        self.max_in_flight = max(limit, int(getattr(self.meta.input, "batch", 1) or 1))
+        self._credits = Credits(1 if self.sequential else self.max_in_flight)
+        self.stats.max_in_flight = self._credits.limit
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
@@ -365,9 +431,19 @@ class Pipeline(object):
     # -- threaded --------------------------------------------------------------------------------
 
     def _capture_loop(self, q_frames):
+        """Reads the source. A file source waits for a credit BEFORE reading each frame (admission), so a
+        frame is read only when the pipeline can take it and no frame ages in the queues; a live source is
+        read as it delivers (a camera does not wait) and its frames are admitted by the preprocess stage."""
+        frames = iter(self.source)
+        held = False  # a file source's credit for the frame being read
         try:
-            for frame in self.source:
-                if self._stop.is_set() or not self._capture_allowed():
+            while True:
+                if not self.live:
+                    if not self._credits.acquire(stop=self._stop):
+                        break
+                    held = True
+                frame = next(frames, None)
+                if frame is None or self._stop.is_set() or not self._capture_allowed():
                     break
                 self.stats.captured += 1
                 if self.live:
@@ -376,36 +452,53 @@ class Pipeline(object):
                             self.stats.drops += 1
                 elif q_frames.put(frame, stop=self._stop) is frame:
                     break  # stopping while waiting for room
+                held = False
                 if not self._capture_allowed():
                     break
         except Exception as exc:  # noqa: BLE001 - e.g. a truncated video: what was read is still processed
             self._fail(exc, stop=False)
         finally:
+            if held:
+                self._credits.release()
             q_frames.put_end()
 
     def _next_frames(self, q_frames, batch):
         """Up to ``batch`` frames: waits for the first; a file source waits to fill the batch, a live one
-        takes what is there. Returns (frames, reached_end)."""
+        takes what is there. A live source's frames are admitted here: a credit is taken before each frame
+        is taken from the queue (the first one waited for, further ones only if free), so while the pipeline
+        is full the camera keeps replacing the waiting frame with a fresher one. Returns (frames, reached_end)."""
         frames = []
+        held = 0  # live: a credit taken for the next frame, not yet used
         stopped_at = None
-        while True:
-            try:
-                item = q_frames.get(timeout=0.1)
-            except IndexError:
-                if frames and self.live:
-                    return frames, False
-                if self._stop.is_set():  # a camera read may hang: do not wait for it for ever
-                    stopped_at = stopped_at or time.perf_counter()
-                    if time.perf_counter() - stopped_at > 2.0 or self._abort.is_set():
+        try:
+            while True:
+                if self.live and not held:
+                    if frames:
+                        if not self._credits.try_acquire():
+                            return frames, False
+                    elif not self._credits.acquire(stop=self._abort):
                         return frames, True
-                continue
-            if item is _END:
-                return frames, True
-            frames.append(item)
-            if len(frames) >= batch:
-                return frames, False
-            if self.live and not len(q_frames):
-                return frames, False
+                    held = 1
+                try:
+                    item = q_frames.get(timeout=0.1)
+                except IndexError:
+                    if frames and self.live:
+                        return frames, False
+                    if self._stop.is_set():  # a camera read may hang: do not wait for it for ever
+                        stopped_at = stopped_at or time.perf_counter()
+                        if time.perf_counter() - stopped_at > 2.0 or self._abort.is_set():
+                            return frames, True
+                    continue
+                if item is _END:
+                    return frames, True
+                frames.append(item)
+                held = 0
+                if len(frames) >= batch:
+                    return frames, False
+                if self.live and not len(q_frames):
+                    return frames, False
+        finally:
+            self._credits.release(held)
 
     def _preprocess_loop(self, q_frames, q_batches):
         spec = self.meta.input
@@ -413,21 +506,28 @@ class Pipeline(object):
         try:
             while True:
                 frames, ended = self._next_frames(q_frames, spec.batch)
-                if frames and not failed:
+                if frames and failed:
+                    self._credits.release(len(frames))  # a stage failed: discarded, not in flight
+                elif frames:
                     try:
                         try:
                             buffer = self._pool.get(stop=self._abort)
                         except IndexError:
+                            self._credits.release(len(frames))
                             return
                         t0 = time.perf_counter()
-                        frames, boxes = self._preprocess_batch(frames, spec, buffer)
+                        kept, boxes = self._preprocess_batch(frames, spec, buffer)
+                        self._credits.release(len(frames) - len(kept))  # unusable, skipped: not in flight
+                        frames = kept
                         if frames:
-                            q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
-                                          stop=self._abort)
+                            batch = _Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0)
+                            if q_batches.put(batch, stop=self._abort) is batch:  # aborted
+                                self._credits.release(len(frames))
                         else:  # all unusable: nothing to infer
                             self._pool.put(buffer)
                     except Exception as exc:  # noqa: BLE001
                         failed = True
+                        self._credits.release(len(frames))
                         self._fail(exc)
                 if ended:
                     return
@@ -436,7 +536,9 @@ class Pipeline(object):
 
     def _finish_inference(self, batch, handle, started, q_results, executor):
         """Wait for a batch's outputs (``handle``: outputs, or a pending async inference), queue its
-        frames' decode in frame order, give its input buffer back to the pool."""
+        frames' decode in frame order, give its input buffer back to the pool (and the credits of frames
+        that will not reach the sinks)."""
+        queued = 0
         try:
             if self._infer_failed:
                 return
@@ -444,12 +546,16 @@ class Pipeline(object):
             batch.infer_ms = (time.perf_counter() - started) * 1000.0
             for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
                 future = executor.submit(self._decode, frame, box, self._frame_maps(outputs, i))
-                q_results.put((frame, batch.preprocess_ms, batch.infer_ms, future), stop=self._abort)
+                item = (frame, batch.preprocess_ms, batch.infer_ms, future)
+                if q_results.put(item, stop=self._abort) is item:
+                    break  # aborted
+                queued += 1
         except Exception as exc:  # noqa: BLE001
             self._infer_failed = True
             self._fail(exc)
         finally:
             self._pool.put(batch.buffer)
+            self._credits.release(len(batch.frames) - queued)
 
     def _infer_loop(self, q_batches, q_results, executor):
         """Runs inference. A backend with ``infer_async`` (TensorRT) keeps ``infer_depth`` batches in
@@ -465,6 +571,7 @@ class Pipeline(object):
                     break
                 if self._infer_failed:
                     self._pool.put(batch.buffer)
+                    self._credits.release(len(batch.frames))
                     continue
                 started = time.perf_counter()
                 try:
@@ -476,6 +583,7 @@ class Pipeline(object):
                     self._infer_failed = True
                     self._fail(exc)
                     self._pool.put(batch.buffer)
+                    self._credits.release(len(batch.frames))
                 while len(pending) >= (self.infer_depth if self._infer_async else 1):
                     self._finish_inference(*pending.popleft(), q_results=q_results, executor=executor)
             while pending:
@@ -483,6 +591,7 @@ class Pipeline(object):
         finally:
             for batch, _handle, _started in pending:  # aborted: give the buffers back
                 self._pool.put(batch.buffer)
+                self._credits.release(len(batch.frames))
             q_results.put_end()
 
     def _publish_loop(self, q_results):
@@ -491,25 +600,33 @@ class Pipeline(object):
             item = q_results.get()
             if item is _END:
                 return
-            frame, preprocess_ms, infer_ms, future = item
             try:
-                people, decode_ms, decoded_at = future.result()
-            except Exception as exc:  # noqa: BLE001
-                if not failed:
-                    self._fail(exc)
-                failed = True
-                continue
-            if failed:
-                continue
-            now = time.perf_counter()
-            latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
-                       "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
-                       "total": (now - frame.clock) * 1000.0 + frame.read_ms}
-            try:
-                self._publish(self._message(frame, people, latency))
-            except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
-                failed = True
+                failed = self._publish_one(item, failed)
+            finally:
+                self._credits.release()  # handed to the sinks (or discarded): no longer in flight
+
+    def _publish_one(self, item, failed):
+        """Wait for one frame's decode (in frame order) and hand its message to the sinks; returns whether
+        the run has failed (then the frame is discarded)."""
+        frame, preprocess_ms, infer_ms, future = item
+        try:
+            people, decode_ms, decoded_at = future.result()
+        except Exception as exc:  # noqa: BLE001
+            if not failed:
                 self._fail(exc)
+            return True
+        if failed:
+            return True
+        now = time.perf_counter()
+        latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
+                   "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
+                   "total": (now - frame.clock) * 1000.0 + frame.read_ms}
+        try:
+            self._publish(self._message(frame, people, latency))
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
+            self._fail(exc)
+            return True
+        return False
 
     def _run_threaded(self):
         q_frames = DropOldestQueue(self.queue_size)
@@ -553,6 +670,7 @@ class Pipeline(object):
                 self._run_threaded()
         finally:
             self.stats.finished = time.perf_counter()
+            self.stats.peak_in_flight = self._credits.peak
             self.stats.interrupted = self._stopped_by_request
             if self._errors:
                 self.stats.error = self._errors[0]
@@ -607,7 +725,8 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
                  decoder: Optional[Callable[..., Any]] = None, threads: Optional[int] = None,
                  queue_size: Optional[int] = None, handle_signals: bool = True,
                  on_start: Optional[Callable[..., Any]] = None, metrics_interval: float = 5.0,
-                 decoder_settings: Any = None, fit: Optional[str] = None) -> Any:
+                 decoder_settings: Any = None, fit: Optional[str] = None,
+                 max_in_flight: Optional[int] = None) -> Any:
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
@@ -615,10 +734,13 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
     ``.stats``.
     ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
     every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`.
-    ``decoder_settings`` ({name: value}) and ``fit`` override the model metadata's."""
+    ``decoder_settings`` ({name: value}) and ``fit`` override the model metadata's; ``max_in_flight``: frames
+    admitted at once (default DEFAULT_MAX_IN_FLIGHT; see Pipeline)."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
+    if max_in_flight is not None:
+        check_max_in_flight(max_in_flight)  # a bad value is an error before anything opens
     own_backend = backend is None
     all_sinks = list(sinks or [])
     opened_source = None
@@ -652,7 +774,7 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
             all_sinks.append(JsonlSink(save))
         pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
                             device_id=device_id, queue_size=queue_size, max_frames=max_frames,
-                            sequential=sequential, metrics_interval=metrics_interval)
+                            sequential=sequential, metrics_interval=metrics_interval, max_in_flight=max_in_flight)
         current["pipeline"] = pipeline
         if health is not None:
             if backend.meta.model != "unknown":
@@ -692,4 +814,5 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
     return stats
 
 
-__all__ = ["Pipeline", "PipelineStats", "DropOldestQueue", "run_pipeline", "default_decoder", "STAGES"]
+__all__ = ["Pipeline", "PipelineStats", "DropOldestQueue", "Credits", "run_pipeline", "default_decoder", "STAGES",
+           "DEFAULT_MAX_IN_FLIGHT", "check_max_in_flight"]
