@@ -180,6 +180,70 @@ class Credits(object):
             self._cond.notify_all()
 
 
+class _Pacer(object):
+    """Just-in-time admission of a file source's frames: the next frame is read when it will reach the
+    engine (the slowest stage) as the engine becomes free, not earlier, so it does not wait in a queue.
+    ``ahead``: frames admitted that have not yet started inference; ``busy_since``: when the inference in
+    progress started (None: idle); moving averages of the inference time and of read + preprocess time
+    (the lead a frame needs to be ready for the engine)."""
+
+    ALPHA = 0.2
+    MAX_WAIT_S = 1.0  # a wait never lasts longer (a wrong estimate must not stall the run)
+
+    def __init__(self, batch=1):
+        self.batch = max(1, int(batch))
+        self.ahead = 0
+        self.busy_since = None
+        self.infer_s = None
+        self.lead_s = 0.0
+        self._cond = threading.Condition()
+
+    def _average(self, old, new):
+        return new if old is None else old + self.ALPHA * (new - old)
+
+    def admitted(self):
+        with self._cond:
+            self.ahead += 1
+
+    def left(self, count):
+        """``count`` admitted frames started inference or were discarded before it."""
+        if count > 0:
+            with self._cond:
+                self.ahead = max(0, self.ahead - count)
+                self._cond.notify_all()
+
+    def infer_started(self, count, lead_s):
+        with self._cond:
+            self.ahead = max(0, self.ahead - count)
+            self.busy_since = time.perf_counter()
+            self.lead_s = self._average(self.lead_s, lead_s)
+            self._cond.notify_all()
+
+    def infer_done(self, infer_s):
+        with self._cond:
+            self.busy_since = None
+            self.infer_s = self._average(self.infer_s, infer_s)
+            self._cond.notify_all()
+
+    def wait_for_room(self, stop):
+        """Wait until a frame read now reaches the engine about when it is free (or ``stop`` is set)."""
+        deadline = time.perf_counter() + self.MAX_WAIT_S
+        with self._cond:
+            while not stop.is_set():
+                now = time.perf_counter()
+                if now >= deadline:
+                    return
+                if self.ahead >= self.batch:  # a batch already waits for the engine
+                    wait = 0.05
+                elif self.busy_since is None or self.infer_s is None:
+                    return
+                else:
+                    wait = self.busy_since + self.infer_s - self.lead_s - now
+                    if wait <= 0:
+                        return
+                self._cond.wait(min(wait, deadline - now))
+
+
 class PipelineStats(object):
     """Counters and per-stage latency samples of one run (the last ``keep`` samples per stage)."""
 
@@ -292,7 +356,7 @@ class Pipeline(object):
 
     def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
                  buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0,
-                 max_in_flight=None):
+                 max_in_flight=None, pace=True):
         self.backend = backend
         self.source = source
         self.sinks = list(sinks)
@@ -315,6 +379,8 @@ class Pipeline(object):
         self.max_in_flight = max(limit, int(getattr(self.meta.input, "batch", 1) or 1))
         self._credits = Credits(1 if self.sequential else self.max_in_flight)
         self.stats.max_in_flight = self._credits.limit
+        # a file source's reads are also timed to the engine (see _Pacer); a live source paces itself
+        self._pacer = _Pacer(self.meta.input.batch) if pace and not self.live and not self.sequential else None
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
@@ -399,6 +465,15 @@ class Pipeline(object):
                 self._skip_frame(exc)
         return kept, boxes
 
+    def _left_ahead(self, count):
+        if self._pacer is not None:
+            self._pacer.left(count)
+
+    def _discard(self, count):
+        """``count`` admitted frames dropped before inference (unusable, or a stage failed)."""
+        self._credits.release(count)
+        self._left_ahead(count)
+
     def _capture_allowed(self):
         return self.max_frames is None or self.stats.captured < self.max_frames
 
@@ -442,6 +517,8 @@ class Pipeline(object):
                     if not self._credits.acquire(stop=self._stop):
                         break
                     held = True
+                    if self._pacer is not None:
+                        self._pacer.wait_for_room(self._stop)
                 frame = next(frames, None)
                 if frame is None or self._stop.is_set() or not self._capture_allowed():
                     break
@@ -450,8 +527,12 @@ class Pipeline(object):
                     if q_frames.put(frame, drop_oldest=True) is not None:
                         with self._lock:
                             self.stats.drops += 1
-                elif q_frames.put(frame, stop=self._stop) is frame:
-                    break  # stopping while waiting for room
+                else:
+                    if self._pacer is not None:
+                        self._pacer.admitted()
+                    if q_frames.put(frame, stop=self._stop) is frame:
+                        self._left_ahead(1)
+                        break  # stopping while waiting for room
                 held = False
                 if not self._capture_allowed():
                     break
@@ -507,27 +588,27 @@ class Pipeline(object):
             while True:
                 frames, ended = self._next_frames(q_frames, spec.batch)
                 if frames and failed:
-                    self._credits.release(len(frames))  # a stage failed: discarded, not in flight
+                    self._discard(len(frames))  # a stage failed: discarded, not in flight
                 elif frames:
                     try:
                         try:
                             buffer = self._pool.get(stop=self._abort)
                         except IndexError:
-                            self._credits.release(len(frames))
+                            self._discard(len(frames))
                             return
                         t0 = time.perf_counter()
                         kept, boxes = self._preprocess_batch(frames, spec, buffer)
-                        self._credits.release(len(frames) - len(kept))  # unusable, skipped: not in flight
+                        self._discard(len(frames) - len(kept))  # unusable, skipped: not in flight
                         frames = kept
                         if frames:
                             batch = _Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0)
                             if q_batches.put(batch, stop=self._abort) is batch:  # aborted
-                                self._credits.release(len(frames))
+                                self._discard(len(frames))
                         else:  # all unusable: nothing to infer
                             self._pool.put(buffer)
                     except Exception as exc:  # noqa: BLE001
                         failed = True
-                        self._credits.release(len(frames))
+                        self._discard(len(frames))
                         self._fail(exc)
                 if ended:
                     return
@@ -542,7 +623,11 @@ class Pipeline(object):
         try:
             if self._infer_failed:
                 return
-            outputs = handle.result() if self._infer_async else handle
+            if self._infer_async:
+                outputs = handle.result()
+                self._infer_done(started)
+            else:
+                outputs = handle
             batch.infer_ms = (time.perf_counter() - started) * 1000.0
             for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
                 future = executor.submit(self._decode, frame, box, self._frame_maps(outputs, i))
@@ -556,6 +641,10 @@ class Pipeline(object):
         finally:
             self._pool.put(batch.buffer)
             self._credits.release(len(batch.frames) - queued)
+
+    def _infer_done(self, started):
+        if self._pacer is not None:
+            self._pacer.infer_done(time.perf_counter() - started)
 
     def _infer_loop(self, q_batches, q_results, executor):
         """Runs inference. A backend with ``infer_async`` (TensorRT) keeps ``infer_depth`` batches in
@@ -571,14 +660,18 @@ class Pipeline(object):
                     break
                 if self._infer_failed:
                     self._pool.put(batch.buffer)
-                    self._credits.release(len(batch.frames))
+                    self._discard(len(batch.frames))
                     continue
+                if self._pacer is not None:
+                    lead_ms = batch.preprocess_ms + max(frame.read_ms for frame in batch.frames)
+                    self._pacer.infer_started(len(batch.frames), lead_ms / 1000.0)
                 started = time.perf_counter()
                 try:
                     if self._infer_async:
                         pending.append((batch, self.backend.infer_async(batch.buffer), started))
                     else:
                         pending.append((batch, self.backend.infer(batch.buffer), started))
+                        self._infer_done(started)
                 except Exception as exc:  # noqa: BLE001
                     self._infer_failed = True
                     self._fail(exc)
