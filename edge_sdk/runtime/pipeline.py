@@ -26,6 +26,7 @@ import collections
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -45,6 +46,9 @@ STAGES = ("capture", "preprocess", "infer", "decode", "publish", "total")
 # frames admitted (read from a file source, or taken from a live source's queue) and not yet handed to the
 # sinks; see Pipeline and docs/runtime.md ("Latency") for the measurements behind the default
 DEFAULT_MAX_IN_FLIGHT = 2
+# while a threaded pipeline runs, a thread waiting for the GIL (a stage woken by its queue) waits at most this
+# long behind a decode worker's Python code (CPython's default is 5 ms, a frame time of latency per hop)
+SWITCH_INTERVAL_S = 0.001
 
 
 def check_max_in_flight(value):
@@ -760,7 +764,12 @@ class Pipeline(object):
                 except Exception as exc:  # noqa: BLE001 - same reporting as threaded mode
                     self._fail(exc)
             else:
-                self._run_threaded()
+                previous = sys.getswitchinterval()
+                sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
+                try:
+                    self._run_threaded()
+                finally:
+                    sys.setswitchinterval(previous)
         finally:
             self.stats.finished = time.perf_counter()
             self.stats.peak_in_flight = self._credits.peak
