@@ -10,6 +10,11 @@ Threaded mode (default), one thread per stage so the stages overlap::
   plus one), so a full-speed run is held back rather than buffered: a frame waiting in a queue is latency.
   A live source (camera, stream) drops the OLDEST waiting frame when the pipeline is behind, so what is
   published stays fresh; a file source blocks instead, so no frame is ever dropped.
+* Admission control: at most ``max_in_flight`` frames (default 2, at least one batch) are between
+  admission and the sinks. A file source is admitted before each read, and its reads are timed so that a
+  frame reaches the engine as the engine becomes free (``_Pacer``), so at full speed a frame does not wait
+  in a queue; a live source is read as it delivers and admitted when the preprocess stage takes its
+  newest frame. Latency stays near the sequential loop's while the stages still overlap.
 * Decode runs in a thread pool (numpy/OpenCV release the GIL); futures are queued in frame order, so
   results leave in frame order whatever order the workers finish in.
 * End of stream, ``stop()``, SIGINT (Ctrl-C) and SIGTERM all drain the frames already in flight, close
@@ -17,7 +22,9 @@ Threaded mode (default), one thread per stage so the stages overlap::
 * Every message carries ``latency_ms``: ``capture`` (reading/decoding the frame; for a camera this
   includes waiting for it), ``preprocess``, ``infer``, ``decode``, ``publish`` (waiting after decode for
   earlier frames and the publisher) and ``total`` (start of the frame's read -> handed to the sinks, so
-  it covers every stage: ``total`` >= the sum of the others).
+  it covers every stage: ``total`` >= the sum of the others). For a file source the read starts when the
+  frame is admitted, so ``total`` is admission -> sinks; for a live source it is capture -> sinks (it
+  includes the wait for admission).
 
 Sequential mode runs the same stages one after another in the caller's thread (benchmarks, ``bench``).
 """
