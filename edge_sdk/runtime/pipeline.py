@@ -58,7 +58,7 @@ DEFAULT_MAX_IN_FLIGHT = 2
 SWITCH_INTERVAL_S = 0.001
 
 
-def check_max_in_flight(value):
+def check_max_in_flight(value: Any) -> int:
     """``value`` as the in-flight bound (an int >= 1); a ConfigError in one line otherwise."""
     try:
         number = int(value)
