@@ -31,6 +31,7 @@ Sequential mode runs the same stages one after another in the caller's thread (b
 
 import collections
 import logging
+import os
 import signal
 import socket
 import sys
@@ -191,22 +192,43 @@ class Credits(object):
             self._cond.notify_all()
 
 
+def engine_shares_the_cpu(backend: Any) -> bool:
+    """Whether inference takes every CPU core (ONNX Runtime's CPU provider with its default threads), so
+    that decoding one frame while inferring the next only slows both (see _Pacer)."""
+    if hasattr(backend, "infer_async"):  # an accelerator's engine (TensorRT)
+        return False
+    providers = getattr(backend, "providers", None) or ["CPUExecutionProvider"]
+    if any(provider != "CPUExecutionProvider" for provider in providers):
+        return False
+    threads = getattr(backend, "threads", None)
+    return not threads or int(threads) >= (os.cpu_count() or 1)
+
+
 class _Pacer(object):
     """Just-in-time admission of a file source's frames: the next frame is read when it will reach the
     engine (the slowest stage) as the engine becomes free, not earlier, so it does not wait in a queue.
     ``ahead``: frames admitted that have not yet started inference; ``busy_since``: when the inference in
     progress started (None: idle); moving averages of the inference time and of read + preprocess time
-    (the lead a frame needs to be ready for the engine)."""
+    (the lead a frame needs to be ready for the engine).
+
+    ``serial``: the engine shares the CPU with decoding (ONNX Runtime on every core): a frame inferred while
+    the previous one decodes slows both down, so the next frame is timed to reach the engine when the
+    previous one's DECODE ends; only reading and preprocessing overlap. Otherwise (a GPU engine, or cores
+    left free) inference of one frame overlaps the decoding of the previous ones."""
 
     ALPHA = 0.2
     MAX_WAIT_S = 1.0  # a wait never lasts longer (a wrong estimate must not stall the run)
 
-    def __init__(self, batch=1):
+    def __init__(self, batch=1, serial=False):
         self.batch = max(1, int(batch))
+        self.serial = bool(serial)
         self.ahead = 0
         self.busy_since = None
         self.infer_s = None
         self.lead_s = 0.0
+        self.decoding = 0  # frames inferred, not yet handed to the sinks
+        self.inferred_at = None  # when the last inference ended
+        self.decode_s = 0.0
         self._cond = threading.Condition()
 
     def _average(self, old, new):
@@ -230,11 +252,29 @@ class _Pacer(object):
             self.lead_s = self._average(self.lead_s, lead_s)
             self._cond.notify_all()
 
-    def infer_done(self, infer_s):
+    def infer_done(self, infer_s, count=1):
         with self._cond:
             self.busy_since = None
             self.infer_s = self._average(self.infer_s, infer_s)
+            self.decoding += count
+            self.inferred_at = time.perf_counter()
             self._cond.notify_all()
+
+    def published(self, decode_s=None):
+        """A frame left decoding (handed to the sinks, or discarded); ``decode_s``: inference end -> sinks."""
+        with self._cond:
+            self.decoding = max(0, self.decoding - 1)
+            if decode_s is not None:
+                self.decode_s = self._average(self.decode_s, decode_s)
+            self._cond.notify_all()
+
+    def _ready_at(self):
+        """When a frame read now should start being read (None: now)."""
+        if self.busy_since is not None and self.infer_s is not None:
+            return self.busy_since + self.infer_s + (self.decode_s if self.serial else 0.0) - self.lead_s
+        if self.serial and self.decoding and self.inferred_at is not None:
+            return self.inferred_at + self.decode_s - self.lead_s
+        return None
 
     def wait_for_room(self, stop):
         """Wait until a frame read now reaches the engine about when it is free (or ``stop`` is set)."""
@@ -246,12 +286,11 @@ class _Pacer(object):
                     return
                 if self.ahead >= self.batch:  # a batch already waits for the engine
                     wait = 0.05
-                elif self.busy_since is None or self.infer_s is None:
-                    return
                 else:
-                    wait = self.busy_since + self.infer_s - self.lead_s - now
-                    if wait <= 0:
+                    ready_at = self._ready_at()
+                    if ready_at is None or ready_at <= now:
                         return
+                    wait = ready_at - now
                 self._cond.wait(min(wait, deadline - now))
 
 
@@ -391,7 +430,8 @@ class Pipeline(object):
         self._credits = Credits(1 if self.sequential else self.max_in_flight)
         self.stats.max_in_flight = self._credits.limit
         # a file source's reads are also timed to the engine (see _Pacer); a live source paces itself
-        self._pacer = _Pacer(self.meta.input.batch) if pace and not self.live and not self.sequential else None
+        self._pacer = (_Pacer(self.meta.input.batch, serial=engine_shares_the_cpu(backend))
+                       if pace and not self.live and not self.sequential else None)
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
@@ -636,7 +676,7 @@ class Pipeline(object):
                 return
             if self._infer_async:
                 outputs = handle.result()
-                self._infer_done(started)
+                self._infer_done(started, len(batch.frames))
             else:
                 outputs = handle
             batch.infer_ms = (time.perf_counter() - started) * 1000.0
@@ -653,9 +693,9 @@ class Pipeline(object):
             self._pool.put(batch.buffer)
             self._credits.release(len(batch.frames) - queued)
 
-    def _infer_done(self, started):
+    def _infer_done(self, started, count):
         if self._pacer is not None:
-            self._pacer.infer_done(time.perf_counter() - started)
+            self._pacer.infer_done(time.perf_counter() - started, count)
 
     def _infer_loop(self, q_batches, q_results, executor):
         """Runs inference. A backend with ``infer_async`` (TensorRT) keeps ``infer_depth`` batches in
@@ -682,7 +722,7 @@ class Pipeline(object):
                         pending.append((batch, self.backend.infer_async(batch.buffer), started))
                     else:
                         pending.append((batch, self.backend.infer(batch.buffer), started))
-                        self._infer_done(started)
+                        self._infer_done(started, len(batch.frames))
                 except Exception as exc:  # noqa: BLE001
                     self._infer_failed = True
                     self._fail(exc)
@@ -708,6 +748,9 @@ class Pipeline(object):
                 failed = self._publish_one(item, failed)
             finally:
                 self._credits.release()  # handed to the sinks (or discarded): no longer in flight
+                if self._pacer is not None:
+                    frame, preprocess_ms, infer_ms, _future = item
+                    self._pacer.published(time.perf_counter() - frame.clock - (preprocess_ms + infer_ms) / 1000.0)
 
     def _publish_one(self, item, failed):
         """Wait for one frame's decode (in frame order) and hand its message to the sinks; returns whether
