@@ -93,13 +93,13 @@ def _random_slow_decode(seed):
     return decode
 
 
-@pytest.mark.parametrize("limit", [1, 2, 3, 5])
-def test_in_flight_bound_never_exceeded_file_order_and_no_drop(oracle, limit):
+@pytest.mark.parametrize("limit, pace", [(1, True), (2, True), (3, True), (5, True), (2, "serial"), (3, False)])
+def test_in_flight_bound_never_exceeded_file_order_and_no_drop(oracle, limit, pace):
     counter = _Counter()
     sink = _CountingSink(counter)
     backend = load_backend(model=oracle.model_path)
     pipeline = Pipeline(backend, _CountingSource(oracle, counter, 40), [sink], workers=4,
-                        decoder=_random_slow_decode(limit), max_in_flight=limit)
+                        decoder=_random_slow_decode(limit), max_in_flight=limit, pace=pace)
     stats = pipeline.run()
     assert stats.error is None and stats.drops == 0
     assert [m["seq"] for m in sink.messages] == list(range(40)), "file: every frame, in order"
