@@ -153,15 +153,18 @@ def run_bench(bundles: List[str], frames: int = 1000, warmup: int = 50, source: 
               mode: str = "pipelined", prefer: str = "auto", rounds: Optional[int] = None,
               command: Optional[str] = None, sample_interval: float = 0.5, threads: Optional[int] = None,
               rate: Optional[float] = None, decoder_settings: Any = None,
-              fit: Optional[str] = None) -> Dict[str, Any]:
+              fit: Optional[str] = None, max_in_flight: Optional[int] = None) -> Dict[str, Any]:
     """Benchmark each of ``bundles`` (bundle dirs or .onnx files) and return the result dict (schema
     ``edge-sdk-bench/1``). ``rounds`` splits the frames into interleaved rounds (default: 1 for a single
     bundle, 5 when comparing). ``threads``: ONNX Runtime intra-op threads (None: its default, all cores);
     ``rate``: pace the synthetic source at this many frames per second (see paced_source);
-    ``decoder_settings`` and ``fit`` override each model's metadata."""
+    ``decoder_settings`` and ``fit`` override each model's metadata; ``max_in_flight``: the pipelined runs'
+    in-flight bound (None: the runtime's default, DEFAULT_MAX_IN_FLIGHT)."""
     from edge_sdk.runtime.decoder_settings import apply_run_settings
+    from edge_sdk.runtime.pipeline import DEFAULT_MAX_IN_FLIGHT, check_max_in_flight
 
     _check_request(bundles, frames, mode, threads)
+    in_flight = DEFAULT_MAX_IN_FLIGHT if max_in_flight is None else check_max_in_flight(max_in_flight)
     if rate is not None:
         source = paced_source(source, rate)
     modes = ["pipelined", "sequential"] if mode == "both" else [mode]
@@ -174,9 +177,9 @@ def run_bench(bundles: List[str], frames: int = 1000, warmup: int = 50, source: 
             apply_run_settings(backend.meta, decoder_settings, fit)
         runs = {(path, m): {"collector": _Collector(), "elapsed": 0.0, "drops": 0}
                 for path, _backend in backends for m in modes}
-        _warm_up(backends, source, warmup, workers)
+        _warm_up(backends, source, warmup, workers, in_flight)
         with SystemSampler(sample_interval, extra=_gpu_memory_probe(backends)) as sampler:
-            _measure(backends, modes, runs, rounds, per_round, source, workers)
+            _measure(backends, modes, runs, rounds, per_round, source, workers, in_flight)
     finally:
         for _path, backend in backends:
             backend.close()
@@ -193,7 +196,8 @@ def run_bench(bundles: List[str], frames: int = 1000, warmup: int = 50, source: 
         "device": _describe_device(),
         "software": _software(),
         "settings": {"frames": frames, "warmup": warmup, "source": redact_url(str(source)), "workers": workers,
-                     "mode": mode, "rounds": rounds, "backend": prefer, "threads": threads, "rate": rate},
+                     "mode": mode, "rounds": rounds, "backend": prefer, "threads": threads, "rate": rate,
+                     "max_in_flight": in_flight},
         "runs": result_runs,
         "ratios": _ratios(result_runs, [path for path, _backend in backends], mode),
         "notes": notes,
@@ -224,17 +228,17 @@ def _load_backends(bundles, prefer, threads):
             yield path, load_backend(bundle=path, prefer=prefer, threads=threads)
 
 
-def _warm_up(backends, source, warmup, workers):
+def _warm_up(backends, source, warmup, workers, max_in_flight=None):
     from edge_sdk.runtime.pipeline import run_pipeline
 
     if warmup <= 0:
         return
     for _path, backend in backends:
         run_pipeline(backend=backend, source=bench_source(source, warmup), max_frames=warmup, workers=workers,
-                     handle_signals=False, sequential=False)
+                     handle_signals=False, sequential=False, max_in_flight=max_in_flight)
 
 
-def _measure(backends, modes, runs, rounds, per_round, source, workers):
+def _measure(backends, modes, runs, rounds, per_round, source, workers, max_in_flight=None):
     """Round by round, every bundle in every mode: a machine that slows down hurts every side alike."""
     from edge_sdk.runtime.pipeline import run_pipeline
 
@@ -243,8 +247,8 @@ def _measure(backends, modes, runs, rounds, per_round, source, workers):
             for m in modes:
                 run = runs[(path, m)]
                 stats = run_pipeline(backend=backend, source=bench_source(source, per_round), max_frames=per_round,
-                                     workers=workers,
-                                     sinks=[run["collector"]], handle_signals=False, sequential=(m == "sequential"))
+                                     workers=workers, sinks=[run["collector"]], handle_signals=False,
+                                     sequential=(m == "sequential"), max_in_flight=max_in_flight)
                 run["elapsed"] += stats.elapsed_s
                 run["drops"] += stats.drops
 

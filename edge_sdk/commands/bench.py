@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ONNX Runtime inference threads (default: all cores); leave cores to --workers")
     p.add_argument("--rate", type=float, metavar="FPS",
                    help="pace the synthetic source at FPS (a camera's rate), to measure latency at that rate")
+    p.add_argument("--max-in-flight", type=str, metavar="N", default=None,
+                   help="frames admitted into the pipeline at once (default 2): fewer is lower latency, more "
+                        "can be more fps")
     p.add_argument("-o", "--output", help="write the JSON result here")
     p.add_argument("--plot", help="write a PNG plot (needs matplotlib)")
     p.add_argument("--markdown", help="write a Markdown results page (e.g. docs/benchmarks.md)")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(bundles, frames=args.frames, warmup=args.warmup, source=args.source, workers=args.workers,
                        mode=args.mode, prefer=args.backend, rounds=args.rounds, threads=args.threads, rate=args.rate,
                        command="edge-sdk " + " ".join(sys.argv[1:]), decoder_settings=settings_from_args(args),
-                       fit=check_fit(args.fit))
+                       fit=check_fit(args.fit), max_in_flight=args.max_in_flight)
     print(format_table(result))
     if args.output:
         print("wrote {}".format(write_result(result, args.output)))

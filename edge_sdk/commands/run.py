@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_mqtt_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="post-processing threads (default 2)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many source frames")
+    parser.add_argument("--max-in-flight", type=str, metavar="N", default=None,
+                        help="frames admitted into the pipeline at once (default 2): fewer is lower latency, "
+                             "more can be more fps")
     parser.add_argument("--sequential", action="store_true",
                         help="no pipelining: capture, preprocess, infer, decode, publish one after another")
     parser.add_argument("--health-file", metavar="F", help="rewrite this JSON health document every second")
@@ -69,6 +72,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
+    if args.max_in_flight is not None:
+        from edge_sdk.runtime.pipeline import check_max_in_flight
+
+        args.max_in_flight = check_max_in_flight(args.max_in_flight)
     from edge_sdk.runtime.decoder_settings import check_fit, settings_from_args
 
     decoder_settings = settings_from_args(args)
@@ -95,7 +102,8 @@ def run_command(args: argparse.Namespace) -> int:
                              prefer=args.backend, workers=args.workers, max_frames=args.max_frames,
                              sequential=args.sequential, health_file=args.health_file, device_id=device_id,
                              threads=args.threads, on_start=None if args.quiet else _announce,
-                             metrics_interval=metrics_interval, decoder_settings=decoder_settings, fit=args.fit)
+                             metrics_interval=metrics_interval, decoder_settings=decoder_settings, fit=args.fit,
+                             max_in_flight=args.max_in_flight)
     except Exception as exc:
         stats = getattr(exc, "stats", None)
         if stats is not None and not args.quiet:

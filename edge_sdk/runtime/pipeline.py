@@ -10,6 +10,11 @@ Threaded mode (default), one thread per stage so the stages overlap::
   plus one), so a full-speed run is held back rather than buffered: a frame waiting in a queue is latency.
   A live source (camera, stream) drops the OLDEST waiting frame when the pipeline is behind, so what is
   published stays fresh; a file source blocks instead, so no frame is ever dropped.
+* Admission control: at most ``max_in_flight`` frames (default 2, at least one batch) are between
+  admission and the sinks. A file source is admitted before each read, and its reads are timed so that a
+  frame reaches the engine as the engine becomes free (``_Pacer``), so at full speed a frame does not wait
+  in a queue; a live source is read as it delivers and admitted when the preprocess stage takes its
+  newest frame. Latency stays near the sequential loop's while the stages still overlap.
 * Decode runs in a thread pool (numpy/OpenCV release the GIL); futures are queued in frame order, so
   results leave in frame order whatever order the workers finish in.
 * End of stream, ``stop()``, SIGINT (Ctrl-C) and SIGTERM all drain the frames already in flight, close
@@ -17,7 +22,9 @@ Threaded mode (default), one thread per stage so the stages overlap::
 * Every message carries ``latency_ms``: ``capture`` (reading/decoding the frame; for a camera this
   includes waiting for it), ``preprocess``, ``infer``, ``decode``, ``publish`` (waiting after decode for
   earlier frames and the publisher) and ``total`` (start of the frame's read -> handed to the sinks, so
-  it covers every stage: ``total`` >= the sum of the others).
+  it covers every stage: ``total`` >= the sum of the others). For a file source the read starts when the
+  frame is admitted, so ``total`` is admission -> sinks; for a live source it is capture -> sinks (it
+  includes the wait for admission).
 
 Sequential mode runs the same stages one after another in the caller's thread (benchmarks, ``bench``).
 """
@@ -26,6 +33,7 @@ import collections
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -34,13 +42,33 @@ from typing import Any, Callable, List, Optional
 
 import numpy as np
 
-from edge_sdk.errors import EdgeSdkError
+from edge_sdk.errors import ConfigError, EdgeSdkError
 from edge_sdk.runtime.messages import build_pose_message, people_to_json
 from edge_sdk.runtime.preprocess import UnusableFrame, preprocess_frame
 
 log = logging.getLogger("edge_sdk.pipeline")
 
 STAGES = ("capture", "preprocess", "infer", "decode", "publish", "total")
+
+# frames admitted (read from a file source, or taken from a live source's queue) and not yet handed to the
+# sinks; see Pipeline and docs/runtime.md ("Latency") for the measurements behind the default
+DEFAULT_MAX_IN_FLIGHT = 2
+# while a threaded pipeline runs, a thread waiting for the GIL (a stage woken by its queue) waits at most this
+# long behind a decode worker's Python code (CPython's default is 5 ms, a frame time of latency per hop)
+SWITCH_INTERVAL_S = 0.001
+
+
+def check_max_in_flight(value: Any) -> int:
+    """``value`` as the in-flight bound (an int >= 1); a ConfigError in one line otherwise."""
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigError("--max-in-flight must be a whole number of frames (got {!r})".format(value)) from None
+    if number < 1:
+        raise ConfigError("--max-in-flight must be at least 1 (got {})".format(number))
+    return number
 
 _END = object()  # end of stream marker passed down the queues
 
@@ -124,6 +152,136 @@ class DropOldestQueue(object):
             return len(self._items)
 
 
+class Credits(object):
+    """Admission control: at most ``limit`` frames between admission and the sinks. ``acquire`` waits for a
+    credit (``stop`` event aborts the wait: returns False); ``release`` gives credits back. ``peak`` is the most
+    frames ever in flight at once (the bound is checked against it)."""
+
+    def __init__(self, limit):
+        self.limit = max(1, int(limit))
+        self.in_flight = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, stop=None):
+        with self._cond:
+            while self.in_flight >= self.limit:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.1)
+            self._take()
+            return True
+
+    def try_acquire(self):
+        with self._cond:
+            if self.in_flight >= self.limit:
+                return False
+            self._take()
+            return True
+
+    def _take(self):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def release(self, count=1):
+        if count <= 0:
+            return
+        with self._cond:
+            self.in_flight = max(0, self.in_flight - count)
+            self._cond.notify_all()
+
+
+class _Pacer(object):
+    """Just-in-time admission of a file source's frames: the next frame is read when it will reach the
+    engine (the slowest stage) as the engine becomes free, not earlier, so it does not wait in a queue.
+    ``ahead``: frames admitted that have not yet started inference; ``busy_since``: when the inference in
+    progress started (None: idle); moving averages of the inference time and of read + preprocess time
+    (the lead a frame needs to be ready for the engine).
+
+    ``serial`` (``Pipeline(pace="serial")``): the next frame is timed to reach the engine when the previous
+    one's DECODE ends, so only reading and preprocessing overlap (for an engine that shares every CPU core
+    with decoding). Measured on the 2-core dev machine it lowered latency but also fps (real model 1.16x
+    latency at 0.86x fps vs 1.35x at 1.08x), so the default (``pace=True``) overlaps inference of one frame
+    with the decoding of the previous ones."""
+
+    ALPHA = 0.2
+    MAX_WAIT_S = 1.0  # a wait never lasts longer (a wrong estimate must not stall the run)
+
+    def __init__(self, batch=1, serial=False):
+        self.batch = max(1, int(batch))
+        self.serial = bool(serial)
+        self.ahead = 0
+        self.busy_since = None
+        self.infer_s = None
+        self.lead_s = 0.0
+        self.decoding = 0  # frames inferred, not yet handed to the sinks
+        self.inferred_at = None  # when the last inference ended
+        self.decode_s = 0.0
+        self._cond = threading.Condition()
+
+    def _average(self, old, new):
+        return new if old is None else old + self.ALPHA * (new - old)
+
+    def admitted(self):
+        with self._cond:
+            self.ahead += 1
+
+    def left(self, count):
+        """``count`` admitted frames started inference or were discarded before it."""
+        if count > 0:
+            with self._cond:
+                self.ahead = max(0, self.ahead - count)
+                self._cond.notify_all()
+
+    def infer_started(self, count, lead_s):
+        with self._cond:
+            self.ahead = max(0, self.ahead - count)
+            self.busy_since = time.perf_counter()
+            self.lead_s = self._average(self.lead_s, lead_s)
+            self._cond.notify_all()
+
+    def infer_done(self, infer_s, count=1):
+        with self._cond:
+            self.busy_since = None
+            self.infer_s = self._average(self.infer_s, infer_s)
+            self.decoding += count
+            self.inferred_at = time.perf_counter()
+            self._cond.notify_all()
+
+    def published(self, decode_s=None):
+        """A frame left decoding (handed to the sinks, or discarded); ``decode_s``: inference end -> sinks."""
+        with self._cond:
+            self.decoding = max(0, self.decoding - 1)
+            if decode_s is not None:
+                self.decode_s = self._average(self.decode_s, decode_s)
+            self._cond.notify_all()
+
+    def _ready_at(self):
+        """When a frame read now should start being read (None: now)."""
+        if self.busy_since is not None and self.infer_s is not None:
+            return self.busy_since + self.infer_s + (self.decode_s if self.serial else 0.0) - self.lead_s
+        if self.serial and self.decoding and self.inferred_at is not None:
+            return self.inferred_at + self.decode_s - self.lead_s
+        return None
+
+    def wait_for_room(self, stop):
+        """Wait until a frame read now reaches the engine about when it is free (or ``stop`` is set)."""
+        deadline = time.perf_counter() + self.MAX_WAIT_S
+        with self._cond:
+            while not stop.is_set():
+                now = time.perf_counter()
+                if now >= deadline:
+                    return
+                if self.ahead >= self.batch:  # a batch already waits for the engine
+                    wait = 0.05
+                else:
+                    ready_at = self._ready_at()
+                    if ready_at is None or ready_at <= now:
+                        return
+                    wait = ready_at - now
+                self._cond.wait(min(wait, deadline - now))
+
+
 class PipelineStats(object):
     """Counters and per-stage latency samples of one run (the last ``keep`` samples per stage)."""
 
@@ -133,6 +291,8 @@ class PipelineStats(object):
         self.captured = 0  # frames read from the source
         self.drops = 0  # live frames discarded because the pipeline was behind
         self.unusable = 0  # frames skipped because the model cannot take them (e.g. 1x8000)
+        self.max_in_flight = None  # the in-flight bound (admission control) of the run
+        self.peak_in_flight = 0  # the most frames that were ever between admission and the sinks
         self.started = None
         self.finished = None
         self.interrupted = False
@@ -177,7 +337,7 @@ class PipelineStats(object):
     def to_dict(self):
         return {
             "mode": self.mode, "frames": self.frames, "captured": self.captured, "drops": self.drops,
-            "unusable": self.unusable,
+            "unusable": self.unusable, "max_in_flight": self.max_in_flight, "peak_in_flight": self.peak_in_flight,
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
             "error": None if self.error is None else str(self.error),
             "latency_p50_ms": {s: round(self.percentile(s, 50), 2) for s in STAGES},
@@ -233,7 +393,8 @@ class Pipeline(object):
     """Runs ``backend`` over ``source`` into ``sinks``. ``run()`` returns :class:`PipelineStats`."""
 
     def __init__(self, backend, source, sinks=(), workers=2, decoder=None, device_id=None, queue_size=None,
-                 buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0):
+                 buffers=None, max_frames=None, sequential=False, infer_depth=2, metrics_interval=5.0,
+                 max_in_flight=None, pace=True):
         self.backend = backend
         self.source = source
         self.sinks = list(sinks)
@@ -249,6 +410,16 @@ class Pipeline(object):
         self.max_frames = None if max_frames is None else int(max_frames)
         self.sequential = bool(sequential)
         self.stats = PipelineStats("sequential" if self.sequential else "pipelined")
+        # admission control: a frame is admitted when its read starts (file source) or when it is taken
+        # from a live source's queue, and counted until the sinks have it; at most max_in_flight at once
+        # (at least one batch), so at full speed at most about one frame waits per stage
+        limit = DEFAULT_MAX_IN_FLIGHT if max_in_flight is None else check_max_in_flight(max_in_flight)
+        self.max_in_flight = max(limit, int(getattr(self.meta.input, "batch", 1) or 1))
+        self._credits = Credits(1 if self.sequential else self.max_in_flight)
+        self.stats.max_in_flight = self._credits.limit
+        # a file source's reads are also timed to the engine (see _Pacer); a live source paces itself
+        self._pacer = (_Pacer(self.meta.input.batch, serial=(pace == "serial"))
+                       if pace and not self.live and not self.sequential else None)
         self._stop = threading.Event()  # finish: stop reading, drain what is in flight
         self._abort = threading.Event()  # give up at once (second Ctrl-C, publisher died)
         self._stopped_by_request = False
@@ -333,6 +504,15 @@ class Pipeline(object):
                 self._skip_frame(exc)
         return kept, boxes
 
+    def _left_ahead(self, count):
+        if self._pacer is not None:
+            self._pacer.left(count)
+
+    def _discard(self, count):
+        """``count`` admitted frames dropped before inference (unusable, or a stage failed)."""
+        self._credits.release(count)
+        self._left_ahead(count)
+
     def _capture_allowed(self):
         return self.max_frames is None or self.stats.captured < self.max_frames
 
@@ -365,47 +545,80 @@ class Pipeline(object):
     # -- threaded --------------------------------------------------------------------------------
 
     def _capture_loop(self, q_frames):
+        """Reads the source. A file source waits for a credit BEFORE reading each frame (admission), so a
+        frame is read only when the pipeline can take it and no frame ages in the queues; a live source is
+        read as it delivers (a camera does not wait) and its frames are admitted by the preprocess stage."""
+        frames = iter(self.source)
+        held = False  # a file source's credit for the frame being read
         try:
-            for frame in self.source:
-                if self._stop.is_set() or not self._capture_allowed():
+            while True:
+                if not self.live:
+                    if not self._credits.acquire(stop=self._stop):
+                        break
+                    held = True
+                    if self._pacer is not None:
+                        self._pacer.wait_for_room(self._stop)
+                frame = next(frames, None)
+                if frame is None or self._stop.is_set() or not self._capture_allowed():
                     break
                 self.stats.captured += 1
                 if self.live:
                     if q_frames.put(frame, drop_oldest=True) is not None:
                         with self._lock:
                             self.stats.drops += 1
-                elif q_frames.put(frame, stop=self._stop) is frame:
-                    break  # stopping while waiting for room
+                else:
+                    if self._pacer is not None:
+                        self._pacer.admitted()
+                    if q_frames.put(frame, stop=self._stop) is frame:
+                        self._left_ahead(1)
+                        break  # stopping while waiting for room
+                held = False
                 if not self._capture_allowed():
                     break
         except Exception as exc:  # noqa: BLE001 - e.g. a truncated video: what was read is still processed
             self._fail(exc, stop=False)
         finally:
+            if held:
+                self._credits.release()
             q_frames.put_end()
 
     def _next_frames(self, q_frames, batch):
         """Up to ``batch`` frames: waits for the first; a file source waits to fill the batch, a live one
-        takes what is there. Returns (frames, reached_end)."""
+        takes what is there. A live source's frames are admitted here: a credit is taken before each frame
+        is taken from the queue (the first one waited for, further ones only if free), so while the pipeline
+        is full the camera keeps replacing the waiting frame with a fresher one. Returns (frames, reached_end)."""
         frames = []
+        held = 0  # live: a credit taken for the next frame, not yet used
         stopped_at = None
-        while True:
-            try:
-                item = q_frames.get(timeout=0.1)
-            except IndexError:
-                if frames and self.live:
-                    return frames, False
-                if self._stop.is_set():  # a camera read may hang: do not wait for it for ever
-                    stopped_at = stopped_at or time.perf_counter()
-                    if time.perf_counter() - stopped_at > 2.0 or self._abort.is_set():
+        try:
+            while True:
+                if self.live and not held:
+                    if frames:
+                        if not self._credits.try_acquire():
+                            return frames, False
+                    elif not self._credits.acquire(stop=self._abort):
                         return frames, True
-                continue
-            if item is _END:
-                return frames, True
-            frames.append(item)
-            if len(frames) >= batch:
-                return frames, False
-            if self.live and not len(q_frames):
-                return frames, False
+                    held = 1
+                try:
+                    item = q_frames.get(timeout=0.1)
+                except IndexError:
+                    if frames and self.live:
+                        return frames, False
+                    if self._stop.is_set():  # a camera read may hang: do not wait for it for ever
+                        stopped_at = stopped_at or time.perf_counter()
+                        if time.perf_counter() - stopped_at > 2.0 or self._abort.is_set():
+                            return frames, True
+                    continue
+                if item is _END:
+                    return frames, True
+                frames.append(item)
+                held = 0
+                if len(frames) >= batch:
+                    return frames, False
+                if self.live and not len(q_frames):
+                    return frames, False
+        finally:
+            self._credits.release(held)
 
     def _preprocess_loop(self, q_frames, q_batches):
         spec = self.meta.input
@@ -413,21 +626,28 @@ class Pipeline(object):
         try:
             while True:
                 frames, ended = self._next_frames(q_frames, spec.batch)
-                if frames and not failed:
+                if frames and failed:
+                    self._discard(len(frames))  # a stage failed: discarded, not in flight
+                elif frames:
                     try:
                         try:
                             buffer = self._pool.get(stop=self._abort)
                         except IndexError:
+                            self._discard(len(frames))
                             return
                         t0 = time.perf_counter()
-                        frames, boxes = self._preprocess_batch(frames, spec, buffer)
+                        kept, boxes = self._preprocess_batch(frames, spec, buffer)
+                        self._discard(len(frames) - len(kept))  # unusable, skipped: not in flight
+                        frames = kept
                         if frames:
-                            q_batches.put(_Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0),
-                                          stop=self._abort)
+                            batch = _Batch(frames, boxes, buffer, (time.perf_counter() - t0) * 1000.0)
+                            if q_batches.put(batch, stop=self._abort) is batch:  # aborted
+                                self._discard(len(frames))
                         else:  # all unusable: nothing to infer
                             self._pool.put(buffer)
                     except Exception as exc:  # noqa: BLE001
                         failed = True
+                        self._discard(len(frames))
                         self._fail(exc)
                 if ended:
                     return
@@ -436,20 +656,34 @@ class Pipeline(object):
 
     def _finish_inference(self, batch, handle, started, q_results, executor):
         """Wait for a batch's outputs (``handle``: outputs, or a pending async inference), queue its
-        frames' decode in frame order, give its input buffer back to the pool."""
+        frames' decode in frame order, give its input buffer back to the pool (and the credits of frames
+        that will not reach the sinks)."""
+        queued = 0
         try:
             if self._infer_failed:
                 return
-            outputs = handle.result() if self._infer_async else handle
+            if self._infer_async:
+                outputs = handle.result()
+                self._infer_done(started, len(batch.frames))
+            else:
+                outputs = handle
             batch.infer_ms = (time.perf_counter() - started) * 1000.0
             for i, (frame, box) in enumerate(zip(batch.frames, batch.boxes)):
                 future = executor.submit(self._decode, frame, box, self._frame_maps(outputs, i))
-                q_results.put((frame, batch.preprocess_ms, batch.infer_ms, future), stop=self._abort)
+                item = (frame, batch.preprocess_ms, batch.infer_ms, future)
+                if q_results.put(item, stop=self._abort) is item:
+                    break  # aborted
+                queued += 1
         except Exception as exc:  # noqa: BLE001
             self._infer_failed = True
             self._fail(exc)
         finally:
             self._pool.put(batch.buffer)
+            self._credits.release(len(batch.frames) - queued)
+
+    def _infer_done(self, started, count):
+        if self._pacer is not None:
+            self._pacer.infer_done(time.perf_counter() - started, count)
 
     def _infer_loop(self, q_batches, q_results, executor):
         """Runs inference. A backend with ``infer_async`` (TensorRT) keeps ``infer_depth`` batches in
@@ -465,17 +699,23 @@ class Pipeline(object):
                     break
                 if self._infer_failed:
                     self._pool.put(batch.buffer)
+                    self._discard(len(batch.frames))
                     continue
+                if self._pacer is not None:
+                    lead_ms = batch.preprocess_ms + max(frame.read_ms for frame in batch.frames)
+                    self._pacer.infer_started(len(batch.frames), lead_ms / 1000.0)
                 started = time.perf_counter()
                 try:
                     if self._infer_async:
                         pending.append((batch, self.backend.infer_async(batch.buffer), started))
                     else:
                         pending.append((batch, self.backend.infer(batch.buffer), started))
+                        self._infer_done(started, len(batch.frames))
                 except Exception as exc:  # noqa: BLE001
                     self._infer_failed = True
                     self._fail(exc)
                     self._pool.put(batch.buffer)
+                    self._credits.release(len(batch.frames))
                 while len(pending) >= (self.infer_depth if self._infer_async else 1):
                     self._finish_inference(*pending.popleft(), q_results=q_results, executor=executor)
             while pending:
@@ -483,6 +723,7 @@ class Pipeline(object):
         finally:
             for batch, _handle, _started in pending:  # aborted: give the buffers back
                 self._pool.put(batch.buffer)
+                self._credits.release(len(batch.frames))
             q_results.put_end()
 
     def _publish_loop(self, q_results):
@@ -491,25 +732,36 @@ class Pipeline(object):
             item = q_results.get()
             if item is _END:
                 return
-            frame, preprocess_ms, infer_ms, future = item
             try:
-                people, decode_ms, decoded_at = future.result()
-            except Exception as exc:  # noqa: BLE001
-                if not failed:
-                    self._fail(exc)
-                failed = True
-                continue
-            if failed:
-                continue
-            now = time.perf_counter()
-            latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
-                       "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
-                       "total": (now - frame.clock) * 1000.0 + frame.read_ms}
-            try:
-                self._publish(self._message(frame, people, latency))
-            except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
-                failed = True
+                failed = self._publish_one(item, failed)
+            finally:
+                self._credits.release()  # handed to the sinks (or discarded): no longer in flight
+                if self._pacer is not None:
+                    frame, preprocess_ms, infer_ms, _future = item
+                    self._pacer.published(time.perf_counter() - frame.clock - (preprocess_ms + infer_ms) / 1000.0)
+
+    def _publish_one(self, item, failed):
+        """Wait for one frame's decode (in frame order) and hand its message to the sinks; returns whether
+        the run has failed (then the frame is discarded)."""
+        frame, preprocess_ms, infer_ms, future = item
+        try:
+            people, decode_ms, decoded_at = future.result()
+        except Exception as exc:  # noqa: BLE001
+            if not failed:
                 self._fail(exc)
+            return True
+        if failed:
+            return True
+        now = time.perf_counter()
+        latency = {"capture": frame.read_ms, "preprocess": preprocess_ms, "infer": infer_ms,
+                   "decode": decode_ms, "publish": (now - decoded_at) * 1000.0,
+                   "total": (now - frame.clock) * 1000.0 + frame.read_ms}
+        try:
+            self._publish(self._message(frame, people, latency))
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk under --save
+            self._fail(exc)
+            return True
+        return False
 
     def _run_threaded(self):
         q_frames = DropOldestQueue(self.queue_size)
@@ -550,9 +802,15 @@ class Pipeline(object):
                 except Exception as exc:  # noqa: BLE001 - same reporting as threaded mode
                     self._fail(exc)
             else:
-                self._run_threaded()
+                previous = sys.getswitchinterval()
+                sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
+                try:
+                    self._run_threaded()
+                finally:
+                    sys.setswitchinterval(previous)
         finally:
             self.stats.finished = time.perf_counter()
+            self.stats.peak_in_flight = self._credits.peak
             self.stats.interrupted = self._stopped_by_request
             if self._errors:
                 self.stats.error = self._errors[0]
@@ -607,7 +865,8 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
                  decoder: Optional[Callable[..., Any]] = None, threads: Optional[int] = None,
                  queue_size: Optional[int] = None, handle_signals: bool = True,
                  on_start: Optional[Callable[..., Any]] = None, metrics_interval: float = 5.0,
-                 decoder_settings: Any = None, fit: Optional[str] = None) -> Any:
+                 decoder_settings: Any = None, fit: Optional[str] = None,
+                 max_in_flight: Optional[int] = None) -> Any:
     """Run a model (``model`` .onnx, ``bundle`` dir, or a loaded ``backend``) over ``source`` (a string for
     :func:`edge_sdk.runtime.sources.open_source` or a Source); messages go to ``save`` (JSON lines) and
     ``sinks``. Returns :class:`PipelineStats`. On an error (e.g. a truncated video) the frames before it
@@ -615,10 +874,13 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
     ``.stats``.
     ``on_start(pipeline)`` is called once everything is open (e.g. to keep a handle for ``stop()``);
     every ``metrics_interval`` s, sinks with ``publish_metrics`` (MQTT) get :meth:`PipelineStats.metrics`.
-    ``decoder_settings`` ({name: value}) and ``fit`` override the model metadata's."""
+    ``decoder_settings`` ({name: value}) and ``fit`` override the model metadata's; ``max_in_flight``: frames
+    admitted at once (default DEFAULT_MAX_IN_FLIGHT; see Pipeline)."""
     from edge_sdk.runtime.sinks import JsonlSink
     from edge_sdk.runtime.sources import open_source
 
+    if max_in_flight is not None:
+        check_max_in_flight(max_in_flight)  # a bad value is an error before anything opens
     own_backend = backend is None
     all_sinks = list(sinks or [])
     opened_source = None
@@ -652,7 +914,7 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
             all_sinks.append(JsonlSink(save))
         pipeline = Pipeline(backend, opened_source, all_sinks, workers=workers, decoder=decoder,
                             device_id=device_id, queue_size=queue_size, max_frames=max_frames,
-                            sequential=sequential, metrics_interval=metrics_interval)
+                            sequential=sequential, metrics_interval=metrics_interval, max_in_flight=max_in_flight)
         current["pipeline"] = pipeline
         if health is not None:
             if backend.meta.model != "unknown":
@@ -692,4 +954,5 @@ def run_pipeline(model: Optional[str] = None, bundle: Optional[str] = None, sour
     return stats
 
 
-__all__ = ["Pipeline", "PipelineStats", "DropOldestQueue", "run_pipeline", "default_decoder", "STAGES"]
+__all__ = ["Pipeline", "PipelineStats", "DropOldestQueue", "Credits", "run_pipeline", "default_decoder", "STAGES",
+           "DEFAULT_MAX_IN_FLIGHT", "check_max_in_flight"]
