@@ -1,8 +1,9 @@
 """A fresh clone with nothing beside it passes the tests that read the repository's data.
 
-The suite once read photos and videos from ../shared; a clone in an empty directory catches any test or
-module that reads outside the repository. A representative subset, not the whole suite (that would double CI
-time): every data file kind (COCO photos + keypoints, crowd layouts, a video) and the wheel builds.
+The suite once read photos and videos from a folder beside the repository; a clone in an empty directory
+catches any test or module that reads outside the repository. A representative subset, not the whole suite
+(that would double CI time): every data file kind (COCO photos + keypoints, crowd layouts, a video) and the
+wheel builds.
 """
 
 import os
