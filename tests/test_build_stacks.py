@@ -10,13 +10,12 @@ import onnxruntime as ort
 import pytest
 from edge_sdk.targets import load_targets
 
-from edge_sdk.engine.build import BuildRequest, build
 from edge_sdk.graph.synthetic_model import make_pose_model
 from edge_sdk.runtime.bundle import open_bundle
 from edge_sdk.runtime.engine_on_device import build_on_device as device_build
 from edge_sdk.runtime.preprocess import preprocess_frame
-from tests.cuda_double import SimCudaApi
 from tests.tensorrt_double import PLAN_MAGIC, install_tensorrt_double
+from tests.test_build_bundle import calibration_case, quiet_build, sim_device  # noqa: F401 (a fixture)
 
 # The double flavour (API) and version of each TensorRT a JetPack ships.
 FLAVOUR_OF = {"8.2": ("8.2", "8.2.1.8"), "8.5": ("8.6", "8.5.2.2"), "8.6": ("8.6", "8.6.2.3"),
@@ -31,18 +30,9 @@ def model_path(tmp_path_factory):
     return path
 
 
-def quiet_build(**kwargs):
-    lines = []
-    kwargs.setdefault("input_size", (96, 64))
-    result = build(BuildRequest(**kwargs), echo=lines.append)
-    return result, "\n".join(lines)
-
-
 def build_on_device(bundle_path, **kwargs):
     """The one on-device build (the runtime's first start and `build --bundle`) on a simulated Jetson GPU."""
-    from edge_sdk.runtime.cuda import CudaDevice
-
-    return device_build(bundle_path, device=CudaDevice(0, api=SimCudaApi(integrated=True)), **kwargs)
+    return device_build(bundle_path, device=sim_device(), **kwargs)
 
 
 def plan_of(path):
@@ -86,18 +76,8 @@ def test_every_board_and_jetpack_builds_with_its_tensorrt(model_path, tmp_path, 
         assert flags == 0
 
 
-@pytest.fixture(scope="module")
-def calibration_case(tmp_path_factory):
-    from edge_sdk.calibration.hadamard_model import build_model, write_frames
-
-    root = tmp_path_factory.mktemp("calib")
-    build_model(str(root / "pose.onnx"))
-    write_frames(root / "frames", 16, seed=0)
-    return root
-
-
 @pytest.mark.parametrize("dla", [None, 0])
-def test_tensorrt_11_int8_goes_through_qdq_and_never_a_removed_api(calibration_case, tmp_path, monkeypatch, dla):
+def test_tensorrt_11_int8_goes_through_qdq_and_never_a_removed_api(calibration_case, tmp_path, monkeypatch, dla):  # noqa: F811
     """AGX Orin on JetPack 7.2 (TensorRT 11.4): INT8 builds from the Q/DQ model, on the GPU and on the DLA
     (no implicit calibration exists there); the double raises AttributeError on any removed API."""
     out = tmp_path / "orin"
@@ -121,7 +101,7 @@ def test_tensorrt_11_int8_goes_through_qdq_and_never_a_removed_api(calibration_c
     assert all(np.isfinite(o).all() for o in outputs)
 
 
-def test_the_same_int8_request_on_jetpack_6_replays_the_cache_only_on_the_dla(calibration_case, tmp_path):
+def test_the_same_int8_request_on_jetpack_6_replays_the_cache_only_on_the_dla(calibration_case, tmp_path):  # noqa: F811
     """TensorRT 10.3: the GPU builds from Q/DQ (calibrators are deprecated since 10.1), the DLA from the cache."""
     for dla, source in ((None, "model.qdq.onnx"), (1, "model.onnx")):
         result, _ = quiet_build(model=str(calibration_case / "pose.onnx"), target="jetson-agx-orin", jetpack="6.2",
